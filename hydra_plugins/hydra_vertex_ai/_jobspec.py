@@ -1,0 +1,224 @@
+"""JobSpecConf -> Vertex CustomJob, in the REST/JSON shape (camelCase). Pure: no I/O, no SDK import.
+
+The dict this module builds is the one thing every backend consumes: `dry_run` prints it, the vertex
+backend parses it into the real `aiplatform_v1.CustomJob` proto, and the local backend executes it.
+"""
+import re
+from dataclasses import dataclass
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+from hydra.errors import HydraException
+
+from .config import JobSpecConf, WorkerPoolConf
+
+ENTRY_MODULE = "hydra_plugins.hydra_vertex_ai.entry"
+# The image's interpreter; the local backend runs the same command with this environment's python.
+CONTAINER_PYTHON = "python"
+
+# aiplatform_v1.AcceleratorType without UNSPECIFIED (a test keeps this list equal to the proto enum).
+ACCELERATOR_TYPES = (
+    "NVIDIA_TESLA_K80",
+    "NVIDIA_TESLA_P100",
+    "NVIDIA_TESLA_V100",
+    "NVIDIA_TESLA_P4",
+    "NVIDIA_TESLA_T4",
+    "NVIDIA_TESLA_A100",
+    "NVIDIA_A100_80GB",
+    "NVIDIA_L4",
+    "NVIDIA_H100_80GB",
+    "NVIDIA_H100_MEGA_80GB",
+    "NVIDIA_H200_141GB",
+    "NVIDIA_B200",
+    "NVIDIA_GB200",
+    "NVIDIA_RTX_PRO_6000",
+    "TPU_V2",
+    "TPU_V3",
+    "TPU_V4_POD",
+    "TPU_V5_LITEPOD",
+)
+STRATEGIES = ("STANDARD", "SPOT", "FLEX_START")
+MAX_WORKER_POOLS = 4
+# Labels the launcher sets itself; users may not set them.
+SYSTEM_LABELS = ("hydra_sweep", "hydra_job", "hydra_uid")
+_LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+_LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,64}$")
+_MAX_LABELS = 64
+
+
+class JobSpecError(HydraException):
+    """A job setting Vertex would reject; the message starts with the config key to fix."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+
+
+@dataclass(frozen=True)
+class Container:
+    """What runs in every replica of a job: the entry module with its arguments."""
+
+    args: Sequence[str]
+    env: Mapping[str, str]
+
+
+def validate(spec: JobSpecConf, key: str) -> None:
+    """Raise JobSpecError for the first setting Vertex would refuse. `key` is the spec's config path."""
+    _validate_pool(spec, key)
+    if spec.replica_count > 1 and spec.worker_pools:
+        raise JobSpecError(
+            f"{key}.replica_count",
+            "replica_count > 1 puts the extra replicas in workerpool1; with explicit worker_pools, "
+            "keep replica_count=1 and give workerpool1 its replicas in worker_pools[0]",
+        )
+    if 1 + len(spec.worker_pools) > MAX_WORKER_POOLS:
+        raise JobSpecError(
+            f"{key}.worker_pools",
+            f"{1 + len(spec.worker_pools)} worker pools requested; Vertex allows at most "
+            f"{MAX_WORKER_POOLS} (the chief and up to 3 more)",
+        )
+    for i, pool in enumerate(spec.worker_pools):
+        _validate_pool(pool, f"{key}.worker_pools[{i}]")
+    _validate_labels(spec.labels, f"{key}.labels")
+    _validate_scheduling(spec, f"{key}.scheduling")
+    if spec.boot_disk_size_gb <= 0:
+        raise JobSpecError(f"{key}.boot_disk_size_gb", "must be positive")
+
+
+def _validate_pool(pool: WorkerPoolConf, key: str) -> None:
+    if pool.replica_count < 0 or (pool.replica_count == 0 and isinstance(pool, JobSpecConf)):
+        raise JobSpecError(f"{key}.replica_count", f"must be at least 1, got {pool.replica_count}")
+    if pool.accelerator_type is not None and pool.accelerator_type not in ACCELERATOR_TYPES:
+        raise JobSpecError(
+            f"{key}.accelerator_type",
+            f"unknown accelerator '{pool.accelerator_type}'; expected one of {', '.join(ACCELERATOR_TYPES)}",
+        )
+    if pool.accelerator_count < 0:
+        raise JobSpecError(f"{key}.accelerator_count", "must not be negative")
+    if pool.accelerator_count > 0 and pool.accelerator_type is None:
+        raise JobSpecError(
+            f"{key}.accelerator_count",
+            f"{pool.accelerator_count} accelerators requested without an accelerator_type",
+        )
+    if pool.accelerator_type is not None and pool.accelerator_count == 0:
+        raise JobSpecError(
+            f"{key}.accelerator_count", f"accelerator_type {pool.accelerator_type} needs accelerator_count >= 1"
+        )
+
+
+def _validate_labels(labels: Mapping[str, str], key: str) -> None:
+    if len(labels) + len(SYSTEM_LABELS) > _MAX_LABELS:
+        raise JobSpecError(key, f"at most {_MAX_LABELS - len(SYSTEM_LABELS)} user labels")
+    for name, value in labels.items():
+        if name in SYSTEM_LABELS:
+            raise JobSpecError(f"{key}.{name}", "is set by the launcher itself")
+        if not _LABEL_KEY.match(name):
+            raise JobSpecError(
+                f"{key}.{name}",
+                "label keys are 1-64 lowercase letters, digits, '_' or '-', starting with a letter",
+            )
+        if not _LABEL_VALUE.match(str(value)):
+            raise JobSpecError(
+                f"{key}.{name}",
+                f"label value '{value}' must be at most 64 lowercase letters, digits, '_' or '-'",
+            )
+
+
+def _validate_scheduling(spec: JobSpecConf, key: str) -> None:
+    sched = spec.scheduling
+    if sched.strategy is not None and sched.strategy not in STRATEGIES:
+        raise JobSpecError(f"{key}.strategy", f"'{sched.strategy}' is not one of {', '.join(STRATEGIES)}")
+    if sched.timeout_s is not None and sched.timeout_s <= 0:
+        raise JobSpecError(f"{key}.timeout_s", "must be positive")
+    if sched.max_wait_duration_s is not None and sched.strategy != "FLEX_START":
+        raise JobSpecError(f"{key}.max_wait_duration_s", "only applies with strategy=FLEX_START")
+
+
+def sanitize_label(text: str) -> str:
+    """Turn any text into a valid label value (Hydra values never go into labels as they are)."""
+    value = re.sub(r"[^a-z0-9_-]+", "-", text.lower()).strip("-")
+    return value[:64]
+
+
+def build_custom_job(
+    spec: JobSpecConf,
+    *,
+    display_name: str,
+    container: Container,
+    labels: Mapping[str, str],
+    base_output_dir: Optional[str],
+) -> Dict[str, Any]:
+    """The CustomJob resource (REST shape) that runs `container` on the machines of `spec`."""
+    job_spec: Dict[str, Any] = {"workerPoolSpecs": _worker_pool_specs(spec, container)}
+    scheduling = _scheduling(spec)
+    if scheduling:
+        job_spec["scheduling"] = scheduling
+    if spec.service_account:
+        job_spec["serviceAccount"] = spec.service_account
+    if spec.network:
+        job_spec["network"] = spec.network
+    if base_output_dir:
+        job_spec["baseOutputDirectory"] = {"outputUriPrefix": base_output_dir}
+    if spec.tensorboard:
+        job_spec["tensorboard"] = spec.tensorboard
+    if spec.enable_web_access:
+        job_spec["enableWebAccess"] = True
+    return {
+        "displayName": display_name[:128],
+        "jobSpec": job_spec,
+        "labels": {**spec.labels, **labels},
+    }
+
+
+def _worker_pool_specs(spec: JobSpecConf, container: Container) -> List[Dict[str, Any]]:
+    chief = _pool_spec(spec, spec.image_uri, container, replicas=1)
+    pools = [chief]
+    if spec.replica_count > 1:
+        pools.append(_pool_spec(spec, spec.image_uri, container, replicas=spec.replica_count - 1))
+    for pool in spec.worker_pools:
+        pools.append(_pool_spec(pool, pool.image_uri or spec.image_uri, container, pool.replica_count))
+    return pools
+
+
+def _pool_spec(
+    pool: WorkerPoolConf, image_uri: Optional[str], container: Container, replicas: int
+) -> Dict[str, Any]:
+    if replicas == 0:
+        return {}  # Vertex's placeholder for an unused pool position
+    machine: Dict[str, Any] = {"machineType": pool.machine_type}
+    if pool.accelerator_type:
+        machine["acceleratorType"] = pool.accelerator_type
+        machine["acceleratorCount"] = pool.accelerator_count
+    container_spec: Dict[str, Any] = {
+        "command": [CONTAINER_PYTHON, "-m", ENTRY_MODULE],
+        "args": list(container.args),
+        "env": [{"name": k, "value": str(v)} for k, v in container.env.items()],
+    }
+    if image_uri:
+        container_spec = {"imageUri": image_uri, **container_spec}
+    return {
+        "machineSpec": machine,
+        "replicaCount": str(replicas),  # int64 is a string in proto3 JSON
+        "diskSpec": {"bootDiskType": pool.boot_disk_type, "bootDiskSizeGb": pool.boot_disk_size_gb},
+        "containerSpec": container_spec,
+    }
+
+
+def _scheduling(spec: JobSpecConf) -> Dict[str, Any]:
+    sched = spec.scheduling
+    out: Dict[str, Any] = {}
+    if sched.timeout_s is not None:
+        out["timeout"] = f"{sched.timeout_s}s"
+    if sched.restart_job_on_worker_restart:
+        out["restartJobOnWorkerRestart"] = True
+    if sched.strategy is not None:
+        out["strategy"] = sched.strategy
+    if sched.max_wait_duration_s is not None:
+        out["maxWaitDuration"] = f"{sched.max_wait_duration_s}s"
+    if sched.disable_retries:
+        out["disableRetries"] = True
+    return out
+
+
+def job_env(spec: JobSpecConf) -> Dict[str, str]:
+    """The user's container environment, as strings."""
+    return {str(k): str(v) for k, v in spec.env.items()}

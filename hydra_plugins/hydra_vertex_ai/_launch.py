@@ -1,0 +1,129 @@
+"""The launcher's core: compose every job, stage its payload, build its CustomJob, run, collect JobReturns."""
+import json
+import logging
+import secrets
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Dict, List, Sequence
+
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn, configure_log, filter_overrides, setup_globals
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+from . import _jobspec, _payload, _storage
+from ._backends import factory
+from ._backends.base import Backend, JobOutcome
+from .config import VertexAILauncherConf
+
+if TYPE_CHECKING:
+    from .vertex_ai_launcher import VertexAILauncher
+
+log = logging.getLogger(__name__)
+CONFIG_KEY = "hydra.launcher"
+_STAGING_THREADS = 16
+
+
+@dataclass
+class PreparedJob:
+    """One Hydra job on its way to the backend."""
+
+    num: int
+    overrides: List[str]
+    config: DictConfig
+    payload_uri: str
+    result_uri: str
+    custom_job: Dict[str, Any]
+
+
+def new_sweep_id(job_name: str) -> str:
+    """Unique, label-safe, and short enough that `<sweep_id>-<job num>` stays a valid label value."""
+    name = _jobspec.sanitize_label(job_name)[:30].strip("-") or "hydra"
+    return f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+
+
+def launch(launcher: "VertexAILauncher", job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> List[JobReturn]:
+    assert launcher.config is not None and launcher.hydra_context is not None
+    assert launcher.task_function is not None
+    setup_globals()
+    configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
+    conf: VertexAILauncherConf = OmegaConf.to_object(launcher.config.hydra.launcher)  # type: ignore[assignment]
+    _jobspec.validate(conf.job, f"{CONFIG_KEY}.job")
+    if launcher.sweep_id is None:
+        launcher.sweep_id = new_sweep_id(str(launcher.config.hydra.job.name))
+    backend = factory.make_backend(conf, CONFIG_KEY, launcher.sweep_id)
+    staging = backend.staging
+    context_uri = _storage.join(staging, f"context-{initial_job_idx}.pkl")
+    jobs = [
+        _prepare(launcher, conf, backend, staging, context_uri, initial_job_idx + i, list(overrides))
+        for i, overrides in enumerate(job_overrides)
+    ]
+    if conf.dry_run:
+        for job in jobs:
+            print(json.dumps(job.custom_job, indent=2))
+        log.info("dry_run: printed %d CustomJob spec(s), submitted nothing", len(jobs))
+        return []
+    Path(str(launcher.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+    log.info("Vertex AI launcher (%s backend): %d job(s), staging %s", conf.backend, len(jobs), staging)
+    _stage(launcher, context_uri, jobs)
+    outcomes = backend.run_jobs([job.custom_job for job in jobs])
+    return [_collect(job, outcome) for job, outcome in zip(jobs, outcomes)]
+
+
+def _prepare(
+    launcher: "VertexAILauncher",
+    conf: VertexAILauncherConf,
+    backend: Backend,
+    staging: str,
+    context_uri: str,
+    num: int,
+    overrides: List[str],
+) -> PreparedJob:
+    """Compose the job's config (bad overrides fail here, before anything runs) and build its CustomJob."""
+    assert launcher.config is not None and launcher.hydra_context is not None and launcher.sweep_id
+    log.info("\t#%d : %s", num, " ".join(filter_overrides(overrides)))
+    config = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, overrides)
+    with open_dict(config):
+        config.hydra.job.num = num
+        # Replaced by the Vertex job id (CLOUD_ML_JOB_ID) inside the container.
+        config.hydra.job.id = f"{launcher.sweep_id}-{num}"
+    with read_write(config.hydra.sweep):
+        # The container has neither our cwd nor our paths: give it the sweep dir as it sees it.
+        config.hydra.sweep.dir = backend.container_path(str(config.hydra.sweep.dir))
+    job_dir = _storage.join(staging, "jobs", str(num))
+    payload_uri = _storage.join(job_dir, "payload.pkl")
+    labels = {"hydra_sweep": launcher.sweep_id, "hydra_job": str(num), "hydra_uid": f"{launcher.sweep_id}-{num}"}
+    base_output = _storage.join(conf.job.base_output_dir or _storage.join(staging, "outputs"), str(num))
+    custom_job = _jobspec.build_custom_job(
+        conf.job,
+        display_name=f"{config.hydra.job.name}-{num}",
+        container=_jobspec.Container(args=[payload_uri], env=conf.job.env),
+        labels=labels,
+        base_output_dir=base_output,
+    )
+    return PreparedJob(num, overrides, config, payload_uri, _storage.join(job_dir, "result.pkl"), custom_job)
+
+
+def _stage(launcher: "VertexAILauncher", context_uri: str, jobs: List[PreparedJob]) -> None:
+    """Write the shared context once and every job's small payload, in parallel (staging may be remote)."""
+    assert launcher.hydra_context is not None and launcher.task_function is not None
+    context = _payload.SweepContext(launcher.hydra_context, launcher.task_function, Singleton.get_state())
+    blobs = {context_uri: _payload.dumps(context)}
+    for job in jobs:
+        blobs[job.payload_uri] = _payload.dumps(_payload.JobPayload(context_uri, job.config, job.result_uri))
+    with ThreadPoolExecutor(max_workers=_STAGING_THREADS) as pool:
+        list(pool.map(lambda item: _storage.write_bytes(*item), blobs.items()))
+
+
+def _collect(job: PreparedJob, outcome: JobOutcome) -> JobReturn:
+    """The job's own JobReturn when it wrote one; otherwise a FAILED one that says what happened."""
+    if _storage.exists(job.result_uri):
+        return _payload.load_result(_storage.read_bytes(job.result_uri))
+    state = outcome.state.replace("JOB_STATE_", "")
+    message = f"job #{job.num} ({job.custom_job['displayName']}) ended {state} without a result"
+    if outcome.error:
+        message += f": {outcome.error}"
+    if outcome.where:
+        message += f"\nsee {outcome.where}"
+    return _payload.failed_return(job.config, job.overrides, _payload.RemoteJobError(message))

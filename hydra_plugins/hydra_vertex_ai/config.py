@@ -1,0 +1,110 @@
+"""Structured configs of the `vertex_ai` launcher (and the job spec the sweeper reuses)."""
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+
+
+@dataclass
+class WorkerPoolConf:
+    """The machines of one Vertex worker pool."""
+
+    # Compute Engine machine type of every replica, e.g. n1-standard-8, a2-highgpu-1g
+    machine_type: str = "n1-standard-4"
+    # Vertex AcceleratorType, e.g. NVIDIA_TESLA_T4, NVIDIA_L4; None for a CPU-only pool
+    accelerator_type: Optional[str] = None
+    # accelerators attached to each replica (needs accelerator_type)
+    accelerator_count: int = 0
+    # replicas in this pool
+    replica_count: int = 1
+    # boot disk type: pd-ssd, pd-standard or hyperdisk-balanced
+    boot_disk_type: str = "pd-ssd"
+    # boot disk size in GB
+    boot_disk_size_gb: int = 100
+    # container image of this pool; None uses the job's image_uri
+    image_uri: Optional[str] = None
+
+
+@dataclass
+class SchedulingConf:
+    """When and how Vertex runs the job."""
+
+    # maximum run time in seconds before Vertex cancels the job; None keeps Vertex's 7 days
+    timeout_s: Optional[int] = None
+    # restart the whole job when a worker restarts, instead of that worker alone
+    restart_job_on_worker_restart: bool = False
+    # provisioning: STANDARD (on demand), SPOT (preemptible, cheaper) or FLEX_START (queued); None = STANDARD
+    strategy: Optional[str] = None
+    # FLEX_START only: seconds to wait for resources before giving up
+    max_wait_duration_s: Optional[int] = None
+    # fail at the first error instead of letting Vertex retry the job
+    disable_retries: bool = False
+
+
+@dataclass
+class JobSpecConf(WorkerPoolConf):
+    """One Vertex CustomJob: the launcher's jobs and the sweeper's trials are built from it.
+
+    The machine fields inherited from WorkerPoolConf describe the chief pool (workerpool0); with
+    replica_count > 1 the extra replicas of the same machine form workerpool1, as in the Vertex SDK.
+    """
+
+    # container image every pool runs unless it names its own; required on the vertex backend
+    image_uri: Optional[str] = None
+    # explicit pools after the chief: workerpool1 (workers), 2 (parameter servers), 3 (evaluators)
+    worker_pools: List[WorkerPoolConf] = field(default_factory=list)
+    # service account the job runs as; None uses Vertex's default custom-code service agent
+    service_account: Optional[str] = None
+    # VPC network to peer with, projects/{project_number}/global/networks/{network}
+    network: Optional[str] = None
+    # environment variables set in every container
+    env: Dict[str, str] = field(default_factory=dict)
+    # labels added to every job (lowercase letters, digits, _ and -; keys start with a letter)
+    labels: Dict[str, str] = field(default_factory=dict)
+    # timeout, restarts and provisioning strategy
+    scheduling: SchedulingConf = field(default_factory=SchedulingConf)
+    # gs:// prefix for AIP_MODEL_DIR & co (one subfolder per job); None puts it under staging_dir
+    base_output_dir: Optional[str] = None
+    # Vertex TensorBoard resource the job streams to, projects/.../tensorboards/...
+    tensorboard: Optional[str] = None
+    # interactive shell access to the running containers (Vertex web access)
+    enable_web_access: bool = False
+
+
+@dataclass
+class VertexBackendConf:
+    """Where jobs run and where their files are staged; shared by the launcher and the sweeper."""
+
+    # local: run the job specs as local processes; vertex: submit them to Vertex AI
+    backend: str = "local"
+    # GCP project; None reads GOOGLE_CLOUD_PROJECT or gcloud's default
+    project: Optional[str] = None
+    # Vertex AI region
+    location: str = "us-central1"
+    # HOST:PORT of another JobService endpoint (the emulator); loopback hosts use plain-text gRPC
+    api_endpoint: Optional[str] = None
+    # payloads, results and logs go here: a gs:// URI on vertex, any local directory on local
+    staging_dir: str = "${hydra.sweep.dir}/.vertex_ai"
+    # print the job specs as JSON and run nothing
+    dry_run: bool = False
+    # the machines, image and settings of every job
+    job: JobSpecConf = field(default_factory=JobSpecConf)
+    # local backend: jobs run at once; None = the number of CPU cores
+    max_parallel: Optional[int] = None
+    # vertex backend: seconds between two status polls of the whole sweep
+    poll_interval_s: float = 15.0
+    # vertex backend: job creations per minute (Vertex allows about 60 per region)
+    create_rate_per_minute: int = 60
+
+
+@dataclass
+class VertexAILauncherConf(VertexBackendConf):
+    _target_: str = "hydra_plugins.hydra_vertex_ai.vertex_ai_launcher.VertexAILauncher"
+
+
+ConfigStore.instance().store(
+    group="hydra/launcher",
+    name="vertex_ai",
+    node=VertexAILauncherConf,
+    provider="hydra_vertex_ai",
+)

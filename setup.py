@@ -1,0 +1,45 @@
+from pathlib import Path
+
+from setuptools import find_namespace_packages, setup
+
+
+def read_version() -> str:
+    init = Path(__file__).parent / "hydra_plugins" / "hydra_vertex_ai" / "__init__.py"
+    return init.read_text().split('"')[1]
+
+
+setup(
+    name="hydra-vertex-ai",
+    version=read_version(),
+    description="Hydra launcher and sweeper plugins for Google Vertex AI (CustomJobs and Vizier)",
+    long_description=(Path(__file__).parent / "README.md").read_text(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    packages=find_namespace_packages(include=["hydra_plugins.*"]),
+    include_package_data=True,
+    python_requires=">=3.9",
+    install_requires=[
+        "hydra-core>=1.3.2,<1.4",
+        "omegaconf>=2.3,<2.4",
+        "cloudpickle>=2.2",
+        "cloudml-hypertune>=0.1.0.dev6",
+        "google-cloud-aiplatform>=1.60",
+        "google-cloud-storage>=2.10",
+        "optuna>=3.4",
+        "rich>=13",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8",
+            "pytest-timeout>=2.3",
+            "hypothesis>=6.100",
+            "gcp-storage-emulator>=2024.8",
+        ],
+    },
+    classifiers=[
+        "Framework :: Hydra",
+        "Programming Language :: Python :: 3",
+        "Operating System :: POSIX :: Linux",
+        "Operating System :: MacOS",
+    ],
+)
