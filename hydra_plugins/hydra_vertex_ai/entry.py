@@ -56,6 +56,9 @@ def _run(payload: Any, context: Any, trial_flags: List[str]) -> Any:
 
     from ._payload import failed_return
 
+    from ._distributed import torch_env
+
+    os.environ.update(torch_env(os.environ))
     Singleton.set_state(context.singleton_state)
     setup_globals()
     config = payload.config
