@@ -56,6 +56,8 @@ class JobPayload:
     # Sweeper only: overrides every trial gets, and the metric reported with cloudml-hypertune.
     fixed_overrides: List[str] = field(default_factory=list)
     metric_id: Optional[str] = None
+    # Sweeper only: the sweep dir as the container sees it (each trial composes its config there).
+    sweep_dir: Optional[str] = None
 
 
 def runtime_versions() -> Dict[str, str]:
@@ -95,17 +97,33 @@ def check_versions(built_with: Dict[str, str]) -> None:
 
 
 def dump_result(ret: JobReturn) -> bytes:
-    """Pickle a JobReturn; an exception travels with its formatted traceback (tracebacks don't pickle)."""
+    """Pickle a JobReturn; an exception travels with its formatted traceback (tracebacks don't pickle).
+
+    A return value or exception that cannot make the trip becomes a RemoteJobError keeping its type, message
+    and traceback text: one that does not pickle (holds a lock, a socket), and one that pickles but does not
+    unpickle (an exception whose __init__ takes other arguments than its args), which would otherwise fail
+    in the launcher, far from its cause.
+    """
+    value = ret._return_value
     tb = None
-    if ret.status == JobStatus.FAILED and isinstance(ret._return_value, BaseException):
-        tb = "".join(traceback.format_exception(ret._return_value)).rstrip()
+    if ret.status == JobStatus.FAILED and isinstance(value, BaseException):
+        tb = "".join(traceback.format_exception(type(value), value, value.__traceback__)).rstrip()
     try:
-        return dumps({"job_return": ret, "traceback": tb})
-    except Exception as e:  # the user's return value or exception does not pickle
-        value = ret._return_value
-        ret._return_value = RemoteJobError(f"{type(value).__name__}: {value} (result could not be pickled: {e})")
-        ret.status = JobStatus.FAILED
-        return dumps({"job_return": ret, "traceback": tb})
+        data = dumps({"job_return": ret, "traceback": tb})
+    except Exception as e:
+        return _dump_stand_in(ret, tb, f"could not be pickled: {type(e).__name__}: {e}")
+    try:
+        loads(data)
+    except Exception as e:
+        return _dump_stand_in(ret, tb, f"could not be unpickled: {type(e).__name__}: {e}")
+    return data
+
+
+def _dump_stand_in(ret: JobReturn, tb: Optional[str], why: str) -> bytes:
+    value = ret._return_value
+    ret._return_value = RemoteJobError(f"{type(value).__name__}: {value} (the job's result {why})")
+    ret.status = JobStatus.FAILED
+    return dumps({"job_return": ret, "traceback": tb})
 
 
 def load_result(data: bytes) -> JobReturn:

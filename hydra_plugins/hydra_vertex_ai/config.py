@@ -95,6 +95,12 @@ class VertexBackendConf:
     poll_interval_s: float = 15.0
     # vertex backend: job creations per minute (Vertex allows about 60 per region)
     create_rate_per_minute: int = 60
+    # vertex backend: first backoff of a retried API call, in seconds (doubles with jitter, at most 60 s)
+    retry_initial_s: float = 1.0
+    # vertex backend: stop retrying one API call after this many seconds and fail with its last error
+    retry_timeout_s: float = 600.0
+    # vertex backend: copy each job's .hydra/ and *.log from the bucket into the local sweep dir at the end
+    sync_outputs: bool = True
 
 
 @dataclass
@@ -106,5 +112,40 @@ ConfigStore.instance().store(
     group="hydra/launcher",
     name="vertex_ai",
     node=VertexAILauncherConf,
+    provider="hydra_vertex_ai",
+)
+
+
+@dataclass
+class VertexVizierSweeperConf(VertexBackendConf):
+    """One Vertex HyperparameterTuningJob (Vizier) for a whole Hydra sweep; `job` is the trial machine."""
+
+    _target_: str = "hydra_plugins.hydra_vertex_ai.vertex_vizier_sweeper.VertexVizierSweeper"
+    # the name the objective is reported under (cloudml-hypertune tag); a task returning a dict is read at this key
+    metric_id: str = "objective"
+    # minimize or maximize the metric
+    goal: str = "minimize"
+    # bayesian (Vertex's default), grid or random
+    algorithm: str = "bayesian"
+    # trials in the whole study
+    max_trial_count: int = 10
+    # trials running at once
+    parallel_trial_count: int = 2
+    # failed trials that fail the whole study; 0 lets Vertex decide (locally: fail only if every trial fails)
+    max_failed_trial_count: int = 0
+    # which measurement of a trial counts: last or best
+    measurement_selection: str = "last"
+    # stop unpromising trials early from intermediate measurements: none, median or decay_curve
+    early_stopping: str = "none"
+    # search space as Hydra overrides, e.g. {model.lr: "tag(log, interval(1e-4, 1e-1))"}; the command line wins
+    params: Dict[str, str] = field(default_factory=dict)
+    # resource name of an existing tuning job to reattach to and collect, instead of starting a new one
+    resume: Optional[str] = None
+
+
+ConfigStore.instance().store(
+    group="hydra/sweeper",
+    name="vertex_vizier",
+    node=VertexVizierSweeperConf,
     provider="hydra_vertex_ai",
 )

@@ -1,21 +1,24 @@
 """The container side: `python -m hydra_plugins.hydra_vertex_ai.entry PAYLOAD_URI [--param=value ...]`.
 
 Loads the staged payload, restores Hydra's state, runs the task with Hydra's `run_job` and writes the
-JobReturn back to staging. Exit codes: 0 the task succeeded, 1 it failed, 2 bad usage, 3 the image's
-runtime does not match the one that built the payload.
+JobReturn back to staging. In a tuning trial it first turns Vertex's `--<parameter_id>=<value>` flags back
+into the trial's Hydra overrides, and afterwards reports the objective with cloudml-hypertune.
+Exit codes: 0 the task succeeded, 1 it failed, 2 bad usage or bad trial flags, 3 the image's runtime does
+not match the one that built the payload, 4 a trial produced no usable objective.
 
 Hydra's plugin scan imports this module, so it imports only the standard library at top level; it never
 imports the Vertex SDK at all.
 """
 import json
 import logging
+import math
 import os
 import sys
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Tuple
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_TASK_FAILED, EXIT_USAGE, EXIT_VERSION_MISMATCH = 0, 1, 2, 3
+EXIT_OK, EXIT_TASK_FAILED, EXIT_USAGE, EXIT_VERSION_MISMATCH, EXIT_NO_METRIC = 0, 1, 2, 3, 4
 
 
 def replica_task() -> Any:
@@ -41,33 +44,70 @@ def main(argv: Optional[List[str]] = None) -> int:
     except _payload.VersionMismatchError as e:
         print(f"hydra-vertex-ai: {e}", file=sys.stderr)
         return EXIT_VERSION_MISMATCH
-    ret = _run(payload, context, args[1:])
-    if is_chief():
-        _storage.write_bytes(payload.result_uri, _payload.dump_result(ret))
-    from hydra.core.utils import JobStatus
+    _restore(context)
+    trial_id = os.environ.get("CLOUD_ML_TRIAL_ID", "0") if payload.parameters else None
+    try:
+        config = _job_config(payload, context, args[1:], trial_id)
+    except Exception as e:  # bad flags or an override that does not compose: the trial fails visibly
+        print(f"hydra-vertex-ai: cannot build the trial's config: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    ret = _run(context, config)
+    if not is_chief():
+        return _exit_code(ret)
+    result_uri = payload.result_uri.replace("{trial_id}", trial_id or "")
+    _storage.write_bytes(result_uri, _payload.dump_result(ret))
+    if _exit_code(ret) != EXIT_OK or payload.metric_id is None:
+        return _exit_code(ret)
+    reason = report_objective(ret.return_value, payload.metric_id)
+    if reason:
+        print(f"hydra-vertex-ai: no objective reported: {reason}", file=sys.stderr)
+        return EXIT_NO_METRIC
+    return EXIT_OK
 
-    return EXIT_OK if ret.status == JobStatus.COMPLETED else EXIT_TASK_FAILED
 
-
-def _run(payload: Any, context: Any, trial_flags: List[str]) -> Any:
+def _restore(context: Any) -> None:
+    """Hydra's singletons and resolvers as they were on the submitting machine; torch.distributed's env."""
     from hydra.core.singleton import Singleton
-    from hydra.core.utils import run_job, setup_globals
-    from omegaconf import open_dict
-
-    from ._payload import failed_return
+    from hydra.core.utils import setup_globals
 
     from ._distributed import torch_env
 
     os.environ.update(torch_env(os.environ))
     Singleton.set_state(context.singleton_state)
     setup_globals()
+
+
+def _job_config(payload: Any, context: Any, trial_flags: List[str], trial_id: Optional[str]) -> Any:
+    """The launcher ships a composed config; a trial composes its own from the flags Vertex appended."""
+    from omegaconf import open_dict, read_write
+
     config = payload.config
-    if trial_flags:
-        print(f"hydra-vertex-ai: unexpected arguments {trial_flags}", file=sys.stderr)
+    if trial_id is not None:
+        from ._search_space import trial_overrides
+
+        overrides = list(payload.fixed_overrides) + trial_overrides(payload.parameters, trial_flags)
+        config = context.hydra_context.config_loader.load_sweep_config(payload.config, overrides)
+        with open_dict(config):
+            config.hydra.job.num = int(trial_id) if trial_id.isdigit() else 0
+        with read_write(config.hydra.sweep):
+            config.hydra.sweep.dir = payload.sweep_dir
+        from .metrics import METRIC_ID_ENV
+
+        os.environ[METRIC_ID_ENV] = payload.metric_id  # user code's report_metric() reports under it
+    elif trial_flags:
+        raise ValueError(f"unexpected arguments {trial_flags}")
     job_id = os.environ.get("CLOUD_ML_JOB_ID")
     if job_id:
         with open_dict(config):
             config.hydra.job.id = job_id
+    return config
+
+
+def _run(context: Any, config: Any) -> Any:
+    from hydra.core.utils import run_job
+
+    from ._payload import failed_return
+
     try:
         return run_job(
             hydra_context=context.hydra_context,
@@ -79,6 +119,40 @@ def _run(payload: Any, context: Any, trial_flags: List[str]) -> Any:
     except Exception as e:  # Hydra itself failed around the task (output dir, callbacks): still report it
         log.exception("hydra-vertex-ai: the job failed outside the task")
         return failed_return(config, list(config.hydra.overrides.task), e)
+
+
+def _exit_code(ret: Any) -> int:
+    from hydra.core.utils import JobStatus
+
+    return EXIT_OK if ret.status == JobStatus.COMPLETED else EXIT_TASK_FAILED
+
+
+def objective_value(value: Any, metric_id: str) -> Tuple[Optional[float], str]:
+    """The number to report from what the task returned, or why there is none."""
+    from collections.abc import Mapping
+
+    if isinstance(value, Mapping):
+        if metric_id not in value:
+            return None, f"the task returned a mapping without '{metric_id}' (keys: {', '.join(map(str, value))})"
+        value = value[metric_id]
+    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None, f"the task returned {type(value).__name__} {value!r}, not a number or a mapping with '{metric_id}'"
+    if not math.isfinite(value):
+        return None, f"the objective '{metric_id}' is {value}"
+    return float(value), ""
+
+
+def report_objective(value: Any, metric_id: str) -> str:
+    """Report the task's objective with cloudml-hypertune; return why nothing was reported, or ''."""
+    number, reason = objective_value(value, metric_id)
+    if number is None:
+        return reason
+    from .metrics import report_metric
+
+    report_metric(number, metric_id=metric_id)
+    return ""
 
 
 if __name__ == "__main__":

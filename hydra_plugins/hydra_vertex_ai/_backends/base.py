@@ -1,6 +1,6 @@
 """What the launcher needs from a backend, and how a job ended."""
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
 SUCCEEDED = "JOB_STATE_SUCCEEDED"
@@ -23,6 +23,20 @@ class JobOutcome:
     where: Optional[str] = None
 
 
+@dataclass
+class TuningOutcome:
+    """The end of one HyperparameterTuningJob."""
+
+    # a Vertex JobState name
+    state: str
+    # REST-shaped Trial dicts (id, state, parameters, finalMeasurement, infeasibleReason, ...)
+    trials: List[Dict[str, Any]] = field(default_factory=list)
+    # why the job did not succeed
+    error: Optional[str] = None
+    # the tuning job's resource name (vertex) or staging directory (local)
+    name: Optional[str] = None
+
+
 class Backend(ABC):
     """Runs CustomJobs (REST-shaped dicts) to a terminal state; Ctrl-C cancels what is unfinished."""
 
@@ -36,3 +50,7 @@ class Backend(ABC):
     @abstractmethod
     def run_jobs(self, jobs: Sequence[Dict[str, Any]]) -> List[JobOutcome]:
         """Submit every job, wait for all of them, return their outcomes in order."""
+
+    def run_tuning_job(self, job: Dict[str, Any]) -> TuningOutcome:
+        """Run one HyperparameterTuningJob (REST-shaped dict) to its end; Ctrl-C cancels it."""
+        raise NotImplementedError(f"{type(self).__name__} does not run tuning jobs")

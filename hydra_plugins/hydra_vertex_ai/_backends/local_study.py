@@ -1,0 +1,244 @@
+"""The local study engine: a HyperparameterTuningJob's trials, proposed by Optuna, run as local CustomJobs.
+
+It reads the same REST-shaped tuning job Vertex would get, starts each trial with the trial job spec's
+command plus Vertex-style `--id=value` flags (numbers formatted as Vertex sends them: DISCRETE values as
+doubles), gives each trial its own `CLOUD_ML_TRIAL_ID` and `CLOUD_ML_HP_METRIC_FILE`, and reads the metric
+back from that file with the study's measurement selection. The emulator runs tuning jobs through it too.
+"""
+import copy
+import itertools
+import json
+import logging
+import math
+import threading
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+
+from .base import CANCELLED, FAILED, SUCCEEDED, JobOutcome, TuningOutcome
+from .local import run_custom_job
+
+log = logging.getLogger(__name__)
+
+TrialsCallback = Callable[[List[Dict[str, Any]]], None]
+METRICS_FILE = "hypertune.metrics"
+
+
+class StudySpecError(ValueError):
+    """A study spec the local engine cannot run (Vertex would refuse it too)."""
+
+
+def run_tuning_job(
+    job: Mapping[str, Any],
+    *,
+    job_id: str,
+    workdir: Path,
+    cancel: threading.Event,
+    on_update: Optional[TrialsCallback] = None,
+) -> TuningOutcome:
+    """Run every trial of `job` (REST HyperparameterTuningJob) to the study's end, or until `cancel`."""
+    try:
+        study = _LocalStudy(job, job_id, Path(workdir), cancel, on_update or (lambda trials: None))
+    except StudySpecError as e:
+        return TuningOutcome(FAILED, [], str(e), str(workdir))
+    return study.run()
+
+
+def _sampler(study_spec: Mapping[str, Any]) -> Any:
+    import optuna
+
+    algorithm = study_spec.get("algorithm", "ALGORITHM_UNSPECIFIED")
+    if algorithm in ("RANDOM_SEARCH", "GRID_SEARCH"):  # grid points are enqueued, see _LocalStudy
+        return optuna.samplers.RandomSampler()
+    return optuna.samplers.TPESampler()  # Vertex's default algorithm is Bayesian optimization
+
+
+def _grid(parameters: List[Mapping[str, Any]]) -> Dict[str, List[Any]]:
+    grid: Dict[str, List[Any]] = {}
+    for spec in parameters:
+        pid = spec["parameterId"]
+        if "integerValueSpec" in spec:
+            bounds = spec["integerValueSpec"]
+            grid[pid] = list(range(int(bounds["minValue"]), int(bounds["maxValue"]) + 1))
+        elif "discreteValueSpec" in spec:
+            grid[pid] = [float(v) for v in spec["discreteValueSpec"]["values"]]
+        elif "categoricalValueSpec" in spec:
+            grid[pid] = list(spec["categoricalValueSpec"]["values"])
+        else:
+            raise StudySpecError(f"grid search cannot enumerate DOUBLE parameter '{pid}'")
+    return grid
+
+
+def _suggest(trial: Any, spec: Mapping[str, Any]) -> Tuple[Any, str]:
+    """Optuna's value for one ParameterSpec, and the flag text Vertex would pass for it."""
+    pid = spec["parameterId"]
+    log_scale = spec.get("scaleType") == "UNIT_LOG_SCALE"
+    if "doubleValueSpec" in spec:
+        bounds = spec["doubleValueSpec"]
+        value = trial.suggest_float(pid, float(bounds["minValue"]), float(bounds["maxValue"]), log=log_scale)
+        return value, repr(float(value))
+    if "integerValueSpec" in spec:
+        bounds = spec["integerValueSpec"]
+        value = trial.suggest_int(pid, int(bounds["minValue"]), int(bounds["maxValue"]), log=log_scale)
+        return value, str(value)
+    if "discreteValueSpec" in spec:
+        value = trial.suggest_categorical(pid, [float(v) for v in spec["discreteValueSpec"]["values"]])
+        return value, repr(float(value))  # Vertex hands discrete values to containers as doubles
+    if "categoricalValueSpec" in spec:
+        value = trial.suggest_categorical(pid, list(spec["categoricalValueSpec"]["values"]))
+        return value, str(value)
+    raise StudySpecError(f"parameter '{pid}' has no value spec")
+
+
+def read_measurements(path: Path, metric_id: str) -> List[Dict[str, Any]]:
+    """REST Measurements from a cloudml-hypertune metrics file (JSON lines), in the order reported."""
+    measurements = []
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return []
+    for line in lines:
+        entry = json.loads(line)
+        if metric_id in entry:
+            value = float(entry[metric_id])
+            step = str(entry.get("global_step") or "0")
+            measurements.append({"stepCount": step, "metrics": [{"metricId": metric_id, "value": value}]})
+    return measurements
+
+
+def select_measurement(
+    measurements: List[Dict[str, Any]], selection: str, maximize: bool
+) -> Optional[Dict[str, Any]]:
+    finite = [m for m in measurements if math.isfinite(m["metrics"][0]["value"])]
+    if not finite:
+        return None
+    if selection == "BEST_MEASUREMENT":
+        pick = max if maximize else min
+        return pick(finite, key=lambda m: m["metrics"][0]["value"])
+    return finite[-1]  # LAST_MEASUREMENT is Vertex's default
+
+
+@dataclass
+class _Trial:
+    optuna_trial: Any
+    rest: Dict[str, Any]
+    workdir: Path
+    future: "Optional[Future[JobOutcome]]" = field(default=None)
+
+
+class _LocalStudy:
+    def __init__(
+        self, job: Mapping[str, Any], job_id: str, workdir: Path, cancel: threading.Event, on_update: TrialsCallback
+    ) -> None:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        spec = job["studySpec"]
+        self.metric_id = spec["metrics"][0]["metricId"]
+        self.maximize = spec["metrics"][0].get("goal") == "MAXIMIZE"
+        self.selection = spec.get("measurementSelectionType", "LAST_MEASUREMENT")
+        self.parameters = spec["parameters"]
+        self.max_trials = int(job.get("maxTrialCount") or 1)
+        self.parallel = max(1, int(job.get("parallelTrialCount") or 1))
+        self.max_failed = int(job.get("maxFailedTrialCount") or 0)
+        self.trial_job = {"displayName": job.get("displayName", job_id), "jobSpec": job["trialJobSpec"], "labels": {}}
+        self.study = optuna.create_study(direction="maximize" if self.maximize else "minimize", sampler=_sampler(spec))
+        if spec.get("algorithm") == "GRID_SEARCH":
+            # Optuna's GridSampler stops the study from inside tell(), which ask/tell does not allow:
+            # enqueue every grid point instead, in order, and stop when they are used up.
+            grid = _grid(self.parameters)
+            points = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+            for point in points[: self.max_trials]:
+                self.study.enqueue_trial(point)
+            self.max_trials = min(self.max_trials, len(points))
+        self.job_id, self.workdir, self.cancel, self.on_update = job_id, workdir, cancel, on_update
+        self.stop = threading.Event()  # stops running trials: user cancel, or too many failures
+        self.trials: List[_Trial] = []
+        self.failed = 0
+
+    def run(self) -> TuningOutcome:
+        error: Optional[str] = None
+        with ThreadPoolExecutor(max_workers=self.parallel, thread_name_prefix="local-trial") as pool:
+            running: List[_Trial] = []
+            while True:
+                if self.cancel.is_set():
+                    self.stop.set()
+                while not self.stop.is_set() and len(running) < self.parallel and len(self.trials) < self.max_trials:
+                    running.append(self._start(pool))
+                if not running:
+                    break
+                wait([t.future for t in running if t.future], timeout=0.2, return_when=FIRST_COMPLETED)
+                for trial in [t for t in running if t.future and t.future.done()]:
+                    running.remove(trial)
+                    self._finish(trial, trial.future.result())  # type: ignore[union-attr]
+                if error is None and self.max_failed and self.failed >= self.max_failed:
+                    error = f"{self.failed} trials failed, reaching max_failed_trial_count={self.max_failed}"
+                    log.error("Stopping the study: %s", error)
+                    self.stop.set()
+        return self._outcome(error)
+
+    def _start(self, pool: ThreadPoolExecutor) -> _Trial:
+        trial_id = str(len(self.trials) + 1)
+        optuna_trial = self.study.ask()
+        params, flags = [], []
+        for spec in self.parameters:
+            value, text = _suggest(optuna_trial, spec)
+            params.append({"parameterId": spec["parameterId"], "value": value})
+            flags.append(f"--{spec['parameterId']}={text}")
+        rest = {"id": trial_id, "state": "ACTIVE", "parameters": params}
+        trial = _Trial(optuna_trial, rest, self.workdir / trial_id)
+        trial.workdir.mkdir(parents=True, exist_ok=True)
+        trial.future = pool.submit(
+            run_custom_job,
+            self.trial_job,
+            job_id=f"{self.job_id}-{trial_id}",
+            workdir=trial.workdir,
+            cancel=self.stop,
+            extra_args=flags,
+            trial_id=trial_id,
+            extra_env={"CLOUD_ML_HP_METRIC_FILE": str(trial.workdir / METRICS_FILE)},
+        )
+        self.trials.append(trial)
+        self._notify()
+        return trial
+
+    def _finish(self, trial: _Trial, outcome: JobOutcome) -> None:
+        import optuna
+
+        measurements = read_measurements(trial.workdir / METRICS_FILE, self.metric_id)
+        final = select_measurement(measurements, self.selection, self.maximize)
+        trial.rest["measurements"] = measurements
+        if outcome.state == SUCCEEDED and final is not None:
+            trial.rest.update(state="SUCCEEDED", finalMeasurement=final)
+            self.study.tell(trial.optuna_trial, final["metrics"][0]["value"])
+        else:
+            reason = outcome.error if outcome.state != SUCCEEDED else f"no value reported for metric '{self.metric_id}'"
+            trial.rest.update(state="INFEASIBLE", infeasibleReason=reason)
+            self.study.tell(trial.optuna_trial, state=optuna.trial.TrialState.FAIL)
+            self.failed += outcome.state != CANCELLED
+        self._notify()
+
+    def _notify(self) -> None:
+        self.on_update(copy.deepcopy([t.rest for t in self.trials]))
+
+    def _outcome(self, error: Optional[str]) -> TuningOutcome:
+        trials = [t.rest for t in self.trials]
+        if self.cancel.is_set():
+            return TuningOutcome(CANCELLED, trials, "cancelled", str(self.workdir))
+        if error is None and not any(t["state"] == "SUCCEEDED" for t in trials):
+            error = f"all {len(trials)} trials failed"
+        return TuningOutcome(FAILED if error else SUCCEEDED, trials, error, str(self.workdir))
+
+
+def summarize_trials(trials: List[Mapping[str, Any]], maximize: bool) -> str:
+    """One progress line: trials by state and the best value so far."""
+    done = [t for t in trials if t.get("state") == "SUCCEEDED"]
+    failed = sum(t.get("state") == "INFEASIBLE" for t in trials)
+    running = sum(t.get("state") in ("ACTIVE", "REQUESTED", "STOPPING") for t in trials)
+    line = f"trials: {len(done)} succeeded, {failed} failed, {running} running"
+    if done:
+        pick = max if maximize else min
+        best = pick(done, key=lambda t: t["finalMeasurement"]["metrics"][0]["value"])
+        line += f"; best {best['finalMeasurement']['metrics'][0]['value']:.6g} (trial {best['id']})"
+    return line

@@ -1,0 +1,134 @@
+"""The vertex_vizier sweeper end to end on the local backend: real Hydra runs, real trial processes."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Dict, List
+
+import pytest
+from google.cloud.aiplatform_v1.types import HyperparameterTuningJob
+from google.protobuf import json_format
+from omegaconf import OmegaConf
+
+APP = Path(__file__).parent / "apps" / "quadratic" / "app.py"
+OFFSETS = {"a": 1.0, "b": 0.0, "c": 3.0}
+
+
+def run_sweep(tmp_path: Path, *overrides: str, check: bool = True) -> "subprocess.CompletedProcess[str]":
+    cmd = [sys.executable, str(APP), "-m", "hydra/sweeper=vertex_vizier", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+           "hydra.sweeper.parallel_trial_count=2", *overrides]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"sweep failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def results(tmp_path: Path) -> Dict[str, Any]:
+    container = OmegaConf.to_container(OmegaConf.load(tmp_path / "sweep" / "optimization_results.yaml"))
+    assert isinstance(container, dict)
+    return container
+
+
+def value_of(params: List[str], n: int = 1) -> float:
+    """The quadratic app's objective, recomputed from a trial's overrides."""
+    kv = dict(p.split("=", 1) for p in params)
+    return (float(kv.get("x", 0.0)) - 2.0) ** 2 + OFFSETS[kv.get("opt", "a")] + 0.01 * int(kv.get("n", n))
+
+
+def test_grid_sweep_finds_the_known_optimum(tmp_path: Path) -> None:
+    run_sweep(tmp_path, "hydra.sweeper.algorithm=grid", "hydra.sweeper.max_trial_count=50",
+              "x=choice(0,1,2,3)", "opt=a,b,c", "n=3")
+    res = results(tmp_path)
+    assert res["state"] == "SUCCEEDED"
+    assert len(res["trials"]) == 12  # the whole grid, no more, though 50 were allowed
+    assert sorted(res["best_params"]) == ["opt=b", "x=2"]  # ints as ints, paste-ready
+    assert res["best_value"] == pytest.approx(0.03)
+    assert res["fixed_params"] == ["n=3"]
+    seen = {tuple(sorted(t["params"])) for t in res["trials"]}
+    assert len(seen) == 12
+    for trial in res["trials"]:
+        assert trial["state"] == "SUCCEEDED"
+        assert trial["value"] == pytest.approx(value_of(trial["params"], n=3))
+        # each trial ran in its own Hydra output dir, numbered by trial id
+        out = tmp_path / "sweep" / trial["id"]
+        assert (out / ".hydra" / "config.yaml").exists()
+        x, opt, n, _ = (out / "trial.txt").read_text().split()
+        assert (float(x), opt, int(n)) == (float(dict(p.split("=") for p in trial["params"])["x"]),
+                                           dict(p.split("=") for p in trial["params"])["opt"], 3)
+
+
+def test_bayesian_sweep_gets_near_the_optimum(tmp_path: Path) -> None:
+    run_sweep(tmp_path, "hydra.sweeper.max_trial_count=12", "x=interval(0,4)", "opt=a,b")
+    res = results(tmp_path)
+    assert len(res["trials"]) == 12
+    assert res["best_value"] < 1.5  # a random trial does worse than this half the time
+    best = next(t for t in res["trials"] if t["id"] == res["best_trial"])
+    assert best["value"] == pytest.approx(value_of(best["params"]))
+    assert res["best_value"] == min(t["value"] for t in res["trials"])
+
+
+def test_metric_from_a_returned_mapping_and_maximize(tmp_path: Path) -> None:
+    run_sweep(tmp_path, "hydra.sweeper.algorithm=grid", "hydra.sweeper.metric_id=x", "hydra.sweeper.goal=maximize",
+              "as_dict=true", "x=range(0,4)")
+    res = results(tmp_path)
+    assert res["best_params"] == ["x=3"] and res["best_value"] == 3.0
+
+
+def test_failed_trials_within_budget_complete(tmp_path: Path) -> None:
+    run_sweep(tmp_path, "hydra.sweeper.algorithm=grid", "hydra.sweeper.max_failed_trial_count=3",
+              "fail_when_x_below=1", "x=choice(0,0.5,2,3)")
+    res = results(tmp_path)
+    failed = [t for t in res["trials"] if t["state"] == "INFEASIBLE"]
+    assert sorted(t["params"][0] for t in failed) == ["x=0", "x=0.5"]
+    for trial in failed:
+        assert "ValueError" in trial["infeasible_reason"] and "is below 1" in trial["infeasible_reason"]
+    assert res["best_params"] == ["x=2"]
+
+
+def test_too_many_failed_trials_stop_the_study(tmp_path: Path) -> None:
+    proc = run_sweep(tmp_path, "hydra.sweeper.algorithm=grid", "hydra.sweeper.max_failed_trial_count=2",
+                     "hydra.sweeper.parallel_trial_count=1", "fail_when_x_below=10", "x=choice(0,1,2,3)",
+                     check=False)
+    assert proc.returncode != 0
+    assert "2 trials failed, reaching max_failed_trial_count=2" in proc.stderr
+    res = results(tmp_path)  # partial results are still written
+    assert res["state"] == "FAILED" and len(res["trials"]) == 2
+
+
+def test_nan_objective_fails_the_trial_visibly(tmp_path: Path) -> None:
+    run_sweep(tmp_path, "hydra.sweeper.algorithm=grid", "return_nan=true", "x=choice(2,3)", check=False)
+    res = results(tmp_path)
+    assert [t["state"] for t in res["trials"]] == ["INFEASIBLE", "INFEASIBLE"]
+    assert all("nan" in t["infeasible_reason"] for t in res["trials"])
+
+
+def test_dry_run_prints_a_valid_tuning_job_and_runs_nothing(tmp_path: Path) -> None:
+    proc = run_sweep(tmp_path, "hydra.sweeper.dry_run=true", "hydra.sweeper.goal=maximize",
+                     "hydra.sweeper.job.accelerator_type=NVIDIA_L4", "hydra.sweeper.job.accelerator_count=1",
+                     "hydra.sweeper.early_stopping=median", "x=tag(log,interval(0.1,4))", "opt=a,b", "n=2")
+    job = json.loads(proc.stdout[proc.stdout.index("{"):])
+    proto = json_format.ParseDict(job, HyperparameterTuningJob.pb(HyperparameterTuningJob()))
+    assert proto.study_spec.metrics[0].goal == 1  # MAXIMIZE
+    assert proto.study_spec.HasField("median_automated_stopping_spec")
+    assert [p.parameter_id for p in proto.study_spec.parameters] == ["x", "opt"]
+    assert proto.trial_job_spec.worker_pool_specs[0].machine_spec.accelerator_count == 1
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_an_override_that_does_not_compose_fails_before_any_trial(tmp_path: Path) -> None:
+    proc = run_sweep(tmp_path, "no_such_key=interval(0,1)", check=False)
+    assert proc.returncode != 0
+    assert "no_such_key" in proc.stderr
+    assert not (tmp_path / "sweep" / "optimization_results.yaml").exists()
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [("hydra.sweeper.goal=up", "hydra.sweeper.goal"), ("hydra.sweeper.algorithm=anneal", "hydra.sweeper.algorithm"),
+     ("hydra.sweeper.max_trial_count=0", "hydra.sweeper.max_trial_count"),
+     ("hydra.sweeper.job.accelerator_count=2", "hydra.sweeper.job.accelerator_count")],
+)
+def test_bad_sweeper_settings_name_their_key(tmp_path: Path, override: str, key: str) -> None:
+    proc = run_sweep(tmp_path, override, "x=interval(0,1)", check=False)
+    assert proc.returncode != 0 and key in proc.stderr
+    assert not (tmp_path / "sweep" / ".vertex_ai").exists()
