@@ -106,7 +106,7 @@ def test_dry_run_prints_a_valid_tuning_job_and_runs_nothing(tmp_path: Path) -> N
     proc = run_sweep(tmp_path, "hydra.sweeper.dry_run=true", "hydra.sweeper.goal=maximize",
                      "hydra.sweeper.job.accelerator_type=NVIDIA_L4", "hydra.sweeper.job.accelerator_count=1",
                      "hydra.sweeper.early_stopping=median", "x=tag(log,interval(0.1,4))", "opt=a,b", "n=2")
-    job = json.loads(proc.stdout[proc.stdout.index("{"):])
+    job, _ = json.JSONDecoder().raw_decode(proc.stdout[proc.stdout.index("{"):])
     proto = json_format.ParseDict(job, HyperparameterTuningJob.pb(HyperparameterTuningJob()))
     assert proto.study_spec.metrics[0].goal == 1  # MAXIMIZE
     assert proto.study_spec.HasField("median_automated_stopping_spec")

@@ -10,7 +10,7 @@ from hydra.core.utils import JobReturn, setup_globals
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
-from . import _jobspec, _payload, _search_space, _storage
+from . import _jobspec, _payload, _search_space, _snapshot, _storage
 from ._backends import factory
 from ._backends.base import SUCCEEDED, Backend, TuningOutcome
 from ._jobspec import JobSpecError
@@ -53,7 +53,7 @@ def sweep(sweeper: "VertexVizierSweeper", arguments: List[str]) -> List[List[Job
     sweep_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(config, sweep_dir / "multirun.yaml")
     if conf.resume is None:
-        _stage(sweeper, backend, payload_uri, space, parameter_map, conf.metric_id, str(sweep_dir))
+        _stage(sweeper, backend, payload_uri, space, parameter_map, conf, str(sweep_dir))
         log.info("Vertex Vizier sweeper (%s backend): %d parameter(s), %d trial(s), staging %s",
                  conf.backend, len(space.parameters), conf.max_trial_count, backend.staging)
         outcome = backend.run_tuning_job(job)
@@ -158,7 +158,7 @@ def _stage(
     payload_uri: str,
     space: "_search_space.SearchSpace",
     parameter_map: Dict[str, Any],
-    metric_id: str,
+    conf: VertexVizierSweeperConf,
     sweep_dir: str,
 ) -> None:
     assert sweeper.hydra_context is not None and sweeper.task_function is not None and sweeper.config is not None
@@ -170,11 +170,14 @@ def _stage(
         result_uri=_storage.join(backend.staging, "trials", "{trial_id}", "result.pkl"),
         parameters=parameter_map,
         fixed_overrides=list(space.fixed),
-        metric_id=metric_id,
+        metric_id=conf.metric_id,
         sweep_dir=backend.container_path(sweep_dir),
     )
-    _storage.write_bytes(context_uri, _payload.dumps(context))
-    _storage.write_bytes(payload_uri, _payload.dumps(payload))
+    snapshot = _snapshot.stage_snapshot(conf.snapshot, _storage.parent(backend.staging), sweeper.task_function,
+                                        CONFIG_KEY)
+    header = {"snapshot": snapshot.to_json() if snapshot else None}
+    _storage.write_bytes(context_uri, _payload.dumps(context, **header))
+    _storage.write_bytes(payload_uri, _payload.dumps(payload, **header))
 
 
 def _resume(backend: Backend, name: str) -> TuningOutcome:

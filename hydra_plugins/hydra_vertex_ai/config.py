@@ -72,6 +72,27 @@ class JobSpecConf(WorkerPoolConf):
 
 
 @dataclass
+class SnapshotConf:
+    """The application's own source, shipped to the container (user modules travel by reference)."""
+
+    # ship the source; turn off for images that already contain the code
+    enabled: bool = True
+    # folder to ship; None = the git work tree holding the app (its git-tracked and unignored files), else its folder
+    root: Optional[str] = None
+    # glob patterns (relative paths) to ship only; empty ships everything not excluded
+    include: List[str] = field(default_factory=list)
+    # glob patterns matched against relative paths and each path component; never shipped
+    exclude: List[str] = field(
+        default_factory=lambda: [
+            ".git", "outputs", "multirun", ".vertex_ai", "lightning_logs", "__pycache__", "*.pyc", ".venv",
+            "venv", "data", "datasets", "checkpoints", "*.ckpt", "*.pt", "*.pth", "*.safetensors",
+        ]
+    )
+    # fail before submission when the packed source is larger than this many MB
+    max_size_mb: float = 50.0
+
+
+@dataclass
 class VertexBackendConf:
     """Where jobs run and where their files are staged; shared by the launcher and the sweeper."""
 
@@ -89,6 +110,8 @@ class VertexBackendConf:
     dry_run: bool = False
     # the machines, image and settings of every job
     job: JobSpecConf = field(default_factory=JobSpecConf)
+    # the application's source shipped with every job, staged once per content hash
+    snapshot: SnapshotConf = field(default_factory=SnapshotConf)
     # local backend: jobs run at once; None = the number of CPU cores
     max_parallel: Optional[int] = None
     # vertex backend: seconds between two status polls of the whole sweep

@@ -38,13 +38,20 @@ def main(argv: Optional[List[str]] = None) -> int:
         return EXIT_USAGE
     from . import _payload, _storage
 
+    raw = _storage.read_bytes(args[0])
     try:
-        payload: _payload.JobPayload = _payload.loads(_storage.read_bytes(args[0]))
-        context: _payload.SweepContext = _payload.loads(_storage.read_bytes(payload.context_uri))
+        _payload.check_versions(_payload.header(raw)["versions"])
     except _payload.VersionMismatchError as e:
         print(f"hydra-vertex-ai: {e}", file=sys.stderr)
         return EXIT_VERSION_MISMATCH
+    shipped = _use_snapshot(_payload.header(raw).get("snapshot"))  # before unpickling: user types live there
+    payload: _payload.JobPayload = _payload.loads(raw)
+    context: _payload.SweepContext = _payload.loads(_storage.read_bytes(payload.context_uri))
     _restore(context)
+    if shipped:  # needs the restored singletons: Hydra's config source registry
+        from ._snapshot import remap_config_search_path
+
+        remap_config_search_path(context.hydra_context.config_loader, *shipped)
     trial_id = os.environ.get("CLOUD_ML_TRIAL_ID", "0") if payload.parameters else None
     try:
         config = _job_config(payload, context, args[1:], trial_id)
@@ -52,17 +59,30 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"hydra-vertex-ai: cannot build the trial's config: {e}", file=sys.stderr)
         return EXIT_USAGE
     ret = _run(context, config)
+    code = _exit_code(ret)
     if not is_chief():
-        return _exit_code(ret)
+        return code
     result_uri = payload.result_uri.replace("{trial_id}", trial_id or "")
     _storage.write_bytes(result_uri, _payload.dump_result(ret))
-    if _exit_code(ret) != EXIT_OK or payload.metric_id is None:
-        return _exit_code(ret)
+    if code != EXIT_OK or payload.metric_id is None:
+        return code
     reason = report_objective(ret.return_value, payload.metric_id)
     if reason:
         print(f"hydra-vertex-ai: no objective reported: {reason}", file=sys.stderr)
         return EXIT_NO_METRIC
     return EXIT_OK
+
+
+def _use_snapshot(data: Optional[dict]) -> Optional[Tuple[Any, Any]]:
+    """Unpack the shipped source and put it on sys.path; returns (snapshot, where) or None."""
+    if not data:
+        return None
+    from ._snapshot import Snapshot, activate, unpack
+
+    snapshot = Snapshot.from_json(data)
+    target = unpack(snapshot)
+    activate(snapshot, target)
+    return snapshot, target
 
 
 def _restore(context: Any) -> None:
@@ -124,7 +144,14 @@ def _run(context: Any, config: Any) -> Any:
 def _exit_code(ret: Any) -> int:
     from hydra.core.utils import JobStatus
 
-    return EXIT_OK if ret.status == JobStatus.COMPLETED else EXIT_TASK_FAILED
+    if ret.status == JobStatus.COMPLETED:
+        return EXIT_OK
+    if isinstance(ret._return_value, BaseException):  # the job's log is where a cloud user looks first
+        import traceback
+
+        print("hydra-vertex-ai: the task failed:", file=sys.stderr)
+        traceback.print_exception(ret._return_value, file=sys.stderr)
+    return EXIT_TASK_FAILED
 
 
 def objective_value(value: Any, metric_id: str) -> Tuple[Optional[float], str]:

@@ -1,0 +1,185 @@
+"""Source snapshot: the application's own code and config files, shipped to the container.
+
+cloudpickle carries the task function by value, but the user's modules (`from mypkg.models import Net`) travel
+by reference and their config files by path. Before submitting, the application's source tree (the files git
+tracks or would track, or a configured root) is packed into one deterministic tar.gz named by its content
+hash under `<staging_dir>/snapshots/`, so unchanged code is never uploaded twice. The entry module unpacks it,
+puts it first on sys.path before unpickling anything, and points Hydra's config search path at it.
+"""
+import fnmatch
+import gzip
+import hashlib
+import inspect
+import io
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from . import _storage
+from ._jobspec import JobSpecError
+from .config import SnapshotConf
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the container needs to find the shipped source; travels in the payload header (JSON)."""
+
+    uri: str
+    digest: str
+    # the source root's absolute path on the submitting machine
+    root: str
+    # sys.path entries of the submitting process that lie under root, relative to it ("." = root)
+    sys_path: Tuple[str, ...]
+
+    def to_json(self) -> Dict[str, Any]:
+        return asdict(self)
+
+    @staticmethod
+    def from_json(data: Dict[str, Any]) -> "Snapshot":
+        return Snapshot(data["uri"], data["digest"], data["root"], tuple(data["sys_path"]))
+
+
+def stage_snapshot(conf: SnapshotConf, staging_dir: str, task_function: Any, key: str) -> Optional[Snapshot]:
+    """Pack and stage the application's source, unless disabled or already staged. Fails before submission."""
+    if not conf.enabled:
+        return None
+    root = source_root(conf.root, task_function)
+    files = list_files(root, conf.include, conf.exclude)
+    _check_size(root, files, conf.max_size_mb, key)
+    data = archive(root, files)
+    digest = hashlib.sha256(data).hexdigest()
+    uri = _storage.join(staging_dir, "snapshots", f"{digest}.tar.gz")
+    if _storage.exists(uri):
+        log.info("Source snapshot of %s unchanged (%d files), not uploaded again", root, len(files))
+    else:
+        _storage.write_bytes(uri, data)
+        log.info("Source snapshot of %s: %d files, %.1f kB, staged as %s", root, len(files), len(data) / 1e3, uri)
+    entries = tuple(sorted({os.path.relpath(p, root) for p in _sys_path() if _is_under(p, root)}))
+    return Snapshot(uri, digest, str(root), entries)
+
+
+def source_root(configured: Optional[str], task_function: Any) -> Path:
+    """The configured root, else the git work tree holding the task's file, else that file's folder."""
+    if configured:
+        return Path(configured).expanduser().resolve()
+    app_dir = Path(inspect.getsourcefile(task_function) or os.getcwd()).resolve().parent
+    top = _git(app_dir, "rev-parse", "--show-toplevel")
+    return Path(top.strip()).resolve() if top else app_dir
+
+
+def _git(cwd: Path, *args: str) -> Optional[str]:
+    try:
+        done = subprocess.run(["git", "-C", str(cwd), *args], capture_output=True, text=True, check=False)
+    except OSError:  # no git on this machine
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def list_files(root: Path, include: Sequence[str], exclude: Sequence[str]) -> List[str]:
+    """Relative paths to ship: git's tracked and untracked-but-not-ignored files, or every file under root."""
+    listed = _git(root, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
+    if listed is not None:
+        candidates = [p for p in listed.split("\0") if p]
+    else:
+        candidates = [os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs]
+    keep = [p for p in candidates if _wanted(p, include, exclude) and os.path.isfile(root / p)]
+    return sorted(set(keep))
+
+
+def _wanted(path: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
+    parts = Path(path).parts
+    if any(fnmatch.fnmatch(path, pat) or any(fnmatch.fnmatch(part, pat) for part in parts) for pat in exclude):
+        return False
+    return not include or any(fnmatch.fnmatch(path, pat) for pat in include)
+
+
+def _check_size(root: Path, files: List[str], max_size_mb: float, key: str) -> None:
+    sizes = sorted(((os.path.getsize(root / f), f) for f in files), reverse=True)
+    total = sum(size for size, _ in sizes)
+    if total > max_size_mb * 1e6:
+        largest = ", ".join(f"{name} ({size / 1e6:.1f} MB)" for size, name in sizes[:5])
+        raise JobSpecError(
+            f"{key}.snapshot.max_size_mb",
+            f"the source snapshot of {root} is {total / 1e6:.1f} MB, over the limit of {max_size_mb} MB; "
+            f"largest files: {largest}. Exclude them with {key}.snapshot.exclude, raise the limit, or set "
+            f"{key}.snapshot.enabled=false if the image already contains the code",
+        )
+
+
+def archive(root: Path, files: List[str]) -> bytes:
+    """A tar.gz whose bytes depend only on the files' paths, modes and contents (so the hash is stable)."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for rel in files:
+            info = tar.gettarinfo(str(root / rel), arcname=rel)
+            info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+            with open(root / rel, "rb") as f:
+                tar.addfile(info, f)
+    return gzip.compress(raw.getvalue(), mtime=0)
+
+
+def _sys_path() -> List[str]:
+    return [os.path.abspath(p or os.getcwd()) for p in sys.path]
+
+
+def _is_under(path: str, root: Path) -> bool:
+    try:
+        Path(path).resolve().relative_to(root)
+    except ValueError:
+        return False
+    return True
+
+
+def unpack(snapshot: Snapshot) -> Path:
+    """Unpack once per machine (replicas and trials share it); an atomic rename makes concurrent unpacks safe."""
+    target = Path(tempfile.gettempdir(), "hydra_vertex_ai", "snapshots", snapshot.digest)
+    if target.is_dir():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(dir=target.parent))
+    with tarfile.open(fileobj=io.BytesIO(_storage.read_bytes(snapshot.uri)), mode="r:gz") as tar:
+        _extract(tar, scratch)
+    try:
+        scratch.rename(target)
+    except OSError:  # another replica won the race: use its copy
+        shutil.rmtree(scratch, ignore_errors=True)
+    return target
+
+
+def _extract(tar: tarfile.TarFile, into: Path) -> None:
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(into, filter="data")  # refuses absolute paths, '..' and links out of the tree
+        return
+    for member in tar.getmembers():  # Pythons without extraction filters: check paths ourselves
+        if not (into / member.name).resolve().is_relative_to(into.resolve()) or member.issym() or member.islnk():
+            raise ValueError(f"unsafe path in source snapshot: {member.name}")
+    tar.extractall(into)
+
+
+def activate(snapshot: Snapshot, target: Path) -> None:
+    """Put the unpacked source where the submitting process had it on sys.path."""
+    sys.path[0:0] = [str((target / rel).resolve()) for rel in snapshot.sys_path] or [str(target)]
+
+
+def remap_config_search_path(config_loader: Any, snapshot: Snapshot, target: Path) -> None:
+    """Point file config sources (`file://dir` or a bare `dir`) under the source root at their unpacked copies."""
+    search_path = config_loader.get_search_path()
+    changed = False
+    for element in search_path.get_path():
+        scheme, sep, rest = (element.path or "").partition("://")
+        local = rest if sep else scheme
+        if (not sep or scheme == "file") and local and _is_under(local, Path(snapshot.root)):
+            element.path = f"{scheme}://" if sep else ""
+            element.path += str(target / os.path.relpath(local, snapshot.root))
+            changed = True
+    if changed:
+        config_loader.repository.initialize_sources(search_path)
