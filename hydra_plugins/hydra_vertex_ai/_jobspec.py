@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-from hydra.errors import HydraException
+from hydra.errors import CompactHydraException
 
 from .config import JobSpecConf, WorkerPoolConf
 
@@ -45,8 +45,11 @@ _LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,64}$")
 _MAX_LABELS = 64
 
 
-class JobSpecError(HydraException):
-    """A job setting Vertex would reject; the message starts with the config key to fix."""
+class JobSpecError(CompactHydraException):
+    """A job setting Vertex would reject; the message starts with the config key to fix.
+
+    Compact: Hydra prints just the message (one line naming the key), not a traceback of our internals.
+    """
 
     def __init__(self, key: str, message: str) -> None:
         super().__init__(f"{key}: {message}")
@@ -64,6 +67,16 @@ class Container:
 def validate(spec: JobSpecConf, key: str) -> None:
     """Raise JobSpecError for the first setting Vertex would refuse. `key` is the spec's config path."""
     _validate_pool(spec, key)
+    _validate_pool_layout(spec, key)
+    for i, pool in enumerate(spec.worker_pools):
+        _validate_pool(pool, f"{key}.worker_pools[{i}]")
+    _validate_labels(spec.labels, f"{key}.labels")
+    _validate_scheduling(spec, f"{key}.scheduling")
+
+
+def _validate_pool_layout(spec: JobSpecConf, key: str) -> None:
+    """Vertex's pool positions: 0 the chief (one replica, by construction), 1 workers, 2 parameter or
+    reduction servers, 3 evaluators; an empty pool ({}) only holds the place of a later one."""
     if spec.replica_count > 1 and spec.worker_pools:
         raise JobSpecError(
             f"{key}.replica_count",
@@ -74,14 +87,16 @@ def validate(spec: JobSpecConf, key: str) -> None:
         raise JobSpecError(
             f"{key}.worker_pools",
             f"{1 + len(spec.worker_pools)} worker pools requested; Vertex allows at most "
-            f"{MAX_WORKER_POOLS} (the chief and up to 3 more)",
+            f"{MAX_WORKER_POOLS} (the chief, then workers, parameter servers and evaluators)",
         )
-    for i, pool in enumerate(spec.worker_pools):
-        _validate_pool(pool, f"{key}.worker_pools[{i}]")
-    _validate_labels(spec.labels, f"{key}.labels")
-    _validate_scheduling(spec, f"{key}.scheduling")
-    if spec.boot_disk_size_gb <= 0:
-        raise JobSpecError(f"{key}.boot_disk_size_gb", "must be positive")
+    last = len(spec.worker_pools) - 1
+    if last >= 0 and spec.worker_pools[last].replica_count == 0:
+        # A trailing {} holds no place: Vertex (and its SDK, which drops them) expects none.
+        raise JobSpecError(
+            f"{key}.worker_pools[{last}].replica_count",
+            f"workerpool{last + 1} is empty and no pool follows it; an empty pool is only a placeholder "
+            "before a later pool: give it replicas or remove it",
+        )
 
 
 def _validate_pool(pool: WorkerPoolConf, key: str) -> None:
@@ -103,6 +118,8 @@ def _validate_pool(pool: WorkerPoolConf, key: str) -> None:
         raise JobSpecError(
             f"{key}.accelerator_count", f"accelerator_type {pool.accelerator_type} needs accelerator_count >= 1"
         )
+    if pool.boot_disk_size_gb <= 0:
+        raise JobSpecError(f"{key}.boot_disk_size_gb", "must be positive")
 
 
 def _validate_labels(labels: Mapping[str, str], key: str) -> None:

@@ -6,15 +6,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 from hydra.core.singleton import Singleton
-from hydra.core.utils import JobReturn, configure_log, filter_overrides, setup_globals
+from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from . import _jobspec, _payload, _storage
+from . import _jobspec, _payload, _snapshot, _storage
 from ._backends import factory
-from ._backends.base import Backend, JobOutcome
+from ._backends.base import SUCCEEDED, Backend, JobOutcome
 from .config import VertexAILauncherConf
 
 if TYPE_CHECKING:
@@ -66,7 +66,10 @@ def launch(launcher: "VertexAILauncher", job_overrides: Sequence[Sequence[str]],
         return []
     Path(str(launcher.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
     log.info("Vertex AI launcher (%s backend): %d job(s), staging %s", conf.backend, len(jobs), staging)
-    _stage(launcher, context_uri, jobs)
+    snapshot = _snapshot.stage_snapshot(
+        conf.snapshot, _storage.parent(backend.staging), launcher.task_function, CONFIG_KEY
+    )
+    _stage(launcher, context_uri, jobs, snapshot)
     outcomes = backend.run_jobs([job.custom_job for job in jobs])
     return [_collect(job, outcome) for job, outcome in zip(jobs, outcomes)]
 
@@ -105,23 +108,35 @@ def _prepare(
     return PreparedJob(num, overrides, config, payload_uri, _storage.join(job_dir, "result.pkl"), custom_job)
 
 
-def _stage(launcher: "VertexAILauncher", context_uri: str, jobs: List[PreparedJob]) -> None:
+def _stage(
+    launcher: "VertexAILauncher", context_uri: str, jobs: List[PreparedJob], snapshot: Optional[_snapshot.Snapshot]
+) -> None:
     """Write the shared context once and every job's small payload, in parallel (staging may be remote)."""
     assert launcher.hydra_context is not None and launcher.task_function is not None
     context = _payload.SweepContext(launcher.hydra_context, launcher.task_function, Singleton.get_state())
-    blobs = {context_uri: _payload.dumps(context)}
+    header = {"snapshot": snapshot.to_json() if snapshot else None}
+    blobs = {context_uri: _payload.dumps(context, **header)}
     for job in jobs:
-        blobs[job.payload_uri] = _payload.dumps(_payload.JobPayload(context_uri, job.config, job.result_uri))
+        blobs[job.payload_uri] = _payload.dumps(_payload.JobPayload(context_uri, job.config, job.result_uri), **header)
     with ThreadPoolExecutor(max_workers=_STAGING_THREADS) as pool:
         list(pool.map(lambda item: _storage.write_bytes(*item), blobs.items()))
 
 
 def _collect(job: PreparedJob, outcome: JobOutcome) -> JobReturn:
-    """The job's own JobReturn when it wrote one; otherwise a FAILED one that says what happened."""
-    if _storage.exists(job.result_uri):
-        return _payload.load_result(_storage.read_bytes(job.result_uri))
+    """The job's own JobReturn when the job as a whole succeeded (or the task itself failed); otherwise a
+    FAILED one saying what happened: no result, an unreadable one, or another replica that failed."""
+    name = f"job #{job.num} ({job.custom_job['displayName']})"
     state = outcome.state.replace("JOB_STATE_", "")
-    message = f"job #{job.num} ({job.custom_job['displayName']}) ended {state} without a result"
+    ret = None
+    if _storage.exists(job.result_uri):
+        try:
+            ret = _payload.load_result(_storage.read_bytes(job.result_uri))
+        except Exception as e:  # e.g. the container pickled a type this environment lacks: one job, not the sweep
+            message = f"{name} ended {state}; its result cannot be read here: {e!r}"
+            return _payload.failed_return(job.config, job.overrides, _payload.RemoteJobError(message))
+        if ret.status != JobStatus.COMPLETED or outcome.state == SUCCEEDED:
+            return ret
+    message = f"{name} ended {state} " + ("although its chief completed" if ret else "without a result")
     if outcome.error:
         message += f": {outcome.error}"
     if outcome.where:

@@ -120,6 +120,10 @@ def _job_config(payload: Any, context: Any, trial_flags: List[str], trial_id: Op
     if job_id:
         with open_dict(config):
             config.hydra.job.id = job_id
+    task = replica_task()
+    if not is_chief():  # every replica runs the job: each other one logs below the chief's output dir
+        with read_write(config.hydra.sweep):
+            config.hydra.sweep.subdir = f"{config.hydra.sweep.subdir}/{task['type']}-{task.get('index', 0)}"
     return config
 
 
