@@ -61,12 +61,14 @@ def test_snapshot_ships_tracked_and_unignored_files_only(app: Path, tmp_path: Pa
 
     (app.parent / ".gitignore").write_text("secret.txt\n")
     (app / "secret.txt").write_text("do not ship")
+    (app / "data").mkdir()
+    (app / "data" / "train.csv").write_text("1,2,3\n")  # a data folder never ships; the conf/data group does
     staging = tmp_path / "staging"
     run(app, "hydra/launcher=vertex_ai", f"hydra.launcher.staging_dir={staging}", f"hydra.sweep.dir={tmp_path / 's'}")
     with tarfile.open(archives(staging)[0]) as tar:
         names = set(tar.getnames())
-    assert {"app/app.py", "app/mylib/words.py", "app/conf/greeting/hello.yaml", ".gitignore"} <= names
-    assert not any(n.startswith("app/outputs") or n.endswith("secret.txt") or n.startswith(".git/") for n in names)
+    assert {"app/app.py", "app/mylib/words.py", "app/conf/data/hello.yaml", ".gitignore"} <= names
+    assert not any(n.startswith(("app/outputs", "app/data/", ".git/")) or n.endswith("secret.txt") for n in names)
 
 
 def test_without_snapshot_the_job_cannot_import_user_code(app: Path, tmp_path: Path) -> None:
@@ -88,9 +90,9 @@ def test_oversized_snapshot_fails_before_submission_listing_the_largest_files(ap
 def test_trial_composes_its_config_from_the_snapshot_when_the_source_is_gone(app: Path, tmp_path: Path) -> None:
     staging = tmp_path / "staging"
     run(app, "hydra/sweeper=vertex_vizier", "hydra.sweeper.algorithm=grid", f"hydra.sweeper.staging_dir={staging}",
-        f"hydra.sweep.dir={tmp_path / 's'}", "greeting=hello,morning")
+        f"hydra.sweep.dir={tmp_path / 's'}", "data=hello,morning")
     results = OmegaConf.load(tmp_path / "s" / "optimization_results.yaml")
-    assert results.best_params == ["greeting=hello"]  # len("HELLO!") < len("GOOD MORNING!")
+    assert results.best_params == ["data=hello"]  # len("HELLO!") < len("GOOD MORNING!")
     # The app's folder disappears (as on a Vertex machine); a trial re-run from the staged payload still
     # finds its module and its config group, from the snapshot alone.
     shutil.move(str(app.parent), str(tmp_path / "moved"))
@@ -98,7 +100,7 @@ def test_trial_composes_its_config_from_the_snapshot_when_the_source_is_gone(app
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(CLOUD_ML_TRIAL_ID="77", CLOUD_ML_HP_METRIC_FILE=str(tmp_path / "m.metrics"))
     proc = subprocess.run([sys.executable, "-m", "hydra_plugins.hydra_vertex_ai.entry", str(payload),
-                           "--greeting=morning"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+                           "--data=morning"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "GOOD MORNING!" in proc.stdout
     assert '"objective": "13.0"' in (tmp_path / "m.metrics").read_text()

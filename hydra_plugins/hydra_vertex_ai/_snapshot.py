@@ -48,12 +48,16 @@ class Snapshot:
         return Snapshot(data["uri"], data["digest"], data["root"], tuple(data["sys_path"]))
 
 
-def stage_snapshot(conf: SnapshotConf, staging_dir: str, task_function: Any, key: str) -> Optional[Snapshot]:
+def stage_snapshot(
+    conf: SnapshotConf, staging_dir: str, task_function: Any, config_loader: Any, key: str
+) -> Optional[Snapshot]:
     """Pack and stage the application's source, unless disabled or already staged. Fails before submission."""
     if not conf.enabled:
         return None
     root = source_root(conf.root, task_function)
-    files = list_files(root, conf.include, conf.exclude)
+    # Config files a trial composes always ship, even where an exclude pattern (say `data`) names their group.
+    keep = [os.path.relpath(d, root) for d in config_dirs(config_loader) if _is_under(d, root)]
+    files = list_files(root, conf.include, conf.exclude, keep)
     _check_size(root, files, conf.max_size_mb, key)
     data = archive(root, files)
     digest = hashlib.sha256(data).hexdigest()
@@ -84,15 +88,32 @@ def _git(cwd: Path, *args: str) -> Optional[str]:
     return done.stdout if done.returncode == 0 else None
 
 
-def list_files(root: Path, include: Sequence[str], exclude: Sequence[str]) -> List[str]:
-    """Relative paths to ship: git's tracked and untracked-but-not-ignored files, or every file under root."""
+def _file_dir(search_path: Optional[str]) -> Optional[str]:
+    """The directory of a file-based search path entry (`file://dir` or a bare `dir`), else None."""
+    scheme, sep, rest = (search_path or "").partition("://")
+    if sep and scheme != "file":
+        return None
+    return (rest if sep else scheme) or None
+
+
+def config_dirs(config_loader: Any) -> List[str]:
+    """The file-based directories of Hydra's config search path."""
+    dirs = [_file_dir(element.path) for element in config_loader.get_search_path().get_path()]
+    return [os.path.abspath(d) for d in dirs if d]
+
+
+def list_files(root: Path, include: Sequence[str], exclude: Sequence[str], keep: Sequence[str] = ()) -> List[str]:
+    """Relative paths to ship: git's tracked and untracked-but-not-ignored files, or every file under root.
+
+    Files under a `keep` directory ship whatever the include/exclude patterns say."""
     listed = _git(root, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
     if listed is not None:
         candidates = [p for p in listed.split("\0") if p]
     else:
         candidates = [os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs]
-    keep = [p for p in candidates if _wanted(p, include, exclude) and os.path.isfile(root / p)]
-    return sorted(set(keep))
+    kept = [p for p in candidates if any(_is_under(str(root / p), root / k) for k in keep)]
+    wanted = [p for p in candidates if _wanted(p, include, exclude)]
+    return sorted(p for p in set(kept + wanted) if os.path.isfile(root / p))
 
 
 def _wanted(path: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
@@ -171,15 +192,14 @@ def activate(snapshot: Snapshot, target: Path) -> None:
 
 
 def remap_config_search_path(config_loader: Any, snapshot: Snapshot, target: Path) -> None:
-    """Point file config sources (`file://dir` or a bare `dir`) under the source root at their unpacked copies."""
+    """Point file-based config sources under the source root at their unpacked copies."""
     search_path = config_loader.get_search_path()
     changed = False
     for element in search_path.get_path():
-        scheme, sep, rest = (element.path or "").partition("://")
-        local = rest if sep else scheme
-        if (not sep or scheme == "file") and local and _is_under(local, Path(snapshot.root)):
-            element.path = f"{scheme}://" if sep else ""
-            element.path += str(target / os.path.relpath(local, snapshot.root))
+        local = _file_dir(element.path)
+        if local and _is_under(local, Path(snapshot.root)):
+            prefix = "file://" if element.path.startswith("file://") else ""
+            element.path = prefix + str(target / os.path.relpath(local, snapshot.root))
             changed = True
     if changed:
         config_loader.repository.initialize_sources(search_path)

@@ -174,7 +174,7 @@ def _stage(
         sweep_dir=backend.container_path(sweep_dir),
     )
     snapshot = _snapshot.stage_snapshot(conf.snapshot, _storage.parent(backend.staging), sweeper.task_function,
-                                        CONFIG_KEY)
+                                        sweeper.hydra_context.config_loader, CONFIG_KEY)
     header = {"snapshot": snapshot.to_json() if snapshot else None}
     _storage.write_bytes(context_uri, _payload.dumps(context, **header))
     _storage.write_bytes(payload_uri, _payload.dumps(payload, **header))

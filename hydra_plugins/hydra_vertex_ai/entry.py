@@ -182,7 +182,8 @@ def report_objective(value: Any, metric_id: str) -> str:
         return reason
     from .metrics import report_metric
 
-    report_metric(number, metric_id=metric_id)
+    if not report_metric(number, metric_id=metric_id):
+        return "cloudml-hypertune recorded nothing: CLOUD_ML_TRIAL_ID is not set (is this a tuning trial?)"
     return ""
 
 

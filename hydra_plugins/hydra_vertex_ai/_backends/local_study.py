@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from .base import CANCELLED, FAILED, SUCCEEDED, JobOutcome, TuningOutcome
-from .local import run_custom_job
+from .local import run_custom_job, thread_env
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +197,8 @@ class _LocalStudy:
             cancel=self.stop,
             extra_args=flags,
             trial_id=trial_id,
-            extra_env={"CLOUD_ML_HP_METRIC_FILE": str(trial.workdir / METRICS_FILE)},
+            extra_env={"CLOUD_ML_HP_METRIC_FILE": str(trial.workdir / METRICS_FILE),
+                       **thread_env(self.trial_job, self.parallel)},
         )
         self.trials.append(trial)
         self._notify()

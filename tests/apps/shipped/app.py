@@ -7,8 +7,8 @@ from mylib.words import shout  # travels in the source snapshot, not by value
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float:
-    print(shout(cfg.greeting.text))
-    return float(len(shout(cfg.greeting.text)) + cfg.x)
+    print(shout(cfg.data.text))
+    return float(len(shout(cfg.data.text)) + cfg.x)
 
 
 if __name__ == "__main__":
