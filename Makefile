@@ -3,18 +3,25 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+EXAMPLE_REQS := examples/lightning_classifier/requirements.txt
 
 .PHONY: demo test clean
 
-$(STAMP): setup.py
+$(STAMP): setup.py $(EXAMPLE_REQS)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
 	# compat mode: a plain .pth entry, so Hydra's plugin scan of the hydra_plugins namespace sees our code
-	$(PY) -m pip install --quiet -e '.[test]' --config-settings editable_mode=compat
+	$(PY) -m pip install --quiet -e '.[test,pipelines]' --config-settings editable_mode=compat
+	# the Lightning example's torch, torchvision, lightning, scikit-learn (pinned: see the file)
+	$(PY) -m pip install --quiet -r $(EXAMPLE_REQS)
 	touch $(STAMP)
 
+# A 4-trial hyperparameter sweep of the Lightning example on the local backend; prints the best parameters.
 demo: $(STAMP)
-	cd examples/quickstart && ../../$(PY) my_app.py -m hydra/launcher=vertex_ai db=mysql,postgresql
+	cd examples/lightning_classifier && ../../$(PY) train.py -m hydra/sweeper=vertex_vizier \
+		hydra.sweeper.goal=maximize hydra.sweeper.metric_id=val_acc \
+		hydra.sweeper.max_trial_count=4 hydra.sweeper.parallel_trial_count=2 \
+		'model.lr=tag(log,interval(1e-3,3e-1))' optimizer=adam,sgd trainer.max_epochs=3
 
 test: $(STAMP)
 	$(PY) -m pytest

@@ -75,3 +75,30 @@ def test_runs_through_the_launcher_on_the_local_backend(tmp_path: Path) -> None:
         assert not (job_dir / "checkpoints").exists()
     checkpoints = sorted(p.parent.parent.name for p in sweep_dir.glob(".vertex_ai/*/outputs/*/checkpoints/*.ckpt"))
     assert checkpoints == ["0", "1"]
+
+
+def test_four_trial_local_sweep_best_beats_worst(tmp_path: Path) -> None:
+    """The README's demo, shortened: a Vizier-style sweep of the example on the local backend."""
+    sweep_dir = tmp_path / "sweep"
+    proc = run_example(
+        [
+            "-m",
+            "hydra/sweeper=vertex_vizier",
+            "hydra.sweeper.goal=maximize",
+            "hydra.sweeper.metric_id=val_acc",
+            "hydra.sweeper.max_trial_count=4",
+            "hydra.sweeper.parallel_trial_count=2",
+            "hydra.sweeper.algorithm=grid",
+            "model.lr=choice(0.0001,0.3)",  # a learning rate that barely moves, and a good one
+            "optimizer=adam,sgd",
+            "trainer.max_epochs=1",
+            f"hydra.sweep.dir={sweep_dir}",
+        ]
+    )
+    results = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
+    values = [t["value"] for t in results["trials"]]
+    assert [t["state"] for t in results["trials"]] == ["SUCCEEDED"] * 4
+    assert results["best_value"] == max(values) > min(values)
+    assert "Best val_acc" in proc.stdout
+    for trial in results["trials"]:  # each trial's own output dir, with its logged accuracy
+        assert logged_accuracy(sweep_dir / trial["id"]) == pytest.approx(trial["value"], abs=5e-5)

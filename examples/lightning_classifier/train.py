@@ -167,8 +167,8 @@ class Classifier(L.LightningModule):
     def validation_step(self, batch: Tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
         logits = self(x)
-        self.log("val_loss", F.cross_entropy(logits, y))
-        self.log(MONITOR, (logits.argmax(dim=1) == y).float().mean(), prog_bar=True)
+        self.log("val_loss", F.cross_entropy(logits, y), sync_dist=True)
+        self.log(MONITOR, (logits.argmax(dim=1) == y).float().mean(), prog_bar=True, sync_dist=True)
 
     def on_validation_epoch_end(self) -> None:
         if not self.trainer.sanity_checking:
