@@ -29,6 +29,8 @@ setup(
         "rich>=13",
     ],
     extras_require={
+        # Vertex AI Pipelines components (hydra_plugins.hydra_vertex_ai.pipelines)
+        "pipelines": ["kfp>=2.14,<3", "google-cloud-pipeline-components>=2.22,<3"],
         "test": [
             "pytest>=8",
             "pytest-timeout>=2.3",

@@ -66,7 +66,7 @@ class Container:
 
 def validate(spec: JobSpecConf, key: str) -> None:
     """Raise JobSpecError for the first setting Vertex would refuse. `key` is the spec's config path."""
-    _validate_pool(spec, key)
+    _validate_pool(spec, key, chief=True)
     _validate_pool_layout(spec, key)
     for i, pool in enumerate(spec.worker_pools):
         _validate_pool(pool, f"{key}.worker_pools[{i}]")
@@ -99,8 +99,8 @@ def _validate_pool_layout(spec: JobSpecConf, key: str) -> None:
         )
 
 
-def _validate_pool(pool: WorkerPoolConf, key: str) -> None:
-    if pool.replica_count < 0 or (pool.replica_count == 0 and isinstance(pool, JobSpecConf)):
+def _validate_pool(pool: WorkerPoolConf, key: str, chief: bool = False) -> None:
+    if pool.replica_count < 0 or (pool.replica_count == 0 and chief):  # only a later pool may be an empty placeholder
         raise JobSpecError(f"{key}.replica_count", f"must be at least 1, got {pool.replica_count}")
     if pool.accelerator_type is not None and pool.accelerator_type not in ACCELERATOR_TYPES:
         raise JobSpecError(

@@ -67,7 +67,8 @@ def launch(launcher: "VertexAILauncher", job_overrides: Sequence[Sequence[str]],
     Path(str(launcher.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
     log.info("Vertex AI launcher (%s backend): %d job(s), staging %s", conf.backend, len(jobs), staging)
     snapshot = _snapshot.stage_snapshot(
-        conf.snapshot, _storage.parent(backend.staging), launcher.task_function, CONFIG_KEY
+        conf.snapshot, _storage.parent(backend.staging), launcher.task_function,
+        launcher.hydra_context.config_loader, CONFIG_KEY,
     )
     _stage(launcher, context_uri, jobs, snapshot)
     outcomes = backend.run_jobs([job.custom_job for job in jobs])

@@ -71,19 +71,26 @@ def runtime_versions() -> Dict[str, str]:
     }
 
 
-def dumps(obj: Any) -> bytes:
+def dumps(obj: Any, **header_fields: Any) -> bytes:
+    """Header line (format, versions, and e.g. the source snapshot the body needs) + cloudpickle body."""
     import cloudpickle
 
-    header = json.dumps({"format": FORMAT, "versions": runtime_versions()})
+    header = json.dumps({"format": FORMAT, "versions": runtime_versions(), **header_fields})
     return header.encode() + b"\n" + cloudpickle.dumps(obj)
 
 
+def header(data: bytes) -> Dict[str, Any]:
+    """The JSON header alone: readable before anything is unpickled."""
+    line, _, _ = data.partition(b"\n")
+    parsed: Dict[str, Any] = json.loads(line)
+    return parsed
+
+
 def loads(data: bytes) -> Any:
-    header, _, body = data.partition(b"\n")
-    check_versions(json.loads(header)["versions"])
+    check_versions(header(data)["versions"])
     import cloudpickle
 
-    return cloudpickle.loads(body)
+    return cloudpickle.loads(data.partition(b"\n")[2])
 
 
 def check_versions(built_with: Dict[str, str]) -> None:

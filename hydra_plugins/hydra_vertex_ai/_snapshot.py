@@ -75,9 +75,18 @@ def source_root(configured: Optional[str], task_function: Any) -> Path:
     """The configured root, else the git work tree holding the task's file, else that file's folder."""
     if configured:
         return Path(configured).expanduser().resolve()
-    app_dir = Path(inspect.getsourcefile(task_function) or os.getcwd()).resolve().parent
+    app_dir = _app_dir(task_function)
     top = _git(app_dir, "rev-parse", "--show-toplevel")
     return Path(top.strip()).resolve() if top else app_dir
+
+
+def _app_dir(task_function: Any) -> Path:
+    """The folder of the task's source file; the working directory for callables without one."""
+    try:
+        source = inspect.getsourcefile(inspect.unwrap(task_function))
+    except TypeError:  # a callable object, e.g. Hydra's own test task: no file of the app to go by
+        source = None
+    return Path(source).resolve().parent if source else Path.cwd().resolve()
 
 
 def _git(cwd: Path, *args: str) -> Optional[str]:

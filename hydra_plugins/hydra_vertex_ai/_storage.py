@@ -3,16 +3,26 @@
 gs:// goes through google-cloud-storage (which honours STORAGE_EMULATOR_HOST), imported only when a gs://
 URI is touched. Inside a Vertex container, /gcs/<bucket> is a Cloud Storage FUSE mount: when it is there
 the container reads and writes through it and never imports the client.
+
+The FUSE rule, for real and emulated containers alike:
+- A job's *paths* (its Hydra output dir) name the bucket through the FUSE root: `fuse_path`, or the
+  `fuse_interpolation` that the container resolves itself. The root is /gcs, or $HYDRA_VERTEX_AI_GCS_FUSE_ROOT.
+- gs:// *I/O* (payloads, results) uses the FUSE mount only when it is Vertex's real one (/gcs/<bucket>
+  exists and the variable is unset). A process that sets the variable (the emulator sets it for its jobs)
+  has a plain local stand-in there, so its gs:// I/O goes through the client, e.g. to a storage emulator.
 """
 import os
 import posixpath
+import threading
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 GCS_PREFIX = "gs://"
 # Where Vertex mounts buckets in every container; the emulator points this elsewhere.
 FUSE_ROOT_ENV = "HYDRA_VERTEX_AI_GCS_FUSE_ROOT"
+VERTEX_FUSE_ROOT = "/gcs"
 _clients: Dict[str, Any] = {}
+_clients_lock = threading.Lock()
 
 
 def is_gcs(uri: str) -> bool:
@@ -30,35 +40,61 @@ def join(base: str, *parts: str) -> str:
     return os.path.join(base, *parts)
 
 
+def parent(uri: str) -> str:
+    return posixpath.dirname(uri.rstrip("/")) if is_gcs(uri) else os.path.dirname(uri.rstrip(os.sep))
+
+
 def fuse_path(uri: str) -> str:
     """The path at which a container sees gs://bucket/path: /gcs/bucket/path."""
     bucket, path = split_gcs(uri)
-    return posixpath.join(os.environ.get(FUSE_ROOT_ENV, "/gcs"), bucket, path)
+    return posixpath.join(os.environ.get(FUSE_ROOT_ENV, VERTEX_FUSE_ROOT), bucket, path)
+
+
+def fuse_interpolation(uri: str) -> str:
+    """`fuse_path(uri)` as an OmegaConf interpolation, so the FUSE root is resolved where the job runs."""
+    bucket, path = split_gcs(uri)
+    return "${oc.env:" + FUSE_ROOT_ENV + "," + VERTEX_FUSE_ROOT + "}/" + posixpath.join(bucket, path)
 
 
 def _local_path(uri: str) -> Optional[str]:
     """A filesystem path for `uri`, or None when it must go through the Cloud Storage client."""
     if not is_gcs(uri):
         return uri[len("file://") :] if uri.startswith("file://") else uri
-    bucket, _ = split_gcs(uri)
-    mounted = fuse_path(f"{GCS_PREFIX}{bucket}")
-    return fuse_path(uri) if os.path.isdir(mounted) else None
+    if FUSE_ROOT_ENV in os.environ:  # a stand-in for outputs, not a mount of the bucket
+        return None
+    bucket, path = split_gcs(uri)
+    mounted = posixpath.join(VERTEX_FUSE_ROOT, bucket)
+    return posixpath.join(mounted, path) if os.path.isdir(mounted) else None
+
+
+def _client() -> Any:
+    """One client per (project, emulator host): tests switch STORAGE_EMULATOR_HOST between runs."""
+    from google.cloud import storage
+
+    project = os.environ.get("GOOGLE_CLOUD_PROJECT")
+    emulator = os.environ.get("STORAGE_EMULATOR_HOST")
+    key = f"{project or ''}|{emulator or ''}"
+    with _clients_lock:
+        if key not in _clients:
+            if emulator:
+                from google.auth.credentials import AnonymousCredentials
+
+                _clients[key] = storage.Client(project=project or "local", credentials=AnonymousCredentials())
+            else:
+                _clients[key] = storage.Client(project=project)
+        return _clients[key]
 
 
 def _blob(uri: str) -> Any:
-    from google.cloud import storage
-
     bucket, path = split_gcs(uri)
-    project = os.environ.get("GOOGLE_CLOUD_PROJECT")
-    key = project or ""
-    if key not in _clients:
-        if os.environ.get("STORAGE_EMULATOR_HOST"):
-            from google.auth.credentials import AnonymousCredentials
+    return _client().bucket(bucket).blob(path)
 
-            _clients[key] = storage.Client(project=project or "local", credentials=AnonymousCredentials())
-        else:
-            _clients[key] = storage.Client(project=project)
-    return _clients[key].bucket(bucket).blob(path)
+
+def list_gcs(prefix: str) -> List[Tuple[str, int]]:
+    """(uri, size) of every object under the gs:// `prefix`."""
+    bucket, path = split_gcs(prefix)
+    blobs = _client().list_blobs(bucket, prefix=path)
+    return [(f"{GCS_PREFIX}{bucket}/{blob.name}", int(blob.size or 0)) for blob in blobs]
 
 
 def write_bytes(uri: str, data: bytes) -> None:

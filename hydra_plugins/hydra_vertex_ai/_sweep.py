@@ -64,7 +64,9 @@ def sweep(sweeper: "VertexVizierSweeper", arguments: List[str]) -> List[List[Job
         raise HydraException(f"the tuning job ended {outcome.state.replace('JOB_STATE_', '')}: {outcome.error} "
                              f"(partial results in {sweep_dir / RESULTS_FILE})")
     log.info("Best %s = %s with %s", conf.metric_id, results["best_value"], " ".join(results["best_params"]))
-    return [_trial_returns(backend.staging, config, parameter_map, list(space.fixed), outcome)]
+    # A resumed study's trials wrote their results next to its own payload, not under this run's staging.
+    staging = _storage.parent(_storage.parent(outcome.payload_uri)) if outcome.payload_uri else backend.staging
+    return [_trial_returns(staging, config, parameter_map, list(space.fixed), outcome)]
 
 
 def validate(conf: VertexVizierSweeperConf) -> None:
@@ -191,7 +193,7 @@ def _resume(backend: Backend, name: str) -> TuningOutcome:
 def _final_value(trial: Mapping[str, Any]) -> Optional[float]:
     final = trial.get("finalMeasurement") or {}
     metrics = final.get("metrics") or []
-    return float(metrics[0]["value"]) if metrics else None
+    return float(metrics[0].get("value", 0.0)) if metrics else None
 
 
 def write_results(

@@ -41,12 +41,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     raw = _storage.read_bytes(args[0])
     try:
         _payload.check_versions(_payload.header(raw)["versions"])
+        shipped = _use_snapshot(_payload.header(raw).get("snapshot"))  # before unpickling: user types live there
+        payload: _payload.JobPayload = _payload.loads(raw)
+        context: _payload.SweepContext = _payload.loads(_storage.read_bytes(payload.context_uri))
     except _payload.VersionMismatchError as e:
         print(f"hydra-vertex-ai: {e}", file=sys.stderr)
         return EXIT_VERSION_MISMATCH
-    shipped = _use_snapshot(_payload.header(raw).get("snapshot"))  # before unpickling: user types live there
-    payload: _payload.JobPayload = _payload.loads(raw)
-    context: _payload.SweepContext = _payload.loads(_storage.read_bytes(payload.context_uri))
     _restore(context)
     if shipped:  # needs the restored singletons: Hydra's config source registry
         from ._snapshot import remap_config_search_path

@@ -35,6 +35,8 @@ class TuningOutcome:
     error: Optional[str] = None
     # the tuning job's resource name (vertex) or staging directory (local)
     name: Optional[str] = None
+    # the trials' first container argument: the study payload, whose folder holds the trials' results
+    payload_uri: Optional[str] = None
 
 
 class Backend(ABC):

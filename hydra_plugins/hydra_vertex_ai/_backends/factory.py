@@ -19,6 +19,10 @@ def make_backend(conf: VertexBackendConf, key: str, sweep_id: str) -> Backend:
 
         if _storage.is_gcs(conf.staging_dir):
             raise JobSpecError(f"{key}.staging_dir", "the local backend stages in a local directory, not gs://")
+        if conf.max_parallel is not None and conf.max_parallel < 1:
+            raise JobSpecError(
+                f"{key}.max_parallel", f"must be at least 1 (or null: one job per core), got {conf.max_parallel}"
+            )
         return LocalBackend(os.path.join(os.path.abspath(conf.staging_dir), sweep_id), conf.max_parallel)
     if conf.backend == "vertex":
         from .vertex import VertexBackend

@@ -14,12 +14,13 @@ import sys
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
 
 from .. import _storage
-from .base import CANCELLED, FAILED, SUCCEEDED, Backend, JobOutcome
+from .base import CANCELLED, FAILED, SUCCEEDED, Backend, JobOutcome, TuningOutcome
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ def container_env(
     job_id: str,
     cluster: Mapping[str, List[str]],
     trial_id: Optional[str] = None,
+    extra_env: Optional[Mapping[str, str]] = None,
 ) -> Dict[str, str]:
     """The environment of one replica: the host's (less host-only paths), the spec's env, Vertex's vars."""
     spec = job["jobSpec"]
@@ -82,7 +84,19 @@ def container_env(
     base = spec.get("baseOutputDirectory", {}).get("outputUriPrefix")
     if base:
         env.update(output_dirs(_storage.join(base, trial_id) if trial_id else base))
+    env.update(extra_env or {})
     return env
+
+
+def thread_env(job: Mapping[str, Any], parallel: int) -> Dict[str, str]:
+    """Cap each process's BLAS/OpenMP threads at its share of the cores, as torchrun does, unless the user
+    set it: N parallel torch processes each using every core slow each other down badly. Local only:
+    a Vertex replica has its machine to itself."""
+    spec_env = {e["name"] for pool in job["jobSpec"]["workerPoolSpecs"] if pool
+                for e in pool["containerSpec"].get("env", [])}
+    if "OMP_NUM_THREADS" in os.environ or "OMP_NUM_THREADS" in spec_env or parallel <= 1:
+        return {}
+    return {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // parallel))}
 
 
 def container_command(pool: Mapping[str, Any], extra_args: Sequence[str]) -> List[str]:
@@ -99,6 +113,16 @@ def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
     except OSError:
         return ""
     return "\n".join(text.splitlines()[-lines:])
+
+
+def _exit_text(code: int) -> str:
+    """How a replica ended, as a user reads it: a negative code is the signal that killed it (e.g. OOM)."""
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
 
 
 def _stop(proc: "subprocess.Popen[bytes]") -> None:
@@ -123,6 +147,7 @@ def run_custom_job(
     cancel: threading.Event,
     extra_args: Sequence[str] = (),
     trial_id: Optional[str] = None,
+    extra_env: Optional[Mapping[str, str]] = None,
 ) -> JobOutcome:
     """Run every replica of `job` until all exit, one fails, or `cancel` is set."""
     if cancel.is_set():
@@ -139,7 +164,7 @@ def run_custom_job(
                 procs[replica] = subprocess.Popen(
                     container_command(pool, extra_args),
                     cwd=cwd,
-                    env=container_env(job, replica, job_id, cluster, trial_id),
+                    env=container_env(job, replica, job_id, cluster, trial_id, extra_env),
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=subprocess.STDOUT,
@@ -164,11 +189,35 @@ def _supervise(procs: Dict[Replica, "subprocess.Popen[bytes]"], workdir: Path, c
                 for other in running.values():
                     _stop(other)
                 log_path = workdir / f"workerpool{replica.pool}-{replica.index}.log"
-                message = f"replica workerpool{replica.pool}[{replica.index}] exited with code {code}"
+                message = f"replica workerpool{replica.pool}[{replica.index}] {_exit_text(code)}"
                 tail = _tail(log_path)
                 return JobOutcome(FAILED, f"{message}; last lines of {log_path}:\n{tail}", str(log_path))
         time.sleep(0.05)
     return JobOutcome(SUCCEEDED, None, str(workdir))
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a CI cancel, `kill`, a scheduler) handled as Ctrl-C: the launcher stops its jobs, then exits.
+
+    The job processes run in their own sessions, so without this they would outlive a terminated launcher.
+    """
+
+
+@contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """Turn SIGTERM into `Terminated` while the block runs (signal handlers live in the main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise Terminated(f"received {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class LocalBackend(Backend):
@@ -187,15 +236,20 @@ class LocalBackend(Backend):
         dirs = [Path(self.staging, "jobs", job["labels"].get("hydra_job", str(i))) for i, job in enumerate(jobs)]
         with ThreadPoolExecutor(max_workers=self.max_parallel, thread_name_prefix="vertex-local") as pool:
             futures = [
-                pool.submit(run_custom_job, job, job_id=job_id, workdir=workdir, cancel=cancel)
+                pool.submit(run_custom_job, job, job_id=job_id, workdir=workdir, cancel=cancel,
+                            extra_env=thread_env(job, min(self.max_parallel, len(jobs))))
                 for job, job_id, workdir in zip(jobs, ids, dirs)
             ]
             try:
-                self._wait(futures, jobs)
+                with sigterm_interrupts():
+                    self._wait(futures, jobs)
             except BaseException:
                 cancel.set()
                 never_started = sum(f.cancel() for f in futures)
-                stopped = sum(f.result().state == CANCELLED for f in futures if not f.cancelled())
+                # Waits for every running job to be stopped; a job that raised must not hide the interrupt.
+                stopped = sum(
+                    f.exception() is None and f.result().state == CANCELLED for f in futures if not f.cancelled()
+                )
                 log.warning("Interrupted: stopped %d running and %d queued local job(s)", stopped, never_started)
                 raise
         return [f.result() for f in futures]
@@ -212,3 +266,31 @@ class LocalBackend(Backend):
                     "[%d/%d done] %s: %s", len(futures) - len(pending), len(futures),
                     jobs[i]["displayName"], outcome.state.replace("JOB_STATE_", ""),
                 )
+
+    def run_tuning_job(self, job: Dict[str, Any]) -> TuningOutcome:
+        """Run the study on this machine; the engine runs in a thread so Ctrl-C can stop it cleanly."""
+        from .local_study import run_tuning_job, summarize_trials
+
+        cancel = threading.Event()
+        maximize = job["studySpec"]["metrics"][0].get("goal") == "MAXIMIZE"
+        last_line: List[str] = [""]
+
+        def progress(trials: List[Dict[str, Any]]) -> None:
+            line = summarize_trials(trials, maximize)
+            if line != last_line[0]:
+                last_line[0] = line
+                log.info("[local study] %s", line)
+
+        workdir = Path(self.staging, "trials")
+        job_id = job["labels"].get("hydra_uid", "study")
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="local-study") as engine:
+            future = engine.submit(run_tuning_job, job, job_id=job_id, workdir=workdir, cancel=cancel, on_update=progress)
+            try:
+                while not future.done():
+                    wait([future], timeout=0.5)
+            except BaseException:
+                cancel.set()
+                future.result()
+                log.warning("Interrupted: cancelled the local study and its running trials")
+                raise
+            return future.result()

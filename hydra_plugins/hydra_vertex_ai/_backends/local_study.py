@@ -60,7 +60,7 @@ def _grid(parameters: List[Mapping[str, Any]]) -> Dict[str, List[Any]]:
         pid = spec["parameterId"]
         if "integerValueSpec" in spec:
             bounds = spec["integerValueSpec"]
-            grid[pid] = list(range(int(bounds["minValue"]), int(bounds["maxValue"]) + 1))
+            grid[pid] = list(range(int(_bound(bounds, "minValue")), int(_bound(bounds, "maxValue")) + 1))
         elif "discreteValueSpec" in spec:
             grid[pid] = [float(v) for v in spec["discreteValueSpec"]["values"]]
         elif "categoricalValueSpec" in spec:
@@ -70,17 +70,22 @@ def _grid(parameters: List[Mapping[str, Any]]) -> Dict[str, List[Any]]:
     return grid
 
 
+def _bound(bounds: Mapping[str, Any], key: str) -> Any:
+    return bounds.get(key, 0)  # proto3 JSON (as Vertex and the emulator return it) leaves zero bounds out
+
+
 def _suggest(trial: Any, spec: Mapping[str, Any]) -> Tuple[Any, str]:
     """Optuna's value for one ParameterSpec, and the flag text Vertex would pass for it."""
     pid = spec["parameterId"]
     log_scale = spec.get("scaleType") == "UNIT_LOG_SCALE"
     if "doubleValueSpec" in spec:
         bounds = spec["doubleValueSpec"]
-        value = trial.suggest_float(pid, float(bounds["minValue"]), float(bounds["maxValue"]), log=log_scale)
+        value = trial.suggest_float(pid, float(_bound(bounds, "minValue")), float(_bound(bounds, "maxValue")),
+                                    log=log_scale)
         return value, repr(float(value))
     if "integerValueSpec" in spec:
         bounds = spec["integerValueSpec"]
-        value = trial.suggest_int(pid, int(bounds["minValue"]), int(bounds["maxValue"]), log=log_scale)
+        value = trial.suggest_int(pid, int(_bound(bounds, "minValue")), int(_bound(bounds, "maxValue")), log=log_scale)
         return value, str(value)
     if "discreteValueSpec" in spec:
         value = trial.suggest_categorical(pid, [float(v) for v in spec["discreteValueSpec"]["values"]])
@@ -240,6 +245,11 @@ def summarize_trials(trials: List[Mapping[str, Any]], maximize: bool) -> str:
     line = f"trials: {len(done)} succeeded, {failed} failed, {running} running"
     if done:
         pick = max if maximize else min
-        best = pick(done, key=lambda t: t["finalMeasurement"]["metrics"][0]["value"])
-        line += f"; best {best['finalMeasurement']['metrics'][0]['value']:.6g} (trial {best['id']})"
+        best = pick(done, key=_final_value)
+        line += f"; best {_final_value(best):.6g} (trial {best['id']})"
     return line
+
+
+def _final_value(trial: Mapping[str, Any]) -> float:
+    # proto3 JSON leaves a 0.0 out: a missing value is zero
+    return float(trial["finalMeasurement"]["metrics"][0].get("value", 0.0))

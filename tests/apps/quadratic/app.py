@@ -1,6 +1,7 @@
 """A task whose optimum is known: minimize (x - 2)^2 + offset[opt], best at x=2, opt=b (offset 0)."""
 import math
 import os
+import time
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -13,6 +14,7 @@ OFFSETS = {"a": 1.0, "b": 0.0, "c": 3.0}
 def main(cfg: DictConfig) -> float:
     if cfg.fail_when_x_below is not None and cfg.x < cfg.fail_when_x_below:
         raise ValueError(f"x={cfg.x} is below {cfg.fail_when_x_below}")
+    time.sleep(cfg.sleep_s)
     if cfg.return_nan:
         return math.nan
     value = (cfg.x - 2.0) ** 2 + OFFSETS[cfg.opt] + 0.01 * cfg.n

@@ -1,0 +1,555 @@
+"""A local Vertex AI JobService (google.cloud.aiplatform.v1) over gRPC, for tests and offline tries.
+
+It speaks the real protocol with the real proto messages, so the real `JobServiceClient` talks to it
+unchanged. CustomJobs run through the local backend (`_backends.local.run_custom_job`), tuning jobs
+through the local study engine. Knobs inject what the real service does on a bad day: latency, failed
+calls, calls that commit and then lose their reply, and a create quota.
+
+FUSE: on Vertex, /gcs/<bucket> is the bucket. Here every job process gets
+HYDRA_VERTEX_AI_GCS_FUSE_ROOT=<workdir>/gcs, a plain directory standing in for the mount (its Hydra output
+dir lands there), while its gs:// reads and writes go to the storage client (STORAGE_EMULATOR_HOST); see
+`_storage`. When a job ends, files it wrote under the stand-in are copied to the bucket, as FUSE would have.
+"""
+import collections
+import contextlib
+import fnmatch
+import itertools
+import logging
+import os
+import random
+import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Counter, Deque, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import grpc
+from google.protobuf import json_format
+from google.protobuf.field_mask_pb2 import FieldMask
+
+from . import _storage
+from ._backends.base import CANCELLED, FAILED, TERMINAL_STATES
+
+log = logging.getLogger(__name__)
+
+SERVICE = "google.cloud.aiplatform.v1.JobService"
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+_PARENT = re.compile(r"^projects/[^/]+/locations/[^/]+$")
+_FILTER_TERM = re.compile(r'^(NOT\s+)?([A-Za-z_][\w.-]*)\s*(!=|=|:)\s*(?:"((?:[^"\\]|\\.)*)"|(\S+))$')
+_LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+_LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
+
+
+@dataclass
+class Knobs:
+    """Faults and limits; change them on a running emulator (the handle's `knobs`)."""
+
+    # seconds added to every call
+    latency_s: float = 0.0
+    # fraction of calls refused before they do anything, with a code drawn from fail_codes
+    fail_rate: float = 0.0
+    fail_codes: Sequence[str] = ("UNAVAILABLE",)
+    # fraction of calls that do their work (a create commits) and then answer with a code from lose_reply_codes
+    lose_reply_rate: float = 0.0
+    lose_reply_codes: Sequence[str] = ("DEADLINE_EXCEEDED", "UNAVAILABLE")
+    # creates accepted per rolling minute; more answer RESOURCE_EXHAUSTED; None = no quota
+    quota_creates_per_minute: Optional[int] = None
+    # the random draws of fail_rate and lose_reply_rate
+    seed: Optional[int] = None
+
+
+def _pb(proto_plus_cls: Any) -> Any:
+    return proto_plus_cls.pb()
+
+
+def _messages() -> Dict[str, Any]:
+    """Raw protobuf classes of the messages this service uses (the SDK ships them as proto-plus types)."""
+    from google.cloud.aiplatform_v1 import types
+
+    return {name: _pb(getattr(types, name)) for name in (
+        "CustomJob", "HyperparameterTuningJob", "Trial", "JobState",
+        "CreateCustomJobRequest", "GetCustomJobRequest", "ListCustomJobsRequest", "ListCustomJobsResponse",
+        "CancelCustomJobRequest", "CreateHyperparameterTuningJobRequest", "GetHyperparameterTuningJobRequest",
+        "ListHyperparameterTuningJobsRequest", "ListHyperparameterTuningJobsResponse",
+        "CancelHyperparameterTuningJobRequest",
+    ) if name != "JobState"}
+
+
+@dataclass
+class _Record:
+    kind: str  # "customJobs" or "hyperparameterTuningJobs"
+    job: Any  # the stored proto; mutated under the emulator's lock
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+class _Abort(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class JobServiceEmulator:
+    """The service: state, execution and knobs. `start()` serves it; `address` is HOST:PORT."""
+
+    def __init__(self, workdir: Path, knobs: Optional[Knobs] = None, max_running: Optional[int] = None) -> None:
+        self.workdir = Path(workdir)
+        self.fuse_root = self.workdir / "gcs"
+        self.fuse_root.mkdir(parents=True, exist_ok=True)
+        self.knobs = knobs or Knobs()
+        self.msg = _messages()
+        # calls received, by method name (CreateCustomJob, ListCustomJobs, ...), faulty ones included
+        self.calls: Counter[str] = collections.Counter()
+        # jobs committed per hydra_uid label: exactly-once means every value is 1
+        self.creates_by_uid: Counter[str] = collections.Counter()
+        self._records: Dict[str, _Record] = {}
+        self._order: List[str] = []
+        self._lock = threading.RLock()
+        self._ids = itertools.count(int(time.time() * 1000) * 1000)
+        self._creates: Deque[float] = collections.deque()
+        self._rng = random.Random(self.knobs.seed)
+        self._slots = threading.Semaphore(max_running or os.cpu_count() or 1)
+        self._flushed: Dict[Path, Tuple[int, int]] = {}
+        self._flush_lock = threading.Lock()
+        self._flush_broken = False
+        self._threads: List[threading.Thread] = []
+        self._server: Any = None
+        self.address = ""
+
+    # --- serving ---------------------------------------------------------------------------------------
+
+    def start(self, port: int = 0, host: str = "127.0.0.1") -> str:
+        self._server = grpc.server(ThreadPoolExecutor(max_workers=32, thread_name_prefix="emulator-rpc"))
+        self._server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, self._handlers()),))
+        bound = self._server.add_insecure_port(f"{host}:{port}")
+        if not bound:
+            raise OSError(f"cannot listen on {host}:{port}")
+        self._server.start()
+        self.address = f"{host}:{bound}"
+        log.debug("Vertex AI JobService emulator on %s, workdir %s", self.address, self.workdir)
+        return self.address
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        """Stop serving and cancel what is still running (its processes are stopped)."""
+        if self._server is not None:
+            self._server.stop(grace=0)
+        with self._lock:
+            for record in self._records.values():
+                record.cancel.set()
+        for thread in self._threads:
+            thread.join(timeout=grace_s)
+
+    def _handlers(self) -> Dict[str, grpc.RpcMethodHandler]:
+        m = self.msg
+        table: Dict[str, Tuple[Callable[[Any], Any], Any, Any]] = {
+            "CreateCustomJob": (self._create_custom, m["CreateCustomJobRequest"], m["CustomJob"]),
+            "GetCustomJob": (lambda r: self._get(r.name, "customJobs"), m["GetCustomJobRequest"], m["CustomJob"]),
+            "ListCustomJobs": (self._list_custom, m["ListCustomJobsRequest"], m["ListCustomJobsResponse"]),
+            "CancelCustomJob": (lambda r: self._cancel(r.name, "customJobs"), m["CancelCustomJobRequest"], None),
+            "CreateHyperparameterTuningJob": (
+                self._create_tuning, m["CreateHyperparameterTuningJobRequest"], m["HyperparameterTuningJob"]),
+            "GetHyperparameterTuningJob": (
+                lambda r: self._get(r.name, "hyperparameterTuningJobs"),
+                m["GetHyperparameterTuningJobRequest"], m["HyperparameterTuningJob"]),
+            "ListHyperparameterTuningJobs": (
+                self._list_tuning, m["ListHyperparameterTuningJobsRequest"], m["ListHyperparameterTuningJobsResponse"]),
+            "CancelHyperparameterTuningJob": (
+                lambda r: self._cancel(r.name, "hyperparameterTuningJobs"),
+                m["CancelHyperparameterTuningJobRequest"], None),
+        }
+        from google.protobuf.empty_pb2 import Empty
+
+        return {
+            name: grpc.unary_unary_rpc_method_handler(
+                self._faulty(name, fn),
+                request_deserializer=request.FromString,
+                response_serializer=(response or Empty).SerializeToString,
+            )
+            for name, (fn, request, response) in table.items()
+        }
+
+    def _faulty(self, method: str, fn: Callable[[Any], Any]) -> Callable[[Any, grpc.ServicerContext], Any]:
+        """The handler with the knobs applied: latency, refusals, quota, and replies lost after the work."""
+
+        def handle(request: Any, context: grpc.ServicerContext) -> Any:
+            knobs = self.knobs
+            with self._lock:
+                self.calls[method] += 1
+                draw = self._rng.random()
+                code_draw = self._rng.random()
+            if knobs.latency_s:
+                time.sleep(knobs.latency_s)
+            try:
+                if draw < knobs.fail_rate:
+                    raise _Abort(_code(knobs.fail_codes, code_draw), f"emulator: injected failure of {method}")
+                if method.startswith("Create"):
+                    self._take_quota()
+                response = fn(request)
+                if draw < knobs.fail_rate + knobs.lose_reply_rate:
+                    raise _Abort(_code(knobs.lose_reply_codes, code_draw), f"emulator: {method} done, reply lost")
+                return response if response is not None else _empty()
+            except _Abort as e:
+                context.abort(e.code, e.message)
+
+        return handle
+
+    def _take_quota(self) -> None:
+        limit = self.knobs.quota_creates_per_minute
+        if limit is None:
+            return
+        with self._lock:
+            now = time.monotonic()
+            while self._creates and now - self._creates[0] > 60.0:
+                self._creates.popleft()
+            if len(self._creates) >= limit:
+                raise _Abort(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"Quota exceeded for aiplatform.googleapis.com/custom_job_creation_requests: {limit} per minute",
+                )
+            self._creates.append(now)
+
+    # --- resources -------------------------------------------------------------------------------------
+
+    def _new_name(self, parent: str, kind: str) -> str:
+        if not _PARENT.match(parent):
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"parent '{parent}' is not projects/*/locations/*")
+        return f"{parent}/{kind}/{next(self._ids)}"
+
+    def _record(self, name: str, kind: str) -> _Record:
+        if f"/{kind}/" not in name:
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"'{name}' is not a {kind} resource name")
+        record = self._records.get(name)
+        if record is None:
+            raise _Abort(grpc.StatusCode.NOT_FOUND, f"{name} not found")
+        return record
+
+    def _commit(self, record: _Record, parent: str) -> Any:
+        now = time.time()
+        with self._lock:
+            record.job.name = self._new_name(parent, record.kind)
+            record.job.state = self._state("JOB_STATE_QUEUED")
+            record.job.create_time.FromNanoseconds(int(now * 1e9))
+            record.job.update_time.FromNanoseconds(int(now * 1e9))
+            self._records[record.job.name] = record
+            self._order.append(record.job.name)
+            uid = record.job.labels.get("hydra_uid")
+            if uid is not None:
+                self.creates_by_uid[uid] += 1
+            reply = _copy(record.job)
+        thread = threading.Thread(target=self._execute, args=(record,), name=f"emulator-{record.job.name[-8:]}", daemon=True)
+        self._threads.append(thread)
+        thread.start()
+        return reply
+
+    def _create_custom(self, request: Any) -> Any:
+        job = request.custom_job
+        if not job.display_name:
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "CustomJob.display_name is required")
+        if not any(pool.replica_count for pool in job.job_spec.worker_pool_specs):
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "CustomJob.job_spec.worker_pool_specs needs a replica")
+        _check_labels(job.labels)
+        return self._commit(_Record("customJobs", _copy(job)), request.parent)
+
+    def _create_tuning(self, request: Any) -> Any:
+        job = request.hyperparameter_tuning_job
+        if not job.display_name:
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "HyperparameterTuningJob.display_name is required")
+        if not job.study_spec.metrics or not job.study_spec.parameters:
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "study_spec needs metrics and parameters")
+        if job.max_trial_count <= 0 or job.parallel_trial_count <= 0:
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "max_trial_count and parallel_trial_count must be positive")
+        if not job.trial_job_spec.worker_pool_specs:
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "trial_job_spec.worker_pool_specs is required")
+        _check_labels(job.labels)
+        return self._commit(_Record("hyperparameterTuningJobs", _copy(job)), request.parent)
+
+    def _get(self, name: str, kind: str) -> Any:
+        with self._lock:
+            return _copy(self._record(name, kind).job)
+
+    def _cancel(self, name: str, kind: str) -> None:
+        with self._lock:
+            record = self._record(name, kind)
+            state = self._state_name(record.job.state)
+            if state in TERMINAL_STATES:
+                raise _Abort(grpc.StatusCode.FAILED_PRECONDITION, f"{name} is already {state}; cannot cancel")
+            if state != "JOB_STATE_CANCELLING":
+                self._set_state(record, "JOB_STATE_CANCELLING")
+            record.cancel.set()
+
+    def _list_custom(self, request: Any) -> Any:
+        jobs, token = self._list(request, "customJobs", self.msg["CustomJob"])
+        return self.msg["ListCustomJobsResponse"](custom_jobs=jobs, next_page_token=token)
+
+    def _list_tuning(self, request: Any) -> Any:
+        jobs, token = self._list(request, "hyperparameterTuningJobs", self.msg["HyperparameterTuningJob"])
+        return self.msg["ListHyperparameterTuningJobsResponse"](hyperparameter_tuning_jobs=jobs, next_page_token=token)
+
+    def _list(self, request: Any, kind: str, cls: Any) -> Tuple[List[Any], str]:
+        """Filtered, masked, paged; in creation order, so page tokens (offsets) stay valid as jobs are added."""
+        if not _PARENT.match(request.parent):
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"parent '{request.parent}' is not projects/*/locations/*")
+        terms = _parse_filter(request.filter)
+        mask = request.read_mask if request.HasField("read_mask") and request.read_mask.paths else None
+        if mask is not None and not mask.IsValidForDescriptor(cls.DESCRIPTOR):
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"read_mask {list(mask.paths)} names unknown fields")
+        try:
+            start = int(request.page_token or 0)
+        except ValueError:
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "invalid page_token") from None
+        size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        prefix = f"{request.parent}/{kind}/"
+        with self._lock:
+            matches = [
+                self._records[n].job for n in self._order
+                if n.startswith(prefix) and all(self._matches(self._records[n].job, t) for t in terms)
+            ]
+            page = [_masked(job, mask, cls) for job in matches[start : start + size]]
+        token = str(start + size) if start + size < len(matches) else ""
+        return page, token
+
+    def _matches(self, job: Any, term: Tuple[bool, str, str, str]) -> bool:
+        negate, key, op, value = term
+        if key.startswith("labels."):
+            actual: Optional[str] = job.labels.get(key[len("labels."):])
+        elif key == "state":
+            actual = self._state_name(job.state)
+        elif key == "display_name":
+            actual = job.display_name
+        else:
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"filter on '{key}' is not supported by the emulator")
+        if op == ":":
+            hit = actual is not None and fnmatch.fnmatchcase(actual, value if "*" in value else f"*{value}*")
+        else:
+            hit = (actual == value) == (op == "=")
+        return hit != negate
+
+    # --- state -----------------------------------------------------------------------------------------
+
+    def _state(self, name: str) -> int:
+        from google.cloud.aiplatform_v1.types import JobState
+
+        return int(JobState[name])
+
+    @staticmethod
+    def _state_name(value: int) -> str:
+        from google.cloud.aiplatform_v1.types import JobState
+
+        return JobState(value).name
+
+    def _set_state(self, record: _Record, state: str, error: Optional[str] = None) -> None:
+        with self._lock:
+            job = record.job
+            if self._state_name(job.state) in TERMINAL_STATES:
+                return
+            job.state = self._state(state)
+            now = int(time.time() * 1e9)
+            job.update_time.FromNanoseconds(now)
+            if state == "JOB_STATE_RUNNING" and not job.HasField("start_time"):
+                job.start_time.FromNanoseconds(now)
+            if state in TERMINAL_STATES:
+                job.end_time.FromNanoseconds(now)
+            if error is not None:
+                job.error.code = 1 if state == CANCELLED else 3
+                job.error.message = error
+
+    # --- execution -------------------------------------------------------------------------------------
+
+    def _execute(self, record: _Record) -> None:
+        """QUEUED until a slot is free, then PENDING -> RUNNING -> terminal (CANCELLING -> CANCELLED)."""
+        while not self._slots.acquire(timeout=0.1):
+            if record.cancel.is_set():
+                self._set_state(record, CANCELLED, "CANCELED")
+                return
+        try:
+            if record.cancel.is_set():
+                self._set_state(record, CANCELLED, "CANCELED")
+                return
+            self._set_state(record, "JOB_STATE_PENDING")
+            self._set_state(record, "JOB_STATE_RUNNING")
+            if record.kind == "customJobs":
+                state, error = self._run_custom(record)
+            else:
+                state, error = self._run_tuning(record)
+            self._set_state(record, state, error)
+        except Exception as e:  # the emulator's own bug must not leave a job RUNNING forever
+            log.exception("emulator: job %s crashed", record.job.name)
+            self._set_state(record, FAILED, f"emulator error: {e}")
+        finally:
+            self._slots.release()
+            self._flush_fuse()
+
+    def _job_id(self, record: _Record) -> str:
+        return str(record.job.name.rsplit("/", 1)[-1])
+
+    def _run_custom(self, record: _Record) -> Tuple[str, Optional[str]]:
+        from ._backends.local import run_custom_job
+
+        with self._lock:
+            rest = json_format.MessageToDict(record.job)
+        _set_fuse_env(rest["jobSpec"]["workerPoolSpecs"], str(self.fuse_root))
+        job_id = self._job_id(record)
+        outcome = run_custom_job(rest, job_id=job_id, workdir=self.workdir / "customJobs" / job_id, cancel=record.cancel)
+        if outcome.state == CANCELLED:
+            return CANCELLED, "CANCELED"
+        return outcome.state, outcome.error
+
+    def _run_tuning(self, record: _Record) -> Tuple[str, Optional[str]]:
+        try:
+            from ._backends.local_study import run_tuning_job
+        except ImportError as e:
+            return FAILED, f"the emulator runs tuning jobs with the local study engine, which is missing: {e}"
+        with self._lock:
+            rest = json_format.MessageToDict(record.job)
+        _set_fuse_env(rest["trialJobSpec"]["workerPoolSpecs"], str(self.fuse_root))
+        job_id = self._job_id(record)
+
+        def on_update(trials: List[Dict[str, Any]]) -> None:
+            self._set_trials(record, trials)
+
+        outcome = run_tuning_job(
+            rest, job_id=job_id, workdir=self.workdir / "hyperparameterTuningJobs" / job_id,
+            cancel=record.cancel, on_update=on_update,
+        )
+        self._set_trials(record, outcome.trials)
+        if outcome.state == CANCELLED:
+            return CANCELLED, "CANCELED"
+        return outcome.state, outcome.error
+
+    def _set_trials(self, record: _Record, trials: List[Dict[str, Any]]) -> None:
+        parsed = []
+        for trial in trials:
+            message = self.msg["Trial"]()
+            json_format.ParseDict(trial, message, ignore_unknown_fields=True)
+            parsed.append(message)
+        with self._lock:
+            del record.job.trials[:]
+            record.job.trials.extend(parsed)
+            record.job.update_time.FromNanoseconds(int(time.time() * 1e9))
+
+    def _flush_fuse(self) -> None:
+        """Copy files jobs wrote under the FUSE stand-in to their bucket, as the real mount would have."""
+        if self._flush_broken:
+            return
+        with self._flush_lock:
+            for path in sorted(p for p in self.fuse_root.rglob("*") if p.is_file()):
+                stat = path.stat()
+                key = (stat.st_mtime_ns, stat.st_size)
+                if self._flushed.get(path) == key:
+                    continue
+                bucket, *parts = path.relative_to(self.fuse_root).parts
+                try:
+                    _storage.write_bytes(f"gs://{bucket}/{'/'.join(parts)}", path.read_bytes())
+                except Exception as e:
+                    log.warning("emulator: cannot copy the FUSE stand-in to gs://%s (%s); outputs stay in %s",
+                                bucket, e, self.fuse_root)
+                    self._flush_broken = True
+                    return
+                self._flushed[path] = key
+
+    # --- for tests -------------------------------------------------------------------------------------
+
+    def jobs(self, kind: str = "customJobs") -> List[Dict[str, Any]]:
+        """Every job of `kind`, as REST dicts, in creation order."""
+        with self._lock:
+            return [json_format.MessageToDict(self._records[n].job) for n in self._order if f"/{kind}/" in n]
+
+    def states(self, label: Optional[Tuple[str, str]] = None) -> Dict[str, str]:
+        """hydra_uid (or name) -> state name of every CustomJob, optionally only those with label (key, value)."""
+        out = {}
+        for job in self.jobs():
+            labels = job.get("labels", {})
+            if label is None or labels.get(label[0]) == label[1]:
+                out[labels.get("hydra_uid", job["name"])] = job["state"]
+        return out
+
+
+def _code(names: Sequence[str], draw: float) -> grpc.StatusCode:
+    return grpc.StatusCode[names[min(int(draw * len(names)), len(names) - 1)]]
+
+
+def _copy(message: Any) -> Any:
+    out = type(message)()
+    out.CopyFrom(message)
+    return out
+
+
+def _empty() -> Any:
+    from google.protobuf.empty_pb2 import Empty
+
+    return Empty()
+
+
+def _masked(job: Any, mask: Optional[FieldMask], cls: Any) -> Any:
+    if mask is None:
+        return _copy(job)
+    out = cls()
+    mask.MergeMessage(job, out)
+    return out
+
+
+def _check_labels(labels: Any) -> None:
+    for key, value in labels.items():
+        if not _LABEL_KEY.match(key) or not _LABEL_VALUE.match(value):
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid label {key}={value}")
+
+
+def _parse_filter(text: str) -> List[Tuple[bool, str, str, str]]:
+    """AIP-160 conjunctions: `[NOT] field (=|!=|:) value` joined by AND, on labels.*, state and display_name."""
+    if not text.strip():
+        return []
+    terms = []
+    for part in re.split(r"\s+AND\s+", text.strip()):
+        match = _FILTER_TERM.match(part.strip())
+        if match is None:
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"emulator: unsupported filter term '{part}' in '{text}'")
+        negate, key, op, quoted, bare = match.groups()
+        value = quoted.replace('\\"', '"') if quoted is not None else bare
+        terms.append((bool(negate), key, op, value))
+    return terms
+
+
+def _set_fuse_env(pools: List[Dict[str, Any]], root: str) -> None:
+    """Point each replica's FUSE root at the stand-in: outputs land there, gs:// I/O goes to the client."""
+    for pool in pools:
+        if pool:
+            env = pool.setdefault("containerSpec", {}).setdefault("env", [])
+            env.append({"name": _storage.FUSE_ROOT_ENV, "value": root})
+
+
+@contextlib.contextmanager
+def running(
+    workdir: Path, knobs: Optional[Knobs] = None, max_running: Optional[int] = None, port: int = 0
+) -> Iterator[JobServiceEmulator]:
+    """An emulator serving on loopback for the duration of the block; `.address` is its HOST:PORT."""
+    emulator = JobServiceEmulator(workdir, knobs, max_running)
+    emulator.start(port)
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
+
+
+class StorageEmulator:
+    """gcp-storage-emulator in this process, in memory, on a loopback port; `host` is for STORAGE_EMULATOR_HOST."""
+
+    def __init__(self, port: int = 0, buckets: Sequence[str] = ()) -> None:
+        from gcp_storage_emulator.server import create_server
+
+        self._server = create_server("127.0.0.1", port, in_memory=True)
+        self._server.start()
+        bound = self._server._api._httpd.server_address[1]  # the library does not expose the bound port
+        self.host = f"http://127.0.0.1:{bound}"
+        for bucket in buckets:
+            self.create_bucket(bucket)
+
+    def create_bucket(self, name: str) -> None:
+        from gcp_storage_emulator.handlers import buckets
+
+        buckets.create_bucket(name, self._server._storage)
+
+    def stop(self) -> None:
+        self._server.stop()

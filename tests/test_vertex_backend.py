@@ -1,0 +1,273 @@
+"""The vertex backend against the local JobService emulator and a Cloud Storage emulator (no cloud, no network)."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List
+from unittest import mock
+
+import cloudpickle
+import pytest
+from hydra.core.utils import JobStatus
+from hydra.test_utils.launcher_common_tests import IntegrationTestSuite, LauncherTestSuite
+from omegaconf import DictConfig
+
+from conftest import BUCKET, EMULATOR_ADDRESS, PROBE, STAGING, VERTEX_OVERRIDES, launch_in_process
+from hydra_plugins.hydra_vertex_ai._backends.vertex import VertexAPIError, VertexBackend, make_client
+from hydra_plugins.hydra_vertex_ai._jobspec import JobSpecError
+from hydra_plugins.hydra_vertex_ai.config import VertexAILauncherConf
+
+# The jobs import nothing from the tests directory (as in a container): ship this module's tasks by value.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+VERTEX = ["hydra/launcher=vertex_ai", *VERTEX_OVERRIDES]
+TRANSIENT_CODES = ("UNAVAILABLE", "INTERNAL", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED")
+
+
+# --- Hydra's own suites ------------------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("vertex_emulator")
+@pytest.mark.parametrize("launcher_name, overrides", [("vertex_ai", VERTEX_OVERRIDES)])
+class TestVertexLauncherSuite(LauncherTestSuite):
+    pass
+
+
+@pytest.mark.parametrize(
+    "task_launcher_cfg, extra_flags",
+    [({}, ["-m", "hydra/launcher=vertex_ai", "hydra/hydra_logging=disabled", "hydra/job_logging=disabled"] + VERTEX_OVERRIDES)],
+    ids=["vertex_emulated"],
+)
+class TestVertexIntegrationSuite(IntegrationTestSuite):
+    @pytest.fixture(autouse=True)
+    def _jobs_dir(self, fuse_standin: Path) -> None:
+        # Jobs run in the emulator's /gcs stand-in: <staging_dir>/hydra/<sweep dir relative to the app's cwd>.
+        self.app_dir = fuse_standin / "staging" / "hydra"
+
+    def get_test_app_working_dir(self) -> Path:
+        return self.app_dir
+
+
+# --- tasks shipped to the emulated containers --------------------------------------------------------------
+
+
+def times_ten(cfg: DictConfig) -> int:
+    return int(cfg.tag) * 10
+
+
+def misbehave(cfg: DictConfig) -> int:
+    if cfg.tag == 1:
+        print("job 1 crashes", flush=True)
+        os._exit(3)  # FAILED, and no result
+    if cfg.tag == 2:
+        os._exit(0)  # SUCCEEDED, yet no result
+    return int(cfg.tag) * 10
+
+
+def _overrides(tmp_path: Path) -> List[str]:
+    return VERTEX + [f"hydra.sweep.dir={tmp_path / 'sweep'}", f"out_dir={tmp_path / 'rec'}"]
+
+
+def _wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def _sweep_jobs(emulator: Any, display_prefix: str) -> List[Dict[str, Any]]:
+    return [j for j in emulator.jobs() if j["displayName"].startswith(display_prefix)]
+
+
+# --- the launcher end to end -------------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("hydra_restore_singletons")
+def test_sweep_under_faults_creates_every_job_exactly_once(vertex_emulator: Any, tmp_path: Path) -> None:
+    from hydra_plugins.hydra_vertex_ai._emulator import Knobs
+
+    # 30% of all calls fail: 20% refused with mixed codes, 10% after their work was done (a create committed).
+    vertex_emulator.knobs = Knobs(fail_rate=0.2, fail_codes=TRANSIENT_CODES, lose_reply_rate=0.1, seed=7)
+    overrides = _overrides(tmp_path) + ["hydra.job.name=faults"]
+    rets = launch_in_process(times_ten, [[f"tag={i}"] for i in range(20)], overrides)
+    vertex_emulator.knobs = Knobs()
+
+    assert [r.status for r in rets] == [JobStatus.COMPLETED] * 20
+    assert [r.return_value for r in rets] == [i * 10 for i in range(20)]
+    [sweep] = {j["labels"]["hydra_sweep"] for j in _sweep_jobs(vertex_emulator, "faults-")}
+    uids = {f"{sweep}-{i}" for i in range(20)}
+    assert {uid: vertex_emulator.creates_by_uid[uid] for uid in uids} == {uid: 1 for uid in uids}
+    assert len(_sweep_jobs(vertex_emulator, "faults-")) == 20
+    # the faults did happen: more create calls than jobs
+    assert vertex_emulator.calls["CreateCustomJob"] > 20
+
+
+@pytest.mark.usefixtures("hydra_restore_singletons")
+def test_a_failed_job_and_a_job_without_result_fail_alone(vertex_emulator: Any, tmp_path: Path) -> None:
+    rets = launch_in_process(misbehave, [[f"tag={i}"] for i in range(4)], _overrides(tmp_path) + ["hydra.job.name=mixed"])
+
+    assert [r.status for r in rets] == [JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.FAILED, JobStatus.COMPLETED]
+    assert [rets[0].return_value, rets[3].return_value] == [0, 30]
+    crashed, vanished = str(rets[1]._return_value), str(rets[2]._return_value)
+    assert "ended FAILED" in crashed and "exited with code 3" in crashed
+    assert "console.cloud.google.com/vertex-ai/locations/us-central1/training/" in crashed
+    assert 'resource.type="ml_job"' in crashed  # the Cloud Logging filter
+    assert "ended SUCCEEDED without a result" in vanished
+
+
+def test_ctrl_c_cancels_every_unfinished_job(vertex_emulator: Any, tmp_path: Path) -> None:
+    args = ["-m", *VERTEX, "mode=sleep", "tag=0,1,2,3", "hydra.job.name=sigint",
+            f"out_dir={tmp_path / 'rec'}", f"hydra.sweep.dir={tmp_path / 'sweep'}"]  # fmt: skip
+    app = subprocess.Popen(
+        [sys.executable, str(PROBE), *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        # two run (the emulator's two slots), two are queued
+        _wait_for(lambda: len(list((tmp_path / "rec").glob("*.json"))) == 2, 120, "two sleeping jobs")
+        app.send_signal(signal.SIGINT)
+        app.wait(timeout=90)
+    finally:
+        if app.poll() is None:
+            app.kill()
+    output = app.stdout.read().decode() if app.stdout else ""
+    assert app.returncode != 0, output
+    assert "cancelled 4 unfinished Vertex AI job(s)" in output
+    mine = {j["name"] for j in _sweep_jobs(vertex_emulator, "sigint-")}
+    assert len(mine) == 4
+    states = lambda: [j["state"] for j in vertex_emulator.jobs() if j["name"] in mine]  # noqa: E731
+    _wait_for(lambda: states() == ["JOB_STATE_CANCELLED"] * 4, 60, "the jobs to end CANCELLED")
+
+
+# --- the backend on its own --------------------------------------------------------------------------------
+
+
+def _backend(sweep_id: str, **kwargs: Any) -> VertexBackend:
+    settings = dict(poll_interval_s=0.2, retry_initial_s=0.05, retry_timeout_s=30, create_rate_per_minute=6000)
+    settings.update(kwargs)
+    return VertexBackend(
+        make_client("us-central1", EMULATOR_ADDRESS), project="test-project", location="us-central1",
+        staging_dir=STAGING, sweep_id=sweep_id, **settings,
+    )
+
+
+def _trivial_job(sweep_id: str, num: int, code: str = "import time; time.sleep(0.2)") -> Dict[str, Any]:
+    return {
+        "displayName": f"{sweep_id}-{num}",
+        "labels": {"hydra_sweep": sweep_id, "hydra_job": str(num), "hydra_uid": f"{sweep_id}-{num}"},
+        "jobSpec": {"workerPoolSpecs": [{
+            "machineSpec": {"machineType": "n1-standard-4"}, "replicaCount": "1",
+            "containerSpec": {"imageUri": "local/test", "command": ["python", "-c", code]},
+        }]},
+    }  # fmt: skip
+
+
+def test_waiting_lists_the_sweep_and_never_gets_each_job(vertex_emulator: Any) -> None:
+    sweep = "polling-20"
+    before = dict(vertex_emulator.calls)
+    backend = _backend(sweep)
+    outcomes = backend.run_jobs([_trivial_job(sweep, i) for i in range(20)])
+
+    assert [o.state for o in outcomes] == ["JOB_STATE_SUCCEEDED"] * 20
+    calls = {k: v - before.get(k, 0) for k, v in vertex_emulator.calls.items()}
+    assert calls.get("GetCustomJob", 0) == 0
+    assert calls["ListCustomJobs"] >= 2  # several polls while 20 jobs ran two at a time
+    assert calls["CreateCustomJob"] == 20
+    assert backend.calls_last_poll == 1  # 20 jobs fit one page: one call per poll
+
+
+def test_a_permanent_error_fails_fast_with_the_servers_message(vertex_emulator: Any) -> None:
+    from hydra_plugins.hydra_vertex_ai._emulator import Knobs
+
+    vertex_emulator.knobs = Knobs(fail_rate=1.0, fail_codes=("PERMISSION_DENIED",))
+    before = vertex_emulator.calls["CreateCustomJob"]
+    with pytest.raises(VertexAPIError, match="PERMISSION_DENIED: emulator: injected failure of CreateCustomJob"):
+        _backend("denied").run_jobs([_trivial_job("denied", i) for i in range(3)])
+    vertex_emulator.knobs = Knobs()
+    assert vertex_emulator.calls["CreateCustomJob"] - before <= 3  # never retried
+
+
+def test_outputs_are_synced_back_to_the_local_sweep_dir(vertex_emulator: Any, tmp_path: Path) -> None:
+    sweep = "sync-outputs"
+    backend = _backend(sweep)
+    container_dir = backend.container_path(str(tmp_path / "sweep"))
+    writer = (
+        "import os; from omegaconf import OmegaConf; "
+        f"d = str(OmegaConf.create({{'d': '{container_dir}'}}).d) + '/0'; "
+        "os.makedirs(d + '/.hydra'); open(d + '/.hydra/config.yaml', 'w').write('a: 1'); "
+        "open(d + '/job.log', 'w').write('hello'); open(d + '/model.bin', 'w').write('big')"
+    )
+    [outcome] = backend.run_jobs([_trivial_job(sweep, 0, writer)])
+
+    assert outcome.state == "JOB_STATE_SUCCEEDED", outcome.error
+    assert (tmp_path / "sweep" / "0" / ".hydra" / "config.yaml").read_text() == "a: 1"
+    assert (tmp_path / "sweep" / "0" / "job.log").read_text() == "hello"
+    assert not (tmp_path / "sweep" / "0" / "model.bin").exists()  # only Hydra's files come back
+
+
+# --- endpoints and settings (unit level) -------------------------------------------------------------------
+
+
+def test_a_loopback_endpoint_uses_plain_text_and_no_credentials() -> None:
+    with mock.patch("google.auth.default", side_effect=AssertionError("ADC must not be used")), \
+         mock.patch("grpc.secure_channel", side_effect=AssertionError("TLS must not be used")):  # fmt: skip
+        client = make_client("us-central1", "127.0.0.1:1")
+    assert client.transport.kind == "grpc"
+
+
+@pytest.mark.parametrize("endpoint, target", [
+    (None, "us-central1-aiplatform.googleapis.com:443"),
+    ("vertex.example.com:443", "vertex.example.com:443"),
+    ("10.1.2.3:8443", "10.1.2.3:8443"),
+])  # fmt: skip
+def test_other_endpoints_keep_tls_and_credentials(endpoint: Any, target: str) -> None:
+    import grpc
+    from google.auth.credentials import AnonymousCredentials
+
+    secure = mock.MagicMock(wraps=grpc.secure_channel)
+    with mock.patch("google.auth.default", return_value=(AnonymousCredentials(), "p")) as adc, \
+         mock.patch("grpc.secure_channel", secure), \
+         mock.patch("grpc.insecure_channel", side_effect=AssertionError("plain text must not be used")):  # fmt: skip
+        make_client("us-central1", endpoint)
+    assert adc.called
+    assert secure.call_args.args[0] == target
+
+
+def _conf(**changes: Any) -> VertexAILauncherConf:
+    conf = VertexAILauncherConf(backend="vertex", project="p", staging_dir=f"gs://{BUCKET}/s")
+    conf.job.image_uri = "img"
+    for key, value in changes.items():
+        obj = conf
+        *path, last = key.split(".")
+        for part in path:
+            obj = getattr(obj, part)
+        setattr(obj, last, value)
+    return conf
+
+
+@pytest.mark.parametrize("changes, key", [
+    ({"project": None}, "hydra.launcher.project"),
+    ({"location": ""}, "hydra.launcher.location"),
+    ({"staging_dir": "/tmp/staging"}, "hydra.launcher.staging_dir"),
+    ({"job.image_uri": None}, "hydra.launcher.job.image_uri"),
+    ({"api_endpoint": "localhost"}, "hydra.launcher.api_endpoint"),
+    ({"create_rate_per_minute": 0}, "hydra.launcher.create_rate_per_minute"),
+])  # fmt: skip
+def test_settings_are_checked_before_anything_is_submitted(
+    changes: Dict[str, Any], key: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for var in ("GOOGLE_CLOUD_PROJECT", "CLOUDSDK_CORE_PROJECT"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path))  # no gcloud default project either
+    with pytest.raises(JobSpecError) as info:
+        VertexBackend.from_config(_conf(**changes), "hydra.launcher", "sweep")
+    assert info.value.key == key
+
+
+def test_project_falls_back_to_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "from-env")
+    backend = VertexBackend.from_config(_conf(project=None, api_endpoint=EMULATOR_ADDRESS), "hydra.launcher", "s")
+    assert backend.parent == "projects/from-env/locations/us-central1"
+    assert backend.staging == f"gs://{BUCKET}/s/s"
