@@ -2,13 +2,12 @@
 import signal
 import subprocess
 import sys
-import time
-from typing import Any, Callable, Dict
+from typing import Any, Dict
 
 import pytest
 from google.api_core import exceptions as ex
 
-from conftest import EMULATOR_ADDRESS
+from conftest import EMULATOR_ADDRESS, wait_for
 from hydra_plugins.hydra_vertex_ai._backends.vertex import VertexBackend, make_client
 
 PARENT = "projects/emu-test/locations/europe-west4"
@@ -36,13 +35,6 @@ def _job(name: str, code: str = "pass", **labels: str) -> Dict[str, Any]:
     return CustomJob.wrap(pb)
 
 
-def _wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
 
 def _state(client: Any, name: str) -> str:
     return str(client.get_custom_job(name=name).state.name)
@@ -54,7 +46,7 @@ def test_create_get_and_run_a_custom_job(client: Any) -> None:
     assert created.state.name == "JOB_STATE_QUEUED"
     assert created.create_time is not None
 
-    _wait_for(lambda: _state(client, created.name) == "JOB_STATE_SUCCEEDED", 60, "the job to succeed")
+    wait_for(lambda: _state(client, created.name) == "JOB_STATE_SUCCEEDED", 60, "the job to succeed")
     job = client.get_custom_job(name=created.name)
     assert job.start_time and job.end_time and not job.error.message
     assert job.job_spec.worker_pool_specs[0].container_spec.command == ["python", "-c", "print('hi')"]
@@ -62,7 +54,7 @@ def test_create_get_and_run_a_custom_job(client: Any) -> None:
 
 def test_a_failing_job_ends_failed_with_its_error(client: Any) -> None:
     created = client.create_custom_job(parent=PARENT, custom_job=_job("bad", "raise SystemExit(4)"))
-    _wait_for(lambda: _state(client, created.name) == "JOB_STATE_FAILED", 60, "the job to fail")
+    wait_for(lambda: _state(client, created.name) == "JOB_STATE_FAILED", 60, "the job to fail")
     assert "exited with code 4" in client.get_custom_job(name=created.name).error.message
 
 
@@ -70,7 +62,7 @@ def test_cancel_goes_through_cancelling_to_cancelled(client: Any) -> None:
     created = client.create_custom_job(parent=PARENT, custom_job=_job("long", "import time; time.sleep(120)"))
     client.cancel_custom_job(name=created.name)
     assert _state(client, created.name) in ("JOB_STATE_CANCELLING", "JOB_STATE_CANCELLED")
-    _wait_for(lambda: _state(client, created.name) == "JOB_STATE_CANCELLED", 30, "the job to be cancelled")
+    wait_for(lambda: _state(client, created.name) == "JOB_STATE_CANCELLED", 30, "the job to be cancelled")
     with pytest.raises(ex.FailedPrecondition):
         client.cancel_custom_job(name=created.name)
 
@@ -89,7 +81,7 @@ def test_unknown_and_malformed_names(client: Any) -> None:
 def test_list_filters_on_labels_and_state_and_honours_the_read_mask(client: Any) -> None:
     names = [client.create_custom_job(parent=PARENT, custom_job=_job(f"f{i}", group="listing", i=str(i))).name
              for i in range(3)]  # fmt: skip
-    _wait_for(lambda: all(_state(client, n) == "JOB_STATE_SUCCEEDED" for n in names), 60, "the jobs")
+    wait_for(lambda: all(_state(client, n) == "JOB_STATE_SUCCEEDED" for n in names), 60, "the jobs")
 
     listed = list(client.list_custom_jobs(request={"parent": PARENT, "filter": 'labels.group="listing"'}))
     assert [j.name for j in listed] == names
@@ -210,7 +202,7 @@ def test_tuning_jobs_list_filter_and_cancel(client: Any) -> None:
     listed = list(client.list_hyperparameter_tuning_jobs(request={"parent": PARENT, "filter": 'labels.hydra_uid="hpt-cancel"'}))
     assert [j.name for j in listed] == [created.name]
     client.cancel_hyperparameter_tuning_job(name=created.name)
-    _wait_for(
+    wait_for(
         lambda: client.get_hyperparameter_tuning_job(name=created.name).state.name == "JOB_STATE_CANCELLED",
         60, "the tuning job to be cancelled",
     )  # fmt: skip

@@ -2,13 +2,12 @@
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List
+from typing import Any, Dict, List
 
 from omegaconf import OmegaConf
 
-from conftest import VERTEX_OVERRIDES
+from conftest import VERTEX_OVERRIDES, wait_for
 
 APP = Path(__file__).parent / "apps" / "quadratic" / "app.py"
 SWEEPER = [o.replace("hydra.launcher.", "hydra.sweeper.") for o in VERTEX_OVERRIDES]
@@ -29,13 +28,6 @@ def results(tmp_path: Path) -> Dict[str, Any]:
     loaded = OmegaConf.to_container(OmegaConf.load(tmp_path / "sweep" / "optimization_results.yaml"))
     assert isinstance(loaded, dict)
     return loaded
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 def test_study_runs_as_one_tuning_job_and_resume_collects_it_again(vertex_emulator: Any, tmp_path: Path) -> None:

@@ -3,9 +3,8 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List
+from typing import Any, Dict, List
 from unittest import mock
 
 import cloudpickle
@@ -14,7 +13,7 @@ from hydra.core.utils import JobStatus
 from hydra.test_utils.launcher_common_tests import IntegrationTestSuite, LauncherTestSuite
 from omegaconf import DictConfig
 
-from conftest import BUCKET, EMULATOR_ADDRESS, PROBE, STAGING, VERTEX_OVERRIDES, launch_in_process
+from conftest import BUCKET, EMULATOR_ADDRESS, PROBE, STAGING, VERTEX_OVERRIDES, launch_in_process, wait_for
 from hydra_plugins.hydra_vertex_ai._backends.vertex import VertexAPIError, VertexBackend, make_client
 from hydra_plugins.hydra_vertex_ai._jobspec import JobSpecError
 from hydra_plugins.hydra_vertex_ai.config import VertexAILauncherConf
@@ -70,13 +69,6 @@ def _overrides(tmp_path: Path) -> List[str]:
     return VERTEX + [f"hydra.sweep.dir={tmp_path / 'sweep'}", f"out_dir={tmp_path / 'rec'}"]
 
 
-def _wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
 
 def _sweep_jobs(emulator: Any, display_prefix: str) -> List[Dict[str, Any]]:
     return [j for j in emulator.jobs() if j["displayName"].startswith(display_prefix)]
@@ -126,7 +118,7 @@ def test_ctrl_c_cancels_every_unfinished_job(vertex_emulator: Any, tmp_path: Pat
     )
     try:
         # two run (the emulator's two slots), two are queued
-        _wait_for(lambda: len(list((tmp_path / "rec").glob("*.json"))) == 2, 120, "two sleeping jobs")
+        wait_for(lambda: len(list((tmp_path / "rec").glob("*.json"))) == 2, 120, "two sleeping jobs")
         app.send_signal(signal.SIGINT)
         app.wait(timeout=90)
     finally:
@@ -138,7 +130,7 @@ def test_ctrl_c_cancels_every_unfinished_job(vertex_emulator: Any, tmp_path: Pat
     mine = {j["name"] for j in _sweep_jobs(vertex_emulator, "sigint-")}
     assert len(mine) == 4
     states = lambda: [j["state"] for j in vertex_emulator.jobs() if j["name"] in mine]  # noqa: E731
-    _wait_for(lambda: states() == ["JOB_STATE_CANCELLED"] * 4, 60, "the jobs to end CANCELLED")
+    wait_for(lambda: states() == ["JOB_STATE_CANCELLED"] * 4, 60, "the jobs to end CANCELLED")
 
 
 # --- the backend on its own --------------------------------------------------------------------------------

@@ -374,13 +374,13 @@ class JobServiceEmulator:
                 state, error = self._run_custom(record)
             else:
                 state, error = self._run_tuning(record)
+            self._flush_fuse()  # as with the real mount, a job's files are in the bucket once it has ended
             self._set_state(record, state, error)
         except Exception as e:  # the emulator's own bug must not leave a job RUNNING forever
             log.exception("emulator: job %s crashed", record.job.name)
             self._set_state(record, FAILED, f"emulator error: {e}")
         finally:
             self._slots.release()
-            self._flush_fuse()
 
     def _job_id(self, record: _Record) -> str:
         return str(record.job.name.rsplit("/", 1)[-1])

@@ -21,6 +21,8 @@ from typing import Any, Mapping, Optional, Sequence
 from ._component_specs import ARTIFACT_TYPES, PARAM_TYPES, Artifact, Param, Spec
 from .config import JobSpecConf
 
+__all__ = ["ARTIFACT_TYPES", "PARAM_TYPES", "Artifact", "Param", "Spec", "hydra_component"]
+
 
 def hydra_component(
     name: str,
