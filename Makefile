@@ -1,11 +1,11 @@
-# The two commands of the quick start:  `make demo`  and  `make test`.
+# The two commands of the quick start:  `make demo`  and  `make test`;  `make bench` runs the benchmarks.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 EXAMPLE_REQS := examples/lightning_classifier/requirements.txt
 
-.PHONY: demo test clean
+.PHONY: demo test bench clean
 
 $(STAMP): setup.py $(EXAMPLE_REQS)
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# Not part of the tests: timings side by side with their baselines, see benchmarks/README.md.
+bench: $(STAMP)
+	benchmarks/run_all.sh $(abspath $(PY))
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -45,9 +45,9 @@ def heavy(modules: List[str], at_startup: Set[str]) -> List[str]:
     return [m for m in added if any(m == h or m.startswith(h + ".") for h in HEAVY)]
 
 
-# Private modules a public one imports on purpose: classes it re-exports live here because Hydra's scan
-# re-executes every public module (redefining its classes); their own imports are checked by HEAVY.
-LIGHT_PRIVATE = {f"{OURS}._component_specs"}
+# Private modules a public one imports on purpose: classes it re-exports (Hydra's scan re-executes every
+# public module, redefining its classes) and config.py's lazy ConfigStore entries. HEAVY checks their imports.
+LIGHT_PRIVATE = {f"{OURS}._component_specs", f"{OURS}._lazy_store"}
 
 
 def private_of_ours(modules: List[str]) -> List[str]:

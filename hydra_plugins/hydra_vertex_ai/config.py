@@ -2,7 +2,7 @@
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-from hydra.core.config_store import ConfigStore
+from ._lazy_store import store_lazily
 
 
 @dataclass
@@ -131,12 +131,7 @@ class VertexAILauncherConf(VertexBackendConf):
     _target_: str = "hydra_plugins.hydra_vertex_ai.vertex_ai_launcher.VertexAILauncher"
 
 
-ConfigStore.instance().store(
-    group="hydra/launcher",
-    name="vertex_ai",
-    node=VertexAILauncherConf,
-    provider="hydra_vertex_ai",
-)
+store_lazily("hydra/launcher", "vertex_ai", VertexAILauncherConf)
 
 
 @dataclass
@@ -166,9 +161,4 @@ class VertexVizierSweeperConf(VertexBackendConf):
     resume: Optional[str] = None
 
 
-ConfigStore.instance().store(
-    group="hydra/sweeper",
-    name="vertex_vizier",
-    node=VertexVizierSweeperConf,
-    provider="hydra_vertex_ai",
-)
+store_lazily("hydra/sweeper", "vertex_vizier", VertexVizierSweeperConf)

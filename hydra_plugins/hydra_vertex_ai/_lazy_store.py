@@ -1,0 +1,42 @@
+"""ConfigStore entries built on first use, so plugin discovery stays cheap for apps that never use ours.
+
+`ConfigStore.store()` turns a dataclass into a DictConfig at once; for our two configs that took about 40 ms,
+paid at plugin discovery by every Hydra app of the environment even when it never selects them
+(benchmarks/bench_startup.py). Hydra reads an entry through `ConfigStore.load()`, which shallow-copies the
+stored ConfigNode and then reads its `.node`: so the node is built on that first read.
+"""
+from typing import Any
+
+from hydra.core.config_store import ConfigNode, ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+PROVIDER = "hydra_vertex_ai"
+
+
+class _LazyConfigNode(ConfigNode):
+    """A ConfigStore entry whose DictConfig is built on first use."""
+
+    def __init__(self, name: str, schema: type, group: str, provider: str) -> None:
+        self.name, self.group, self.package, self.provider = name, group, None, provider
+        self._schema = schema
+
+    def __getattr__(self, attr: str) -> Any:  # only called while `node` is not built yet
+        if attr != "node":
+            raise AttributeError(attr)
+        node: DictConfig = OmegaConf.structured(self._schema)
+        self.node = node
+        return node
+
+    def __copy__(self) -> ConfigNode:  # build once here, not in every copy load() makes
+        return ConfigNode(name=self.name, node=self.node, group=self.group, package=None, provider=self.provider)
+
+
+def store_lazily(group: str, name: str, schema: type) -> None:
+    """Register `schema` as `group/name`, built when Hydra first loads it (eagerly if the store looks unfamiliar)."""
+    store = ConfigStore.instance()
+    store.store(group=group, name=name, node={}, provider=PROVIDER)  # creates the group's folders
+    folder = store._open(group)
+    if isinstance(folder, dict) and isinstance(folder.get(f"{name}.yaml"), ConfigNode):
+        folder[f"{name}.yaml"] = _LazyConfigNode(f"{name}.yaml", schema, group, PROVIDER)
+    else:  # a ConfigStore laid out differently from hydra-core 1.3's: store eagerly, as Hydra intends
+        store.store(group=group, name=name, node=schema, provider=PROVIDER)
