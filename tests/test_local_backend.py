@@ -63,3 +63,15 @@ def test_max_parallel_bounds_running_jobs(tmp_path: Path) -> None:
     intervals = [[seen[n]["start"], float((out / f"{n}.end").read_text())] for n in sorted(seen)]
     assert len(intervals) == 4
     assert _max_overlap(intervals) == 2
+
+
+def test_a_job_whose_command_cannot_start_fails_alone(tmp_path: Path) -> None:
+    import threading
+
+    from hydra_plugins.hydra_vertex_ai._backends.local import run_custom_job
+
+    job = {"displayName": "x", "labels": {}, "jobSpec": {"workerPoolSpecs": [
+        {"replicaCount": "1", "containerSpec": {"command": [str(tmp_path / "no-such-program")]}}]}}  # fmt: skip
+    outcome = run_custom_job(job, job_id="1", workdir=tmp_path / "job", cancel=threading.Event())
+    assert outcome.state == "JOB_STATE_FAILED"
+    assert "could not start" in (outcome.error or "") and "no-such-program" in (outcome.error or "")

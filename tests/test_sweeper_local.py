@@ -1,5 +1,6 @@
 """The vertex_vizier sweeper end to end on the local backend: real Hydra runs, real trial processes."""
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,8 @@ import pytest
 from google.cloud.aiplatform_v1.types import HyperparameterTuningJob
 from google.protobuf import json_format
 from omegaconf import OmegaConf
+
+from conftest import wait_for
 
 APP = Path(__file__).parent / "apps" / "quadratic" / "app.py"
 OFFSETS = {"a": 1.0, "b": 0.0, "c": 3.0}
@@ -132,3 +135,22 @@ def test_bad_sweeper_settings_name_their_key(tmp_path: Path, override: str, key:
     proc = run_sweep(tmp_path, override, "x=interval(0,1)", check=False)
     assert proc.returncode != 0 and key in proc.stderr
     assert not (tmp_path / "sweep" / ".vertex_ai").exists()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl_c", "sigterm"])
+def test_interrupting_a_local_study_stops_its_trials(tmp_path: Path, sig: signal.Signals) -> None:
+    cmd = [sys.executable, str(APP), "-m", "hydra/sweeper=vertex_vizier", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+           "hydra.sweeper.parallel_trial_count=2", "hydra.sweeper.max_trial_count=4", "sleep_s=120", "x=interval(0,4)"]
+    app = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    trials = lambda: subprocess.run(["pgrep", "-f", f"{tmp_path}/sweep/.vertex_ai"],  # noqa: E731
+                                    capture_output=True, text=True).stdout.split()
+    try:
+        wait_for(lambda: len(trials()) == 2, 120, "two running trials")
+        app.send_signal(sig)
+        app.wait(timeout=60)
+    finally:
+        if app.poll() is None:
+            app.kill()
+    assert app.returncode != 0
+    assert "cancelled the local study" in (app.stdout.read() if app.stdout else "")
+    wait_for(lambda: trials() == [], 15, "the trial processes to end")

@@ -160,16 +160,22 @@ def run_custom_job(
             replica = Replica(p, r)
             cwd = workdir / f"workerpool{p}-{r}"
             cwd.mkdir(exist_ok=True)
-            with open(workdir / f"workerpool{p}-{r}.log", "wb") as out:
-                procs[replica] = subprocess.Popen(
-                    container_command(pool, extra_args),
-                    cwd=cwd,
-                    env=container_env(job, replica, job_id, cluster, trial_id, extra_env),
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,  # Ctrl-C reaches the launcher, which cancels deliberately
-                )
+            command = container_command(pool, extra_args)
+            try:
+                with open(workdir / f"workerpool{p}-{r}.log", "wb") as out:
+                    procs[replica] = subprocess.Popen(
+                        command,
+                        cwd=cwd,
+                        env=container_env(job, replica, job_id, cluster, trial_id, extra_env),
+                        stdin=subprocess.DEVNULL,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,  # Ctrl-C reaches the launcher, which cancels deliberately
+                    )
+            except OSError as e:  # e.g. the command does not exist: this job fails, the sweep goes on
+                for started in procs.values():
+                    _stop(started)
+                return JobOutcome(FAILED, f"replica workerpool{p}[{r}] could not start {command[:1]}: {e}", str(cwd))
     return _supervise(procs, workdir, cancel)
 
 
@@ -286,8 +292,9 @@ class LocalBackend(Backend):
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="local-study") as engine:
             future = engine.submit(run_tuning_job, job, job_id=job_id, workdir=workdir, cancel=cancel, on_update=progress)
             try:
-                while not future.done():
-                    wait([future], timeout=0.5)
+                with sigterm_interrupts():
+                    while not future.done():
+                        wait([future], timeout=0.5)
             except BaseException:
                 cancel.set()
                 future.result()
