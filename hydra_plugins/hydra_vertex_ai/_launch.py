@@ -6,16 +6,17 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Sequence
 
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
+from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from . import _jobspec, _payload, _snapshot, _storage
 from ._backends import factory
 from ._backends.base import SUCCEEDED, Backend, JobOutcome
-from .config import VertexAILauncherConf
+from .config import VertexAILauncherConf, VertexBackendConf
 
 if TYPE_CHECKING:
     from .vertex_ai_launcher import VertexAILauncher
@@ -66,11 +67,8 @@ def launch(launcher: "VertexAILauncher", job_overrides: Sequence[Sequence[str]],
         return []
     Path(str(launcher.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
     log.info("Vertex AI launcher (%s backend): %d job(s), staging %s", conf.backend, len(jobs), staging)
-    snapshot = _snapshot.stage_snapshot(
-        conf.snapshot, _storage.parent(backend.staging), launcher.task_function,
-        launcher.hydra_context.config_loader, CONFIG_KEY,
-    )
-    _stage(launcher, context_uri, jobs, snapshot)
+    payloads = {job.payload_uri: _payload.JobPayload(context_uri, job.config, job.result_uri) for job in jobs}
+    stage(conf, CONFIG_KEY, staging, launcher.hydra_context, launcher.task_function, context_uri, payloads)
     outcomes = backend.run_jobs([job.custom_job for job in jobs])
     return [_collect(job, outcome) for job, outcome in zip(jobs, outcomes)]
 
@@ -109,16 +107,26 @@ def _prepare(
     return PreparedJob(num, overrides, config, payload_uri, _storage.join(job_dir, "result.pkl"), custom_job)
 
 
-def _stage(
-    launcher: "VertexAILauncher", context_uri: str, jobs: List[PreparedJob], snapshot: Optional[_snapshot.Snapshot]
+def stage(
+    conf: VertexBackendConf,
+    key: str,
+    staging: str,
+    hydra_context: HydraContext,
+    task_function: TaskFunction,
+    context_uri: str,
+    payloads: Mapping[str, _payload.JobPayload],
 ) -> None:
-    """Write the shared context once and every job's small payload, in parallel (staging may be remote)."""
-    assert launcher.hydra_context is not None and launcher.task_function is not None
-    context = _payload.SweepContext(launcher.hydra_context, launcher.task_function, Singleton.get_state())
+    """Stage the source snapshot, the shared context (once) and every job's small payload.
+
+    Payloads are written in parallel: staging may be a bucket. Every file's header names the snapshot, so the
+    container can put the user's code on sys.path before it unpickles anything."""
+    snapshot = _snapshot.stage_snapshot(
+        conf.snapshot, _storage.parent(staging), task_function, hydra_context.config_loader, key
+    )
     header = {"snapshot": snapshot.to_json() if snapshot else None}
+    context = _payload.SweepContext(hydra_context, task_function, Singleton.get_state())
     blobs = {context_uri: _payload.dumps(context, **header)}
-    for job in jobs:
-        blobs[job.payload_uri] = _payload.dumps(_payload.JobPayload(context_uri, job.config, job.result_uri), **header)
+    blobs.update({uri: _payload.dumps(payload, **header) for uri, payload in payloads.items()})
     with ThreadPoolExecutor(max_workers=_STAGING_THREADS) as pool:
         list(pool.map(lambda item: _storage.write_bytes(*item), blobs.items()))
 

@@ -5,16 +5,15 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional
 
-from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, setup_globals
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
-from . import _jobspec, _payload, _search_space, _snapshot, _storage
+from . import _jobspec, _payload, _search_space, _storage
 from ._backends import factory
 from ._backends.base import SUCCEEDED, Backend, TuningOutcome
 from ._jobspec import JobSpecError
-from ._launch import new_sweep_id
+from ._launch import new_sweep_id, stage
 from .config import VertexVizierSweeperConf
 
 if TYPE_CHECKING:
@@ -163,9 +162,9 @@ def _stage(
     conf: VertexVizierSweeperConf,
     sweep_dir: str,
 ) -> None:
+    """One payload for the whole study: every trial composes its own config from it and its flags."""
     assert sweeper.hydra_context is not None and sweeper.task_function is not None and sweeper.config is not None
     context_uri = _storage.join(backend.staging, "context.pkl")
-    context = _payload.SweepContext(sweeper.hydra_context, sweeper.task_function, Singleton.get_state())
     payload = _payload.JobPayload(
         context_uri=context_uri,
         config=sweeper.config,
@@ -175,11 +174,8 @@ def _stage(
         metric_id=conf.metric_id,
         sweep_dir=backend.container_path(sweep_dir),
     )
-    snapshot = _snapshot.stage_snapshot(conf.snapshot, _storage.parent(backend.staging), sweeper.task_function,
-                                        sweeper.hydra_context.config_loader, CONFIG_KEY)
-    header = {"snapshot": snapshot.to_json() if snapshot else None}
-    _storage.write_bytes(context_uri, _payload.dumps(context, **header))
-    _storage.write_bytes(payload_uri, _payload.dumps(payload, **header))
+    stage(conf, CONFIG_KEY, backend.staging, sweeper.hydra_context, sweeper.task_function, context_uri,
+          {payload_uri: payload})
 
 
 def _resume(backend: Backend, name: str) -> TuningOutcome:
