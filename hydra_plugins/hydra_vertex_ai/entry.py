@@ -36,34 +36,47 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not args or args[0].startswith("-"):
         print("usage: python -m hydra_plugins.hydra_vertex_ai.entry PAYLOAD_URI [--param=value ...]", file=sys.stderr)
         return EXIT_USAGE
-    from . import _payload, _storage
+    from ._payload import VersionMismatchError
 
-    raw = _storage.read_bytes(args[0])
     try:
-        _payload.check_versions(_payload.header(raw)["versions"])
-        shipped = _use_snapshot(_payload.header(raw).get("snapshot"))  # before unpickling: user types live there
-        payload: _payload.JobPayload = _payload.loads(raw)
-        context: _payload.SweepContext = _payload.loads(_storage.read_bytes(payload.context_uri))
-    except _payload.VersionMismatchError as e:
+        payload, context = _load(args[0])
+    except VersionMismatchError as e:
         print(f"hydra-vertex-ai: {e}", file=sys.stderr)
         return EXIT_VERSION_MISMATCH
-    _restore(context)
-    if shipped:  # needs the restored singletons: Hydra's config source registry
-        from ._snapshot import remap_config_search_path
-
-        remap_config_search_path(context.hydra_context.config_loader, *shipped)
     trial_id = os.environ.get("CLOUD_ML_TRIAL_ID", "0") if payload.parameters else None
     try:
         config = _job_config(payload, context, args[1:], trial_id)
     except Exception as e:  # bad flags or an override that does not compose: the trial fails visibly
         print(f"hydra-vertex-ai: cannot build the trial's config: {e}", file=sys.stderr)
         return EXIT_USAGE
-    ret = _run(context, config)
+    return _finish(payload, _run(context, config), trial_id)
+
+
+def _load(payload_uri: str) -> Tuple[Any, Any]:
+    """The job's payload and the shared context, with the shipped source and Hydra's state in place."""
+    from . import _payload, _storage
+
+    raw = _storage.read_bytes(payload_uri)
+    _payload.check_versions(_payload.header(raw)["versions"])
+    shipped = _use_snapshot(_payload.header(raw).get("snapshot"))  # before unpickling: user types live there
+    payload = _payload.loads(raw)
+    context = _payload.loads(_storage.read_bytes(payload.context_uri))
+    _restore(context)
+    if shipped:  # needs the restored singletons: Hydra's config source registry
+        from ._snapshot import remap_config_search_path
+
+        remap_config_search_path(context.hydra_context.config_loader, *shipped)
+    return payload, context
+
+
+def _finish(payload: Any, ret: Any, trial_id: Optional[str]) -> int:
+    """The chief writes the JobReturn and, in a trial, reports the objective; the exit code says how it went."""
+    from . import _payload, _storage
+
     code = _exit_code(ret)
     if not is_chief():
         return code
-    result_uri = payload.result_uri.replace("{trial_id}", trial_id or "")
-    _storage.write_bytes(result_uri, _payload.dump_result(ret))
+    _storage.write_bytes(payload.result_uri.replace("{trial_id}", trial_id or ""), _payload.dump_result(ret))
     if code != EXIT_OK or payload.metric_id is None:
         return code
     reason = report_objective(ret.return_value, payload.metric_id)
