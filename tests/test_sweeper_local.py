@@ -154,3 +154,13 @@ def test_interrupting_a_local_study_stops_its_trials(tmp_path: Path, sig: signal
     assert app.returncode != 0
     assert "cancelled the local study" in (app.stdout.read() if app.stdout else "")
     wait_for(lambda: trials() == [], 15, "the trial processes to end")
+
+
+def test_search_space_from_sweeper_params_and_the_command_line_wins(tmp_path: Path) -> None:
+    run_sweep(tmp_path, "hydra.sweeper.algorithm=grid",
+              "+hydra.sweeper.params.x='choice(0,1)'",  # overridden below
+              "+hydra.sweeper.params.opt='choice(a,b)'", "x=choice(2,3)")
+    res = results(tmp_path)
+    swept = sorted(tuple(sorted(t["params"])) for t in res["trials"])
+    assert swept == [("opt=a", "x=2"), ("opt=a", "x=3"), ("opt=b", "x=2"), ("opt=b", "x=3")]
+    assert sorted(res["best_params"]) == ["opt=b", "x=2"]
