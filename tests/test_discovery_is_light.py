@@ -45,9 +45,9 @@ def heavy(modules: List[str], at_startup: Set[str]) -> List[str]:
     return [m for m in added if any(m == h or m.startswith(h + ".") for h in HEAVY)]
 
 
-# Private modules a public one imports on purpose: classes it re-exports (Hydra's scan re-executes every
-# public module, redefining its classes) and config.py's lazy ConfigStore entries. HEAVY checks their imports.
-LIGHT_PRIVATE = {f"{OURS}._component_specs", f"{OURS}._lazy_store"}
+# Private modules a public one imports on purpose: what it re-exports (Hydra's scan re-executes every public
+# module, replacing its classes and functions) and config.py's lazy ConfigStore entries. HEAVY checks their imports.
+LIGHT_PRIVATE = {f"{OURS}._component_specs", f"{OURS}._lazy_store", f"{OURS}._metrics"}
 
 
 def private_of_ours(modules: List[str]) -> List[str]:

@@ -9,7 +9,7 @@ from typing import Any, Dict, List
 
 import pytest
 
-from hydra_plugins.hydra_vertex_ai import metrics
+from hydra_plugins.hydra_vertex_ai import _metrics, metrics
 
 
 def read_measurements(path: Path) -> List[Dict[str, Any]]:
@@ -88,9 +88,9 @@ def test_refuses_values_that_are_not_finite_numbers(
 
 def test_one_hypertune_per_metric_file(trial: Path) -> None:
     metrics.report_metric(0.1)
-    first = metrics._instance()
+    first = _metrics._instance()
     metrics.report_metric(0.2)
-    assert metrics._instance() is first
+    assert _metrics._instance() is first
     # hypertune keeps the last 100 measurements of its own queue: a second instance would have dropped 0.1
     assert [r["accuracy"] for r in read_measurements(trial)] == ["0.1", "0.2"]
 

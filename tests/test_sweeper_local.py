@@ -164,3 +164,20 @@ def test_search_space_from_sweeper_params_and_the_command_line_wins(tmp_path: Pa
     swept = sorted(tuple(sorted(t["params"])) for t in res["trials"])
     assert swept == [("opt=a", "x=2"), ("opt=a", "x=3"), ("opt=b", "x=2"), ("opt=b", "x=3")]
     assert sorted(res["best_params"]) == ["opt=b", "x=2"]
+
+
+def test_median_early_stopping_stops_a_trial_worse_than_the_completed_ones(tmp_path: Path) -> None:
+    # Grid order (sorted values): x=2 and x=2.5 complete first, one trial at a time; x=9 reports values far above
+    # their running averages from its first step, so the median rule stops it long before its 20 steps end.
+    run_sweep(tmp_path, "hydra.sweeper.algorithm=grid", "hydra.sweeper.parallel_trial_count=1",
+              "hydra.sweeper.early_stopping=median", "report_steps=20", "step_s=0.2", "x=choice(2,2.5,9)")
+    res = results(tmp_path)
+    assert [t["params"] for t in res["trials"]] == [["x=2"], ["x=2.5"], ["x=9"]]
+    assert [t["state"] for t in res["trials"]] == ["SUCCEEDED"] * 3
+    done, stopped = res["trials"][:2], res["trials"][2]
+    for trial in done:  # ran to the end: the task wrote its file and reported its final objective
+        assert (tmp_path / "sweep" / trial["id"] / "trial.txt").exists()
+        assert trial["value"] == pytest.approx(value_of(trial["params"]))
+    assert not (tmp_path / "sweep" / stopped["id"] / "trial.txt").exists()  # killed mid-curve
+    assert stopped["value"] > value_of(stopped["params"])  # its last intermediate value, above its final one
+    assert res["best_params"] == ["x=2"]

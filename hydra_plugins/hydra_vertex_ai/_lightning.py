@@ -3,7 +3,7 @@ import logging
 import sys
 from typing import Any, Optional
 
-from . import metrics
+from . import _metrics as metrics
 
 log = logging.getLogger(__name__)
 

@@ -153,7 +153,7 @@ class VertexVizierSweeperConf(VertexBackendConf):
     max_failed_trial_count: int = 0
     # which measurement of a trial counts: last or best
     measurement_selection: str = "last"
-    # stop unpromising trials early from intermediate measurements: none, median or decay_curve
+    # stop unpromising trials early from intermediate measurements: none, median or decay_curve (Vertex only)
     early_stopping: str = "none"
     # search space as Hydra overrides, e.g. {model.lr: "tag(log, interval(1e-4, 1e-1))"}; the command line wins
     params: Dict[str, str] = field(default_factory=dict)

@@ -10,6 +10,7 @@ import itertools
 import json
 import logging
 import math
+import statistics
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ log = logging.getLogger(__name__)
 
 TrialsCallback = Callable[[List[Dict[str, Any]]], None]
 METRICS_FILE = "hypertune.metrics"
+# Completed trials needed before the median rule may stop another one.
+MEDIAN_STOPPING_MIN_COMPLETED = 2
 
 
 class StudySpecError(ValueError):
@@ -104,7 +107,10 @@ def read_measurements(path: Path, metric_id: str) -> List[Dict[str, Any]]:
     except OSError:
         return []
     for line in lines:
-        entry = json.loads(line)
+        try:
+            entry = json.loads(line)
+        except ValueError:  # read while hypertune was rewriting the file: the next read sees it whole
+            continue
         if metric_id in entry:
             value = float(entry[metric_id])
             step = str(entry.get("global_step") or "0")
@@ -130,6 +136,30 @@ class _Trial:
     rest: Dict[str, Any]
     workdir: Path
     future: "Optional[Future[JobOutcome]]" = field(default=None)
+    # set to stop this trial's processes: early stopping, or the whole study stopping
+    stop: threading.Event = field(default_factory=threading.Event)
+    stopped_early: bool = False
+
+
+def median_says_stop(
+    measurements: List[Dict[str, Any]], completed: List[List[Dict[str, Any]]], maximize: bool
+) -> bool:
+    """Vertex's median automated stopping rule, by step count: stop a trial whose best value so far is worse
+    than the median of the completed trials' running averages up to the trial's last step."""
+    if not measurements:
+        return False
+    step = int(measurements[-1]["stepCount"])
+    values = [m["metrics"][0]["value"] for m in measurements]
+    best = max(values) if maximize else min(values)
+    averages = []
+    for other in completed:
+        upto = [m["metrics"][0]["value"] for m in other if int(m["stepCount"]) <= step]
+        if upto:
+            averages.append(sum(upto) / len(upto))
+    if not averages:
+        return False
+    median = statistics.median(averages)
+    return best < median if maximize else best > median
 
 
 class _LocalStudy:
@@ -159,6 +189,9 @@ class _LocalStudy:
             self.max_trials = min(self.max_trials, len(points))
         self.job_id, self.workdir, self.cancel, self.on_update = job_id, workdir, cancel, on_update
         self.stop = threading.Event()  # stops running trials: user cancel, or too many failures
+        self.median_stopping = "medianAutomatedStoppingSpec" in spec
+        if "decayCurveStoppingSpec" in spec:
+            log.warning("decay-curve early stopping is applied by Vertex only; locally every trial runs to its end")
         self.trials: List[_Trial] = []
         self.failed = 0
 
@@ -173,6 +206,11 @@ class _LocalStudy:
                     running.append(self._start(pool))
                 if not running:
                     break
+                for trial in running:
+                    if self.stop.is_set():
+                        trial.stop.set()
+                    elif self.median_stopping:
+                        self._maybe_stop_early(trial)
                 wait([t.future for t in running if t.future], timeout=0.2, return_when=FIRST_COMPLETED)
                 for trial in [t for t in running if t.future and t.future.done()]:
                     running.remove(trial)
@@ -199,7 +237,7 @@ class _LocalStudy:
             self.trial_job,
             job_id=f"{self.job_id}-{trial_id}",
             workdir=trial.workdir,
-            cancel=self.stop,
+            cancel=trial.stop,
             extra_args=flags,
             trial_id=trial_id,
             extra_env={"CLOUD_ML_HP_METRIC_FILE": str(trial.workdir / METRICS_FILE),
@@ -209,13 +247,23 @@ class _LocalStudy:
         self._notify()
         return trial
 
+    def _maybe_stop_early(self, trial: _Trial) -> None:
+        completed = [t.rest["measurements"] for t in self.trials if t.rest["state"] == "SUCCEEDED"]
+        if trial.stop.is_set() or len(completed) < MEDIAN_STOPPING_MIN_COMPLETED:
+            return
+        if median_says_stop(read_measurements(trial.workdir / METRICS_FILE, self.metric_id), completed, self.maximize):
+            log.info("Stopping trial %s early: worse than the median of completed trials", trial.rest["id"])
+            trial.rest["state"] = "STOPPING"
+            trial.stopped_early = True
+            trial.stop.set()
+
     def _finish(self, trial: _Trial, outcome: JobOutcome) -> None:
         import optuna
 
         measurements = read_measurements(trial.workdir / METRICS_FILE, self.metric_id)
         final = select_measurement(measurements, self.selection, self.maximize)
         trial.rest["measurements"] = measurements
-        if outcome.state == SUCCEEDED and final is not None:
+        if (outcome.state == SUCCEEDED or trial.stopped_early) and final is not None:
             trial.rest.update(state="SUCCEEDED", finalMeasurement=final)
             self.study.tell(trial.optuna_trial, final["metrics"][0]["value"])
         else:

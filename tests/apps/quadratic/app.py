@@ -7,6 +7,8 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from hydra_plugins.hydra_vertex_ai.metrics import report_metric
+
 OFFSETS = {"a": 1.0, "b": 0.0, "c": 3.0}
 
 
@@ -15,6 +17,10 @@ def main(cfg: DictConfig) -> float:
     if cfg.fail_when_x_below is not None and cfg.x < cfg.fail_when_x_below:
         raise ValueError(f"x={cfg.x} is below {cfg.fail_when_x_below}")
     time.sleep(cfg.sleep_s)
+    final = (cfg.x - 2.0) ** 2 + OFFSETS[cfg.opt] + 0.01 * cfg.n
+    for step in range(1, cfg.report_steps + 1):  # a learning curve that falls towards the final value
+        report_metric(final + cfg.report_steps - step, step=step)
+        time.sleep(cfg.step_s)
     if cfg.return_nan:
         return math.nan
     value = (cfg.x - 2.0) ** 2 + OFFSETS[cfg.opt] + 0.01 * cfg.n
