@@ -23,7 +23,10 @@ demo: $(STAMP)
 		hydra.sweeper.max_trial_count=4 hydra.sweeper.parallel_trial_count=2 \
 		'model.lr=tag(log,interval(1e-3,3e-1))' optimizer=adam,sgd trainer.max_epochs=3
 
+# lint and types first (seconds), then the whole suite
 test: $(STAMP)
+	$(PY) -m ruff check hydra_plugins tests benchmarks tools
+	$(PY) -m mypy hydra_plugins
 	$(PY) -m pytest
 
 # Not part of the tests: timings side by side with their baselines, see benchmarks/README.md.

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
-from .base import CANCELLED, FAILED, SUCCEEDED, JobOutcome, TuningOutcome
-from .local import run_custom_job, thread_env
+from .._vertex_facts import CANCELLED, FAILED, SUCCEEDED
+from .base import JobOutcome, TuningOutcome
+from .processes import run_custom_job, thread_env
 
 log = logging.getLogger(__name__)
 
@@ -283,21 +284,3 @@ class _LocalStudy:
         if error is None and not any(t["state"] == "SUCCEEDED" for t in trials):
             error = f"all {len(trials)} trials failed"
         return TuningOutcome(FAILED if error else SUCCEEDED, trials, error, str(self.workdir))
-
-
-def summarize_trials(trials: List[Mapping[str, Any]], maximize: bool) -> str:
-    """One progress line: trials by state and the best value so far."""
-    done = [t for t in trials if t.get("state") == "SUCCEEDED"]
-    failed = sum(t.get("state") == "INFEASIBLE" for t in trials)
-    running = sum(t.get("state") in ("ACTIVE", "REQUESTED", "STOPPING") for t in trials)
-    line = f"trials: {len(done)} succeeded, {failed} failed, {running} running"
-    if done:
-        pick = max if maximize else min
-        best = pick(done, key=_final_value)
-        line += f"; best {_final_value(best):.6g} (trial {best['id']})"
-    return line
-
-
-def _final_value(trial: Mapping[str, Any]) -> float:
-    # proto3 JSON leaves a 0.0 out: a missing value is zero
-    return float(trial["finalMeasurement"]["metrics"][0].get("value", 0.0))
