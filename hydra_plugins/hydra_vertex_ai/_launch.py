@@ -13,7 +13,7 @@ from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrid
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from . import _jobspec, _payload, _snapshot, _storage
+from . import _jobspec, _payload, _report, _snapshot, _storage
 from ._backends import factory
 from ._backends.base import SUCCEEDED, Backend, JobOutcome
 from .config import VertexAILauncherConf, VertexBackendConf
@@ -70,7 +70,9 @@ def launch(launcher: "VertexAILauncher", job_overrides: Sequence[Sequence[str]],
     payloads = {job.payload_uri: _payload.JobPayload(context_uri, job.config, job.result_uri) for job in jobs}
     stage(conf, CONFIG_KEY, staging, launcher.hydra_context, launcher.task_function, context_uri, payloads)
     outcomes = backend.run_jobs([job.custom_job for job in jobs])
-    return [_collect(job, outcome) for job, outcome in zip(jobs, outcomes)]
+    returns = [_collect(job, outcome) for job, outcome in zip(jobs, outcomes)]
+    _report.report_launch(str(launcher.config.hydra.sweep.dir), launcher.sweep_id, jobs, outcomes, returns)
+    return returns
 
 
 def _prepare(

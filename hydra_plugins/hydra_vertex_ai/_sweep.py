@@ -9,7 +9,7 @@ from hydra.core.utils import JobReturn, setup_globals
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
-from . import _jobspec, _payload, _search_space, _storage
+from . import _jobspec, _payload, _report, _search_space, _storage
 from ._backends import factory
 from ._backends.base import SUCCEEDED, Backend, TuningOutcome
 from ._jobspec import JobSpecError
@@ -59,6 +59,7 @@ def sweep(sweeper: "VertexVizierSweeper", arguments: List[str]) -> List[List[Job
     else:
         outcome = _resume(backend, conf.resume)
     results = write_results(sweep_dir / RESULTS_FILE, conf, parameter_map, list(space.fixed), outcome)
+    _report.report_sweep(sweep_dir, results, outcome, job["studySpec"], backend)  # never raises
     if outcome.state != SUCCEEDED:
         raise HydraException(f"the tuning job ended {outcome.state.replace('JOB_STATE_', '')}: {outcome.error} "
                              f"(partial results in {sweep_dir / RESULTS_FILE})")
