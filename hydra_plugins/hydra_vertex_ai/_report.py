@@ -517,7 +517,8 @@ def render_jobs(title: str, rows: List[ReportRow]) -> str:
     figures: List[Tuple[str, Any]] = []
     numeric = [r for r in rows if r.value is not None]
     if numeric:
-        keys = _param_names(rows, [])
+        # the keys whose value differs between jobs (a key every job sets alike explains nothing)
+        keys = [k for k in _param_names(rows, []) if len({repr(r.params.get(k)) for r in rows}) > 1]
         for key in keys:
             series: Dict[str, List[Tuple[Any, float, str]]] = {}
             for row in numeric:
@@ -561,10 +562,12 @@ def _table(columns: List[str], rows: List[ReportRow]) -> str:
             label = "console" if r.link.startswith(("https://", "http://")) else r.link
             link = f'<a href="{e(r.link, quote=True)}">{e(label)}</a>'
         reason = ""
-        if r.reason:
-            first = r.reason.strip().splitlines()[0] if r.reason.strip() else ""
-            reason = (f"<details><summary>{e(first[:200])}</summary><pre>{e(r.reason)}</pre></details>"
-                      if len(r.reason) > len(first) or len(first) > 200 else e(first))
+        lines = [line.strip() for line in (r.reason or "").strip().splitlines() if line.strip()]
+        if len(lines) == 1 and len(lines[0]) <= 200:
+            reason = e(lines[0])
+        elif lines:  # e.g. "replica ... exited with code 1; last lines of ...:" and the traceback's last line
+            head = lines[0] if len(lines) == 1 else f"{lines[0]} … {lines[-1]}"
+            reason = f"<details><summary>{e(head[:300])}</summary><pre>{e(r.reason or '')}</pre></details>"
         state = e(r.state) + (" (stopped early)" if r.stopped_early else "")
         cells = [e(r.number), f"<code>{e(' '.join(r.overrides))}</code>", e(_format_value(r.value)), state,
                  e(_format_duration(r.duration_s)), reason, link]
