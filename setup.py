@@ -31,6 +31,8 @@ setup(
     extras_require={
         # Vertex AI Pipelines components (hydra_plugins.hydra_vertex_ai.pipelines)
         "pipelines": ["kfp>=2.14,<3", "google-cloud-pipeline-components>=2.22,<3"],
+        # report.html's plots (hydra_plugins.hydra_vertex_ai._report)
+        "report": ["plotly>=5.18"],
         "test": [
             "pytest>=8",
             "pytest-timeout>=2.3",
