@@ -82,7 +82,8 @@ class Page(HTMLParser):
         self.outside_bundle.append(data)
 
 
-def read(path: Path) -> Tuple[Page, str]:
+def read(path: Optional[Path]) -> Tuple[Page, str]:
+    assert path is not None, "no report written"
     text = path.read_text(encoding="utf-8")
     page = Page(text)
     for number in page.rows:
@@ -202,7 +203,7 @@ def test_study_report_shows_every_trial_and_each_plots_data(tmp_path: Path) -> N
 def test_a_failed_and_an_early_stopped_trial_show_with_their_reasons(tmp_path: Path) -> None:
     results, rest = study_inputs()
     page, _ = read(_report.write_study_report(tmp_path, results, rest, [LOG_SPEC, CAT_SPEC, INT_SPEC],
-                                              early_stopping=True))  # type: ignore[arg-type]
+                                              early_stopping=True))
     failed, stopped = page.rows["2"], page.rows["3"]
     assert failed[3] == "INFEASIBLE" and failed[2] == "" and failed[4] == "5.0s"
     assert "exited with code 1" in failed[5] and "ValueError: lr <too> big" in failed[5]  # summary and traceback
@@ -210,7 +211,7 @@ def test_a_failed_and_an_early_stopped_trial_show_with_their_reasons(tmp_path: P
     assert stopped[5] == "stopped early at step 2 of 3 (early stopping rule)"
     assert page.rows["1"][5] == "" and page.rows["4"][5] == ""
     # without early stopping in the study, a short curve is just a short curve
-    page, _ = read(_report.write_study_report(tmp_path, results, rest, [LOG_SPEC, CAT_SPEC, INT_SPEC]))  # type: ignore[arg-type]
+    page, _ = read(_report.write_study_report(tmp_path, results, rest, [LOG_SPEC, CAT_SPEC, INT_SPEC]))
     assert page.rows["3"][3] == "SUCCEEDED" and "trial 3" in {t["name"] for t in page.figures["intermediate"]["data"]}
 
 
@@ -218,7 +219,7 @@ def test_a_failed_and_an_early_stopped_trial_show_with_their_reasons(tmp_path: P
 def test_the_study_report_from_optimization_results_alone(tmp_path: Path) -> None:
     """What a rebuild from optimization_results.yaml has: no REST trials, no specs; still every trial and plot."""
     results, _ = study_inputs()
-    page, text = read(_report.write_study_report(tmp_path, results))  # type: ignore[arg-type]
+    page, text = read(_report.write_study_report(tmp_path, results))
     assert_self_contained(page, text)
     assert set(page.rows) == {"1", "2", "3", "4"}
     assert trace(page.figures["history"], "loss")["y"] == [1.5, 4.0, 0.25]  # by trial number
@@ -245,15 +246,17 @@ def test_user_text_is_escaped(tmp_path: Path) -> None:
 @needs_plotly
 def test_jobs_report_lists_every_job_and_plots_numbers_against_each_varying_key(tmp_path: Path) -> None:
     rows = [
-        ReportRow("0", ["n=3", "x=0", "opt=a"], "FAILED", reason="ValueError: x=0 is below 1", link=".vertex_ai/j/0.log"),
+        ReportRow("0", ["n=3", "x=0", "opt=a"], "FAILED", reason="ValueError: x=0 is below 1",
+                  link=".vertex_ai/j/0.log"),
         ReportRow("1", ["n=3", "x=1", "opt=a"], "SUCCEEDED", value=2.0, duration_s=75.0),
         ReportRow("2", ["n=3", "x=2", "opt=b"], "SUCCEEDED", value=1.0, link="https://console.cloud.google.com/j/2"),
     ]
-    page, text = read(_report.write_jobs_report(tmp_path, rows))  # type: ignore[arg-type]
+    page, text = read(_report.write_jobs_report(tmp_path, rows))
     assert_self_contained(page, text, allowed=("https://console.cloud.google.com/j/2",))
     assert set(page.rows) == {"0", "1", "2"}
     # job, overrides, return value, state, duration, reason, log
-    assert page.rows["0"] == ["0", "n=3 x=0 opt=a", "", "FAILED", "", "ValueError: x=0 is below 1", ".vertex_ai/j/0.log"]
+    assert page.rows["0"] == ["0", "n=3 x=0 opt=a", "", "FAILED", "", "ValueError: x=0 is below 1",
+                              ".vertex_ai/j/0.log"]
     assert page.rows["1"][2:5] == ["2", "SUCCEEDED", "1m15s"] and page.rows["2"][6] == "console"
     assert set(page.figures) == {"param:x", "param:opt"}  # n is the same for every job
     x = trace(page.figures["param:x"], "return value")
@@ -270,7 +273,7 @@ def test_flat_mappings_of_numbers_plot_one_series_each_and_other_values_none(tmp
         assert _report.numeric_value(other) is None
     rows = [ReportRow(str(i), [f"x={i}"], "SUCCEEDED", value={"loss": 10.0 - i, "acc": i / 10}) for i in range(3)]
     rows.append(ReportRow("3", ["x=3"], "SUCCEEDED", value=None))  # returned something else: no point
-    page, _ = read(_report.write_jobs_report(tmp_path, rows))  # type: ignore[arg-type]
+    page, _ = read(_report.write_jobs_report(tmp_path, rows))
     assert page.rows["0"][2] == "loss=10, acc=0"
     series = {t["name"]: (t["x"], t["y"]) for t in page.figures["param:x"]["data"]}
     assert series == {"loss": ([0.0, 1.0, 2.0], [10.0, 9.0, 8.0]), "acc": ([0.0, 1.0, 2.0], [0.0, 0.1, 0.2])}
@@ -288,7 +291,7 @@ def test_launch_calls_of_one_multirun_add_up(tmp_path: Path) -> None:
 def test_without_plotly_one_line_says_how_to_get_the_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                             caplog: pytest.LogCaptureFixture) -> None:
     for name in [m for m in sys.modules if m == "plotly" or m.startswith("plotly.")] + ["plotly"]:
-        monkeypatch.setitem(sys.modules, name, None)  # type: ignore[arg-type]
+        monkeypatch.setitem(sys.modules, name, None)
     results, rest = study_inputs()
     with caplog.at_level(logging.DEBUG, logger=_report.__name__):
         assert _report.write_study_report(tmp_path, results, rest, [LOG_SPEC]) is None
@@ -323,7 +326,9 @@ def test_an_error_while_writing_is_a_warning_not_a_failure(tmp_path: Path, monke
 # End to end, on the local backend
 
 
-def run_quadratic(tmp_path: Path, *args: str, env: Optional[Dict[str, str]] = None) -> "subprocess.CompletedProcess[str]":
+def run_quadratic(
+    tmp_path: Path, *args: str, env: Optional[Dict[str, str]] = None
+) -> "subprocess.CompletedProcess[str]":
     cmd = [sys.executable, str(QUADRATIC), "-m", f"hydra.sweep.dir={tmp_path / 'sweep'}", *args]
     return subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300,
                           env={**os.environ, **env} if env else None)
@@ -372,7 +377,8 @@ def test_a_local_launcher_multirun_writes_the_report(tmp_path: Path) -> None:
         if x == 0:
             assert cells[3] == "FAILED" and cells[5] == "x=0 is below 1" and cells[2] == ""
         else:
-            assert cells[3] == "SUCCEEDED" and float(cells[2]) == pytest.approx((x - 2) ** 2 + {"a": 1, "b": 0}[opt] + 0.01)
+            expected = (x - 2) ** 2 + {"a": 1, "b": 0}[opt] + 0.01
+            assert cells[3] == "SUCCEEDED" and float(cells[2]) == pytest.approx(expected)
         assert cells[4].endswith("s") and (sweep / cells[6]).is_file()
     assert set(page.figures) == {"param:x", "param:opt"}
     x = trace(page.figures["param:x"])

@@ -127,7 +127,9 @@ def write_study_report(
         return None
 
 
-def write_jobs_report(sweep_dir: Union[str, Path], rows: Sequence[ReportRow], title: str = "Multirun report") -> Optional[Path]:
+def write_jobs_report(
+    sweep_dir: Union[str, Path], rows: Sequence[ReportRow], title: str = "Multirun report"
+) -> Optional[Path]:
     """The launcher's report: every job's overrides, state, duration, return value and log."""
     try:
         if not _have_plotly():
