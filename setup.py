@@ -33,6 +33,8 @@ setup(
         "pipelines": ["kfp>=2.14,<3", "google-cloud-pipeline-components>=2.22,<3"],
         # a Cloud Storage emulator beside the JobService emulator (`python -m ...emulator --gcs-port`)
         "emulator": ["gcp-storage-emulator>=2024.8"],
+        # report.html's plots (hydra_plugins.hydra_vertex_ai._report)
+        "report": ["plotly>=5.18"],
         "test": [
             "pytest>=8",
             "pytest-timeout>=2.3",

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Sequence
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from . import _jobspec, _payload, _storage
+from . import _jobspec, _payload, _report, _storage
 from ._backends import factory
 from ._backends.base import Backend, JobOutcome
 from ._staging import new_sweep_id, stage
@@ -61,7 +61,9 @@ def launch(launcher: "VertexAILauncher", job_overrides: Sequence[Sequence[str]],
     payloads = {job.payload_uri: _payload.JobPayload(context_uri, job.config, job.result_uri) for job in jobs}
     stage(staging, conf.snapshot, CONFIG_KEY, launcher.hydra_context, launcher.task_function, context_uri, payloads)
     outcomes = backend.run_jobs([job.custom_job for job in jobs], backend.outputs_of(sweep_dir))
-    return [_collect(job, outcome) for job, outcome in zip(jobs, outcomes)]
+    returns = [_collect(job, outcome) for job, outcome in zip(jobs, outcomes)]
+    _report.report_launch(sweep_dir, launcher.sweep_id, jobs, outcomes, returns)
+    return returns
 
 
 def _prepare(

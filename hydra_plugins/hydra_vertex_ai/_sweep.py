@@ -9,7 +9,7 @@ from hydra.core.utils import JobReturn, setup_globals
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
-from . import _payload, _search_space, _storage, _tuning_spec
+from . import _payload, _report, _search_space, _storage, _tuning_spec
 from ._backends import factory
 from ._backends.base import Backend, TuningOutcome, final_value
 from ._staging import Staging, new_sweep_id, stage
@@ -62,6 +62,7 @@ def sweep(sweeper: "VertexVizierSweeper", arguments: List[str]) -> List[List[Job
     else:
         outcome = backend.attach_tuning_job(conf.resume, outputs)
     results = write_results(sweep_dir / RESULTS_FILE, conf, parameter_map, list(space.fixed), outcome)
+    _report.report_sweep(sweep_dir, results, outcome, job["studySpec"], backend)  # never raises
     if outcome.state != SUCCEEDED:
         raise HydraException(f"the tuning job ended {short_state(outcome.state)}: {outcome.error} "
                              f"(partial results in {sweep_dir / RESULTS_FILE})")

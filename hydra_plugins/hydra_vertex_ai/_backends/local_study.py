@@ -14,6 +14,7 @@ import statistics
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
@@ -230,7 +231,7 @@ class _LocalStudy:
             value, text = _suggest(optuna_trial, spec)
             params.append({"parameterId": spec["parameterId"], "value": value})
             flags.append(f"--{spec['parameterId']}={text}")
-        rest = {"id": trial_id, "state": "ACTIVE", "parameters": params}
+        rest = {"id": trial_id, "state": "ACTIVE", "parameters": params, "startTime": _now()}
         trial = _Trial(optuna_trial, rest, self.workdir / trial_id)
         trial.workdir.mkdir(parents=True, exist_ok=True)
         trial.future = pool.submit(
@@ -263,7 +264,7 @@ class _LocalStudy:
 
         measurements = read_measurements(trial.workdir / METRICS_FILE, self.metric_id)
         final = select_measurement(measurements, self.selection, self.maximize)
-        trial.rest["measurements"] = measurements
+        trial.rest.update(measurements=measurements, endTime=_now())
         if (outcome.state == SUCCEEDED or trial.stopped_early) and final is not None:
             trial.rest.update(state="SUCCEEDED", finalMeasurement=final)
             self.study.tell(trial.optuna_trial, final["metrics"][0]["value"])
@@ -284,3 +285,9 @@ class _LocalStudy:
         if error is None and not any(t["state"] == "SUCCEEDED" for t in trials):
             error = f"all {len(trials)} trials failed"
         return TuningOutcome(FAILED if error else SUCCEEDED, trials, error, str(self.workdir))
+
+
+def _now() -> str:
+    """A REST timestamp (RFC 3339, UTC), as Vertex gives a Trial's startTime and endTime."""
+    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+
