@@ -30,7 +30,16 @@ from google.protobuf import json_format
 from google.protobuf.field_mask_pb2 import FieldMask
 
 from . import _storage
-from ._vertex_facts import CANCELLED, FAILED, MAX_LABELS, TERMINAL_STATES, label_problem
+from ._vertex_facts import (
+    CANCELLED,
+    FAILED,
+    MAX_LABELS,
+    TENSORBOARD_NEEDS_SERVICE_ACCOUNT,
+    TERMINAL_STATES,
+    boot_disk_problem,
+    flex_start_problem,
+    label_problem,
+)
 
 log = logging.getLogger(__name__)
 
@@ -249,19 +258,22 @@ class JobServiceEmulator:
         if not any(pool.replica_count for pool in job.job_spec.worker_pool_specs):
             raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "CustomJob.job_spec.worker_pool_specs needs a replica")
         _check_labels(job.labels)
+        _check_job_spec(job.job_spec, "custom_job.job_spec")
         return self._commit(_Record("customJobs", _copy(job)), request.parent)
 
     def _create_tuning(self, request: Any) -> Any:
         job = request.hyperparameter_tuning_job
         if not job.display_name:
             raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "HyperparameterTuningJob.display_name is required")
-        if not job.study_spec.metrics or not job.study_spec.parameters:
-            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "study_spec needs metrics and parameters")
+        for required in ("metrics", "parameters"):  # study.proto: both REQUIRED (AIP-203: at least one)
+            if not getattr(job.study_spec, required):
+                raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, _required(f"hyperparameter_tuning_job.study_spec.{required}"))
         if job.max_trial_count <= 0 or job.parallel_trial_count <= 0:
             raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "max_trial_count and parallel_trial_count must be positive")
         if not job.trial_job_spec.worker_pool_specs:
             raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "trial_job_spec.worker_pool_specs is required")
         _check_labels(job.labels)
+        _check_job_spec(job.trial_job_spec, "hyperparameter_tuning_job.trial_job_spec")
         return self._commit(_Record("hyperparameterTuningJobs", _copy(job)), request.parent)
 
     def _get(self, name: str, kind: str) -> Any:
@@ -497,6 +509,38 @@ def _check_labels(labels: Any) -> None:
         problem = label_problem(key, value)
         if problem:
             raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid label {key}={value}: {problem}")
+
+
+def _required(field: str) -> str:
+    """Vertex's wording for a REQUIRED field left empty."""
+    return f"List of found errors:\t1.Field: {field}; Message: Required field is not set.\t"
+
+
+def _check_job_spec(spec: Any, where: str) -> None:
+    """The CustomJobSpec rules of `_vertex_facts` (boot disks, TensorBoard, FLEX_START), as the service applies
+    them on create; always on, so a spec that skipped our client checks still fails here as on Vertex."""
+    pools = [(i, pool) for i, pool in enumerate(spec.worker_pool_specs) if pool.replica_count]
+    for i, pool in pools:
+        problem = boot_disk_problem(pool.machine_spec.machine_type, pool.disk_spec.boot_disk_type)
+        if problem:
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT,
+                         f"{where}.worker_pool_specs[{i}].disk_spec.boot_disk_type: {problem}")
+    if spec.tensorboard and not spec.service_account:
+        raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"{where}.service_account: {TENSORBOARD_NEEDS_SERVICE_ACCOUNT}")
+    strategy = spec.scheduling.DESCRIPTOR.fields_by_name["strategy"].enum_type.values_by_number.get(
+        spec.scheduling.strategy)
+    if strategy is not None and strategy.name == "FLEX_START":
+        accelerator = spec.worker_pool_specs[0].machine_spec.DESCRIPTOR.fields_by_name["accelerator_type"].enum_type
+        machines = [
+            (p.machine_spec.machine_type,
+             accelerator.values_by_number[p.machine_spec.accelerator_type].name if p.machine_spec.accelerator_type else "",
+             p.machine_spec.accelerator_count)
+            for _, p in pools
+        ]
+        timeout = spec.scheduling.timeout.ToTimedelta().total_seconds() if spec.scheduling.HasField("timeout") else None
+        problem = flex_start_problem(machines, timeout)
+        if problem:
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"{where}.scheduling.strategy: {problem}")
 
 
 def _parse_filter(text: str) -> List[Tuple[bool, str, str, str]]:

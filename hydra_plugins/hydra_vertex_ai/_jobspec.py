@@ -7,7 +7,17 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from ._errors import ConfigError
-from ._vertex_facts import ACCELERATOR_TYPES, MAX_LABELS, MAX_WORKER_POOLS, SYSTEM_LABELS, label_problem
+from ._vertex_facts import (
+    ACCELERATOR_TYPES,
+    MAX_LABELS,
+    MAX_WORKER_POOLS,
+    REDUCTION_SERVER_IMAGE,
+    SYSTEM_LABELS,
+    TENSORBOARD_NEEDS_SERVICE_ACCOUNT,
+    boot_disk_problem,
+    flex_start_problem,
+    label_problem,
+)
 from .config import JobSpecConf, Strategy, WorkerPoolConf
 
 ENTRY_MODULE = "hydra_plugins.hydra_vertex_ai.entry"
@@ -31,6 +41,8 @@ def validate(spec: JobSpecConf, key: str) -> None:
         _validate_pool(pool, f"{key}.worker_pools[{i}]")
     _validate_labels(spec.labels, f"{key}.labels")
     _validate_scheduling(spec, f"{key}.scheduling")
+    if spec.tensorboard and not spec.service_account:
+        raise ConfigError(f"{key}.service_account", TENSORBOARD_NEEDS_SERVICE_ACCOUNT)
 
 
 def _validate_pool_layout(spec: JobSpecConf, key: str) -> None:
@@ -79,6 +91,23 @@ def _validate_pool(pool: WorkerPoolConf, key: str, chief: bool = False) -> None:
         )
     if pool.boot_disk_size_gb <= 0:
         raise ConfigError(f"{key}.boot_disk_size_gb", "must be positive")
+    disk = boot_disk_problem(pool.machine_type, pool.boot_disk_type or "")
+    if disk:
+        raise ConfigError(f"{key}.boot_disk_type", disk)
+    _validate_command(pool, key, chief)
+
+
+def _validate_command(pool: WorkerPoolConf, key: str, chief: bool) -> None:
+    """A pool runs our entry unless it names its own command; the chief always runs ours (it writes the result)."""
+    if chief and pool.command is not None:
+        raise ConfigError(f"{key}.command", "the chief runs the Hydra job itself; only worker_pools take a command")
+    if pool.args is not None and pool.command is None:
+        raise ConfigError(f"{key}.args", "args replace ours only with a command (command: [] for the image's own)")
+    if pool.command is None and (pool.image_uri or "").startswith(REDUCTION_SERVER_IMAGE):
+        raise ConfigError(
+            f"{key}.command",
+            "the Reduction Server image runs its own entrypoint, not our entry: set command: [] for this pool",
+        )
 
 
 def _validate_labels(labels: Mapping[str, str], key: str) -> None:
@@ -101,6 +130,12 @@ def _validate_scheduling(spec: JobSpecConf, key: str) -> None:
         raise ConfigError(f"{key}.timeout_s", "must be positive")
     if sched.max_wait_duration_s is not None and strategy != Strategy.FLEX_START:
         raise ConfigError(f"{key}.max_wait_duration_s", "only applies with strategy=FLEX_START")
+    if strategy == Strategy.FLEX_START:
+        pools = [spec] + [p for p in spec.worker_pools if p.replica_count > 0]
+        machines = [(p.machine_type, p.accelerator_type or "", p.accelerator_count) for p in pools]
+        problem = flex_start_problem(machines, sched.timeout_s)
+        if problem:
+            raise ConfigError(f"{key}.strategy", problem)
 
 
 def build_custom_job(
@@ -157,14 +192,27 @@ def _pool_spec(
         "args": list(container.args),
         "env": [{"name": k, "value": str(v)} for k, v in container.env.items()],
     }
+    if pool.command is not None:  # the pool's own program (a sidecar, the Reduction Server), not our entry
+        container_spec["command"] = list(pool.command)
+        container_spec["args"] = list(pool.args or [])
+        for empty in [k for k in ("command", "args") if not container_spec[k]]:
+            del container_spec[empty]  # none: the image's own ENTRYPOINT / CMD
     if image_uri:
         container_spec = {"imageUri": image_uri, **container_spec}
     return {
         "machineSpec": machine,
         "replicaCount": str(replicas),  # int64 is a string in proto3 JSON
-        "diskSpec": {"bootDiskType": pool.boot_disk_type, "bootDiskSizeGb": pool.boot_disk_size_gb},
+        "diskSpec": _disk_spec(pool),
         "containerSpec": container_spec,
     }
+
+
+def _disk_spec(pool: WorkerPoolConf) -> Dict[str, Any]:
+    """Only a disk type the user chose: unset, Vertex picks the machine's default (hyperdisk-balanced on A3U)."""
+    disk: Dict[str, Any] = {"bootDiskSizeGb": pool.boot_disk_size_gb}
+    if pool.boot_disk_type:
+        disk = {"bootDiskType": pool.boot_disk_type, **disk}
+    return disk
 
 
 def _strategy(spec: JobSpecConf) -> Optional[Strategy]:

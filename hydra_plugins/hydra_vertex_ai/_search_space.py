@@ -150,8 +150,9 @@ def trial_overrides(parameters: ParameterMap, argv: Sequence[str]) -> List[str]:
             if i + 1 >= len(args):
                 raise TrialValueError(arg, "the flag has no value")
             value, i = args[i + 1], i + 1
-        elif name not in parameters:
-            raise TrialValueError(arg, f"not a flag of this study's parameters ({', '.join(parameters)})")
+        elif name not in parameters:  # kept strict: a flag we do not know would silently change nothing
+            declared = " ".join(f"--{pid}" for pid in parameters)
+            raise TrialValueError(arg, f"unexpected argument, not a flag of this study's declared parameters: {declared}")
         if name in values:
             raise TrialValueError(arg, "the parameter is given twice")
         values[name] = value

@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from . import _payload, _report, _search_space, _storage, _tuning_spec
 from ._backends import factory
 from ._backends.base import Backend, TuningOutcome, final_value
+from ._errors import ConfigError
 from ._staging import Staging, new_sweep_id, stage
 from ._vertex_facts import SUCCEEDED, short_state
 from .config import Goal, VertexVizierSweeperConf
@@ -35,6 +36,12 @@ def sweep(sweeper: "VertexVizierSweeper", arguments: List[str]) -> List[List[Job
     sweep_id = new_sweep_id(str(config.hydra.job.name))
     backend = factory.make_backend(conf, CONFIG_KEY, sweep_id, connect=not conf.dry_run)
     space = _search_space.parse_search_space(_search_space.merge_params(conf.params, arguments), conf.algorithm.value)
+    if not space.parameters:  # study.proto: StudySpec.parameters is REQUIRED; nothing is staged yet
+        raise ConfigError(
+            f"{CONFIG_KEY}.params",
+            "no swept parameter: a Vizier study tunes at least one, e.g. model.lr=interval(1e-4,1e-1) or "
+            "hydra.sweeper.params; to run fixed overrides as a plain multirun use hydra/launcher=vertex_ai",
+        )
     parameter_map = _search_space.parameter_map(space)
     if conf.resume is None:
         _check_composes(sweeper, space, parameter_map)

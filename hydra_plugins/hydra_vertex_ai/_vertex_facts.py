@@ -70,6 +70,60 @@ ACCELERATOR_TYPES = (
 # CustomJobSpec.worker_pool_specs: the chief, workers, parameter (or reduction) servers, evaluators.
 MAX_WORKER_POOLS = 4
 
+# DiskSpec.boot_disk_type (machine_resources.proto): "Valid values: pd-ssd, pd-standard or hyperdisk-balanced";
+# "for A3U machines, the default value is hyperdisk-balanced", otherwise pd-ssd.
+BOOT_DISK_TYPES = ("pd-ssd", "pd-standard", "hyperdisk-balanced")
+# Machine families whose boot disk must be hyperdisk-balanced. Settled: the proto's A3U (a3-ultragpu-*) default.
+# Not settled publicly: that Vertex *refuses* pd-* there, and A4/A4X at all; Compute Engine documents these
+# series as Hyperdisk-only, so the safe choice is taken: pd-* on them is refused, here and in the emulator.
+HYPERDISK_ONLY_MACHINES = ("a3-ultragpu-", "a4-highgpu-", "a4x-highgpu-")
+
+
+def boot_disk_problem(machine_type: str, disk_type: str) -> Optional[str]:
+    """Why Vertex would refuse boot disk `disk_type` on `machine_type` (empty: Vertex's default), or None."""
+    if not disk_type:
+        return None
+    if disk_type not in BOOT_DISK_TYPES:
+        return f"boot disk type '{disk_type}' is not one of {', '.join(BOOT_DISK_TYPES)}"
+    if machine_type.startswith(HYPERDISK_ONLY_MACHINES) and disk_type != "hyperdisk-balanced":
+        return (f"machine type {machine_type} boots from hyperdisk-balanced only, not {disk_type} "
+                "(leave boot_disk_type unset: Vertex picks the machine's default)")
+    return None
+
+
+# Scheduling.Strategy FLEX_START (Dynamic Workload Scheduler), per
+# https://cloud.google.com/vertex-ai/docs/training/schedule-jobs-dws: "requests L4, A100, H100, H200, or B200
+# GPUs", "a maximum timeout of 7 days or less", "the same machine configuration for all worker pools".
+FLEX_START_ACCELERATORS = (
+    "NVIDIA_L4", "NVIDIA_TESLA_A100", "NVIDIA_A100_80GB", "NVIDIA_H100_80GB", "NVIDIA_H100_MEGA_80GB",
+    "NVIDIA_H200_141GB", "NVIDIA_B200",
+)  # fmt: skip
+FLEX_START_MAX_TIMEOUT_S = 7 * 24 * 3600
+
+
+def flex_start_problem(machines: List[Tuple[str, str, int]], timeout_s: Optional[float]) -> Optional[str]:
+    """Why Vertex would refuse FLEX_START for pools of (machine type, accelerator, count), or None."""
+    for machine, accelerator, _ in machines:
+        if accelerator not in FLEX_START_ACCELERATORS:
+            return (f"FLEX_START needs one of {', '.join(FLEX_START_ACCELERATORS)} GPUs in every worker pool; "
+                    f"{machine} has {accelerator or 'none'}")
+    if len(set(machines)) > 1:
+        return ("FLEX_START needs the same machine configuration in every worker pool, got "
+                + "; ".join(f"{m} {a} x{c}" for m, a, c in sorted(set(machines))))
+    if timeout_s is not None and timeout_s > FLEX_START_MAX_TIMEOUT_S:
+        return f"FLEX_START allows a timeout of at most 7 days ({FLEX_START_MAX_TIMEOUT_S}s), got {timeout_s:g}s"
+    return None
+
+
+# https://cloud.google.com/vertex-ai/docs/experiments/tensorboard-setup: "The Vertex AI TensorBoard integration
+# with custom training requires attaching a service account" (the SDK's run(): "`service_account` is required
+# with provided `tensorboard`").
+TENSORBOARD_NEEDS_SERVICE_ACCOUNT = "tensorboard needs a service_account: Vertex streams the logs as that account"
+
+# The Reduction Server image (distributed-training#reduce_training_time_with_reduction_server): its container
+# runs the image's own entrypoint (the SDK sets image_uri only), in workerPoolSpecs[2].
+REDUCTION_SERVER_IMAGE = "us-docker.pkg.dev/vertex-ai-restricted/training/reductionserver"
+
 # --- the container's environment: https://cloud.google.com/vertex-ai/docs/training/code-requirements -----
 JOB_ID_ENV = "CLOUD_ML_JOB_ID"
 TRIAL_ID_ENV = "CLOUD_ML_TRIAL_ID"
@@ -143,11 +197,13 @@ def is_loopback(host: str) -> bool:
 
 
 def console_link(name: str) -> str:
-    """The Cloud Console page of a CustomJob or HyperparameterTuningJob resource name."""
+    """The Cloud Console page of a CustomJob or HyperparameterTuningJob resource name.
+
+    The shape the SDK prints (google/cloud/aiplatform/jobs.py `_Job._dashboard_uri`, 1.165): both kinds have
+    `_job_type = "training"` and the console tells them apart by the numeric id."""
     parts = name.split("/")
-    project, location, kind, job_id = parts[1], parts[3], parts[-2], parts[-1]
-    page = "training" if kind == "customJobs" else "training/hyperparameter-tuning-jobs"
-    return f"{CONSOLE}/vertex-ai/locations/{location}/{page}/{job_id}?project={project}"
+    project, location, job_id = parts[1], parts[3], parts[-1]
+    return f"{CONSOLE}/agent-platform/locations/{location}/training/{job_id}?project={project}"
 
 
 def logging_filter(name: str) -> str:

@@ -59,12 +59,16 @@ class WorkerPoolConf:
     accelerator_count: int = 0
     # replicas in this pool
     replica_count: int = 1
-    # boot disk type: pd-ssd, pd-standard or hyperdisk-balanced
-    boot_disk_type: str = "pd-ssd"
+    # boot disk type: pd-ssd, pd-standard or hyperdisk-balanced; None lets Vertex pick the machine's default
+    boot_disk_type: Optional[str] = None
     # boot disk size in GB
     boot_disk_size_gb: int = 100
     # container image of this pool; None uses the job's image_uri
     image_uri: Optional[str] = None
+    # this pool's container command instead of our entry; [] runs the image's own ENTRYPOINT (Reduction Server)
+    command: Optional[List[str]] = None
+    # arguments of that command (only with command set); None passes none
+    args: Optional[List[str]] = None
 
 
 @dataclass

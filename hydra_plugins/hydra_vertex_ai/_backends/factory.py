@@ -19,6 +19,13 @@ def make_backend(conf: VertexBackendConf, key: str, sweep_id: str, *, connect: b
             raise ConfigError(
                 f"{key}.max_parallel", f"must be at least 1 (or null: one job per core), got {conf.max_parallel}"
             )
+        for i, pool in enumerate(conf.job.worker_pools):
+            if pool.command == [] and pool.replica_count > 0:  # an image's own entrypoint: no image runs locally
+                raise ConfigError(
+                    f"{key}.job.worker_pools[{i}].command",
+                    f"[] runs the entrypoint of {pool.image_uri or 'the image'}; the local backend runs commands "
+                    "as processes, not images: give the pool a command or drop it for local runs",
+                )
         backend: Backend = LocalBackend(Staging.of(conf.staging_dir, sweep_id), conf.max_parallel)
     else:
         from .vertex import VertexBackend

@@ -97,6 +97,18 @@ def thread_env(job: Mapping[str, Any], parallel: int) -> Dict[str, str]:
     return {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // parallel))}
 
 
+def image_entrypoint_pools(job: Mapping[str, Any]) -> List[int]:
+    """Pools that run their image's own ENTRYPOINT (no command, e.g. the Reduction Server): no image runs here."""
+    return [i for i, pool in enumerate(job["jobSpec"]["workerPoolSpecs"])
+            if pool and not pool.get("containerSpec", {}).get("command")]
+
+
+def unrunnable_message(job: Mapping[str, Any], pool: int) -> str:
+    image = job["jobSpec"]["workerPoolSpecs"][pool]["containerSpec"].get("imageUri", "its image")
+    return (f"workerpool{pool} runs the entrypoint of {image}; jobs run here as processes, not images: "
+            "give that pool a command, or leave the pool out of local runs")
+
+
 def container_command(pool: Mapping[str, Any], extra_args: Sequence[str]) -> List[str]:
     spec = pool["containerSpec"]
     command = list(spec.get("command", []))
@@ -150,6 +162,9 @@ def run_custom_job(
     """Run every replica of `job` until all exit, one fails, or `cancel` is set."""
     if cancel.is_set():
         return JobOutcome(CANCELLED, "cancelled before it started", str(workdir))
+    unrunnable = image_entrypoint_pools(job)
+    if unrunnable:
+        return JobOutcome(FAILED, unrunnable_message(job, unrunnable[0]), str(workdir))
     workdir.mkdir(parents=True, exist_ok=True)
     cluster = cluster_of(job)
     procs: Dict[Replica, subprocess.Popen[bytes]] = {}
