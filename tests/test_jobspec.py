@@ -143,6 +143,14 @@ BAD_CONFIGS: Dict[str, List[str]] = {
     "bad_backend": ["hydra.launcher.backend=kubernetes", "hydra.launcher.backend"],
     "gs_staging_on_local": ["hydra.launcher.staging_dir=gs://bucket/staging", "hydra.launcher.staging_dir"],
     "zero_max_parallel": ["hydra.launcher.max_parallel=0", "hydra.launcher.max_parallel"],
+    "a3_ultra_pd_ssd": [f"{JOB}.machine_type=a3-ultragpu-8g", f"{JOB}.boot_disk_type=pd-ssd", f"{JOB}.boot_disk_type"],
+    "tensorboard_without_sa": [f"{JOB}.tensorboard=projects/p/locations/l/tensorboards/1", f"{JOB}.service_account"],
+    "flex_start_cpu": [f"{JOB}.scheduling.strategy=FLEX_START", f"{JOB}.scheduling.strategy"],
+    "reduction_server_no_command": [
+        f"{JOB}.worker_pools=[{{replica_count:0}},{{image_uri:'us-docker.pkg.dev/vertex-ai-restricted/training/"
+        "reductionserver:latest'}]", f"{JOB}.worker_pools[1].command"],
+    # the local backend runs commands, not images: a pool on its image's entrypoint cannot run here
+    "image_entrypoint_on_local": [f"{JOB}.worker_pools=[{{image_uri:img/rs,command:[]}}]", f"{JOB}.worker_pools[0].command"],
 }  # fmt: skip
 
 

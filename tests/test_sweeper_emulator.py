@@ -48,6 +48,15 @@ def test_study_runs_as_one_tuning_job_and_resume_collects_it_again(vertex_emulat
     assert (again["tuning_job"], again["best_params"], again["trials"]) == (
         first["tuning_job"], first["best_params"], first["trials"])
 
+    # Resumed into a fresh directory (another machine, a deleted sweep dir): the trial outputs come back too.
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    run_sweep(fresh, f"hydra.sweeper.resume={first['tuning_job']}", "x=choice(0,2,3)", "opt=a,b", "n=2")
+    for trial in first["trials"]:
+        out = fresh / "sweep" / trial["id"]
+        assert (out / ".hydra" / "config.yaml").exists() and (out / ".hydra" / "overrides.yaml").exists()
+        assert list(out.glob("*.log")), f"trial {trial['id']}'s log was not copied back"
+
 
 def test_ctrl_c_cancels_the_tuning_job(vertex_emulator: Any, tmp_path: Path) -> None:
     before = {j["name"] for j in vertex_emulator.jobs("hyperparameterTuningJobs")}

@@ -246,3 +246,24 @@ def test_console_links_are_the_sdks_dashboard_uri(kind: str, sdk_class: str) -> 
     assert _vertex_facts.console_link(name) == (
         "https://console.cloud.google.com/agent-platform/locations/europe-west4/training/1234567890?project=my-proj"
     )
+
+
+# --- trial flags: an argument that is not a declared parameter fails the trial, saying which ------------------
+
+
+def test_an_unexpected_trial_argument_fails_with_exit_2_naming_it_and_the_parameters(tmp_path: Path) -> None:
+    import os
+
+    staging = tmp_path / "staging"
+    sweep = [sys.executable, str(QUADRATIC), "-m", "hydra/sweeper=vertex_vizier", "hydra.sweeper.algorithm=grid",
+             "hydra.sweeper.max_trial_count=1", f"hydra.sweeper.staging_dir={staging}",
+             f"hydra.sweep.dir={tmp_path / 'sweep'}", "x=choice(0,2)", "opt=a,b"]
+    subprocess.run(sweep, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=True)
+    payload = next(staging.glob("*/study/payload.pkl"))
+    env = {**os.environ, "CLOUD_ML_TRIAL_ID": "9", "CLOUD_ML_HP_METRIC_FILE": str(tmp_path / "m.metrics")}
+    proc = subprocess.run([sys.executable, "-m", "hydra_plugins.hydra_vertex_ai.entry", str(payload), "--x=2",
+                           "--opt=b", "--learning_rate=0.1"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2
+    assert "'--learning_rate=0.1': unexpected argument" in proc.stderr
+    assert "declared parameters: --x --opt" in proc.stderr
