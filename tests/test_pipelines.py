@@ -130,18 +130,60 @@ def test_machine_spec_is_a_vertex_custom_job_built_from_the_job_spec(tmp_path: P
         assert pool["machine_spec"] == {"machine_type": "g2-standard-8", "accelerator_type": "NVIDIA_L4", "accelerator_count": 2}
         assert pool["machine_spec"]["machine_type"] == rest["machineSpec"]["machineType"]
         assert pool["replica_count"] == int(rest["replicaCount"])
-        assert pool["disk_spec"] == {"boot_disk_type": "pd-ssd", "boot_disk_size_gb": 200}
+        assert pool["disk_spec"] == {"boot_disk_size_gb": 200}  # no type: Vertex picks the machine's default
         assert pool["container_spec"]["image_uri"] == IMAGE
         assert pool["container_spec"]["command"] == ENTRY
         assert pool["container_spec"]["env"] == [{"name": "TOKENIZERS_PARALLELISM", "value": "false"}]
-        assert "data.name={{$.inputs.parameters['name']}}" in pool["container_spec"]["args"]
-        assert "model.out={{$.outputs.artifacts['model'].path}}" in pool["container_spec"]["args"]
+        # values are read from the executor input by name (see test_job_step_values_survive_gcpcs_json_payload)
+        assert ["--str-of", "data.name=name"] in pairs(pool["container_spec"]["args"])
+        assert ["--output-of", "model.out=model"] in pairs(pool["container_spec"]["args"])
+        assert "{{$.inputs" not in json.dumps(pool) and "{{$.outputs" not in json.dumps(pool)
     assert params["timeout"]["defaultValue"] == "3600s"
     assert params["strategy"]["defaultValue"] == "SPOT"
     assert params["service_account"]["defaultValue"] == "sa@p.iam.gserviceaccount.com"
     assert params["labels"]["defaultValue"] == {"team": "ml"}
     # The step keeps its own interface, so downstream steps consume its artifacts as before.
     assert ir["components"]["comp-probe"]["outputDefinitions"]["artifacts"]["model"]["artifactType"]["schemaTitle"] == "system.Model"
+
+
+def pairs(args: List[str]) -> List[List[str]]:
+    return [list(p) for p in zip(args[1::2], args[2::2])]
+
+
+def gcpc_payload_args(pools: List[Dict[str, Any]], executor_input: Dict[str, Any], params: Mapping[str, Any]) -> List[str]:
+    """The chief's args after the backend fills gcpc's `--payload` (a JSON string holding the worker pools): each
+    placeholder replaced by raw text, `{{$.json_escape[1]}}` by the executor input escaped once, as KFP does."""
+    payload = json.dumps({"job_spec": {"worker_pool_specs": pools}})
+    payload = payload.replace("{{$.json_escape[1]}}", json.dumps(json.dumps(executor_input))[1:-1])
+    payload = PLACEHOLDER.sub(lambda m: str(params.get(m.group(3), "")), payload)
+    return list(json.loads(payload)["job_spec"]["worker_pool_specs"][0]["container_spec"]["args"])
+
+
+@pytest.mark.parametrize("name", ['say "hi"', "back\\slash\\", "two\nlines", "all \" \\ \n, ${x} null"])
+def test_job_step_values_survive_gcpcs_json_payload(tmp_path: Path, name: str, monkeypatch: Any) -> None:
+    ir = compile_pipeline(tmp_path, job=GPU_JOB)
+    pools = ir["components"]["comp-probe"]["inputDefinitions"]["parameters"]["worker_pool_specs"]["defaultValue"]
+    fuse = tmp_path / "gcs"  # the /gcs mount's stand-in
+    data = fuse / "b" / "in put" / "data.csv"
+    data.parent.mkdir(parents=True)
+    data.write_text("x,y\n1,2\n")
+    params = {"name": name, "epochs": 7, "lr": 1e-05, "flag": True}
+    executor_input = {
+        "inputs": {"parameterValues": params,
+                   "artifacts": {"data": {"artifacts": [{"uri": "gs://b/in put/data.csv"}]}}},
+        "outputs": {"artifacts": {"model": {"artifacts": [{"uri": "gs://b/out/model's dir/model.json"}]}}},
+    }  # fmt: skip
+    args = gcpc_payload_args(pools, executor_input, params)
+    monkeypatch.setenv("HYDRA_VERTEX_AI_GCS_FUSE_ROOT", str(fuse))
+    proc = run_step(pools[0]["container_spec"]["command"], args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    received = json.loads((fuse / "b" / "out" / "model's dir" / "model.json").read_text())
+    assert received["data.name"] == {"value": name, "type": "str"}
+    assert received["trainer.epochs"] == {"value": 7, "type": "int"}
+    assert received["model.lr"] == {"value": 1e-05, "type": "float"}
+    assert received["flag"] == {"value": True, "type": "bool"}
+    assert received["data.dir"] == {"value": str(data), "type": "str"}
+    assert received["input_artifact"] == "x,y\n1,2\n"
 
 
 def test_explicit_worker_pools_reach_the_step() -> None:
@@ -262,7 +304,8 @@ def test_example_pipeline_compiles_to_two_hydra_steps(tmp_path: Path) -> None:
     train = ir["components"]["comp-train"]["inputDefinitions"]["parameters"]["worker_pool_specs"]["defaultValue"][0]
     assert train["machine_spec"] == {"machine_type": "g2-standard-8", "accelerator_type": "NVIDIA_L4", "accelerator_count": 1}
     args = train["container_spec"]["args"]
-    assert "data.root={{$.inputs.artifacts['data'].path}}" in args
-    assert "model.lr={{$.inputs.parameters['lr']}}" in args
-    assert "++model_dir={{$.outputs.artifacts['model'].path}}" in args
+    assert args[1:3] == ["--executor-input", "{{$.json_escape[1]}}"]
+    assert ["--input-of", "data.root=data"] in pairs(args)
+    assert ["--float-of", "model.lr=lr"] in pairs(args)
+    assert ["--output-of", "++model_dir=model"] in pairs(args)
     assert ir["root"]["dag"]["tasks"]["train"]["inputs"]["artifacts"]["data"]["taskOutputArtifact"]["producerTask"] == "prepare-data"

@@ -11,7 +11,7 @@ import logging
 import re
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-from . import _jobspec
+from . import _jobspec, pipeline_entry
 from ._component_specs import ARTIFACT_TYPES, PARAM_TYPES, Artifact, Param, Spec
 from ._errors import ConfigError
 from .config import JobSpecConf
@@ -22,6 +22,9 @@ ENTRY_MODULE = "hydra_plugins.hydra_vertex_ai.pipeline_entry"
 COMMAND = [_jobspec.CONTAINER_PYTHON, "-m", ENTRY_MODULE]
 _KIND_FLAGS = {str: "--str", int: "--int", float: "--float", bool: "--bool"}
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_LAUNCHER_COMMAND = [_jobspec.CONTAINER_PYTHON, "-m", _jobspec.ENTRY_MODULE]
+# KFP's executor input, JSON-escaped once: it survives being spliced into gcpc's JSON payload.
+JSON_ESCAPED_EXECUTOR_INPUT = "{{$.json_escape[1]}}"
 # gcpc's CustomTrainingJobOp defaults, used where the JobSpecConf leaves a setting unset.
 _DEFAULT_TIMEOUT = "604800s"
 _DEFAULT_MAX_WAIT = "86400s"
@@ -43,7 +46,8 @@ def build_component(
     component = _container_component(name, app, image, inputs, outputs, overrides, description)
     if job is None:
         return component
-    return _custom_job_component(component, dataclasses.replace(job, image_uri=image))
+    by_name = _by_name_args(app, inputs, outputs, overrides)
+    return _custom_job_component(component, dataclasses.replace(job, image_uri=image), by_name)
 
 
 def _image(image: Optional[str], job: Optional[JobSpecConf]) -> str:
@@ -137,8 +141,25 @@ def _arg(spec: Spec, output: bool, placeholder: Any) -> "tuple[str, Any]":
     return ("--output" if output else "--input"), placeholder.path
 
 
-def _custom_job_component(component: Any, job: JobSpecConf) -> Any:
-    """`component` as a Vertex CustomJob step on the machines of `job`."""
+def _by_name_args(
+    app: str, inputs: Mapping[str, Spec], outputs: Mapping[str, Artifact], overrides: Sequence[str]
+) -> List[str]:
+    """A CustomJob step's args: inputs by name, their values read from the executor input at run time.
+
+    gcpc splices the worker pools into the JSON string it passes as `--payload`, and the backend fills
+    placeholders there as raw text, so a value holding `"`, `\\` or a newline would break that JSON. Only the
+    executor input has a JSON-escaped placeholder (`{{$.json_escape[1]}}`, what gcpc writes for `{{$}}`)."""
+    args: List[str] = [app, pipeline_entry.EXECUTOR_INPUT_FLAG, JSON_ESCAPED_EXECUTOR_INPUT]
+    for override in overrides:
+        args += ["--fixed", override]
+    for io_name, spec in {**inputs, **outputs}.items():
+        flag = _KIND_FLAGS[spec.type] if isinstance(spec, Param) else ("--output" if io_name in outputs else "--input")
+        args += [flag + pipeline_entry.BY_NAME_SUFFIX, f"{spec.key}={io_name}"]
+    return args
+
+
+def _custom_job_component(component: Any, job: JobSpecConf, args: List[str]) -> Any:
+    """`component` as a Vertex CustomJob step on the machines of `job`, its container given `args`."""
     _jobspec.validate(job, "job")
     if job.scheduling.disable_retries:
         raise ConfigError(
@@ -150,7 +171,7 @@ def _custom_job_component(component: Any, job: JobSpecConf) -> Any:
     custom_job = _jobspec.build_custom_job(
         job,
         display_name=component.name,
-        container=_jobspec.Container(args=container["args"], env=_jobspec.job_env(job)),
+        container=_jobspec.Container(args=args, env=_jobspec.job_env(job)),
         labels={},
         base_output_dir=job.base_output_dir,
     )
@@ -188,7 +209,8 @@ def _pool_for_gcpc(pool: Dict[str, Any], command: List[str]) -> Dict[str, Any]:
         return {}  # an unused pool position stays empty
     out = _snake_keys(pool)
     out["replica_count"] = int(out["replica_count"])  # proto3 JSON writes int64 as a string
-    out["container_spec"]["command"] = list(command)  # `_jobspec` writes the launcher's entry module
+    if out["container_spec"].get("command") == _LAUNCHER_COMMAND:  # a pool's own command stays its own
+        out["container_spec"]["command"] = list(command)
     return out
 
 

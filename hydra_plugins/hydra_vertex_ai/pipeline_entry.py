@@ -10,20 +10,30 @@ raw value into a Hydra literal of that kind, and replaces itself with the app (`
     --input KEY=PATH   an input artifact's local path, as a string
     --output KEY=PATH  an output artifact's local path, as a string; its parent folder is created
 
+A CustomJob step (`job=`) cannot carry values in its args (gcpc splices them into a JSON payload as raw
+text), so there each input is named instead and read from KFP's executor input:
+
+    --executor-input JSON   the step's executor input (KFP's `{{$}}`)
+    --str-of / --int-of / --float-of / --bool-of KEY=NAME   the value of input parameter NAME, as above
+    --input-of / --output-of KEY=NAME   the local path (/gcs/...) of input / output artifact NAME
+
 APP ending in `.py` runs as `python APP`, anything else as `python -m APP`.
 Exit code 2: bad usage or a value that is not of its declared type; otherwise the app's own exit code.
 
 Hydra's plugin scan imports this module: it imports only the standard library at top level.
 """
+import json
 import logging
 import math
 import os
 import sys
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 log = logging.getLogger(__name__)
 
 EXIT_USAGE = 2
+EXECUTOR_INPUT_FLAG = "--executor-input"
+BY_NAME_SUFFIX = "-of"
 _TRUE, _FALSE = ("true", "1"), ("false", "0")
 
 
@@ -79,20 +89,53 @@ _KINDS: Dict[str, Callable[[str], str]] = {
 }
 
 
+def _local_path(uri: str) -> str:
+    """Where the container sees an artifact: KFP mounts gs://bucket/path at /gcs/bucket/path."""
+    from . import _storage
+
+    if _storage.is_gcs(uri):
+        return _storage.fuse_path(uri)
+    if uri.startswith("/"):
+        return uri
+    raise ValueError(f"artifact URI {uri!r} is not gs://: a Vertex container cannot reach it")
+
+
+def _by_name(executor: Optional[Dict[str, Any]], flag: str, name: str) -> str:
+    """The raw text of input or output `name` in the executor input, as KFP would have substituted it."""
+    if executor is None:
+        raise ValueError(f"{flag} needs {EXECUTOR_INPUT_FLAG} first")
+    try:
+        if flag in ("--input", "--output"):
+            side = executor["inputs" if flag == "--input" else "outputs"]
+            return _local_path(side["artifacts"][name]["artifacts"][0]["uri"])
+        value = executor["inputs"]["parameterValues"][name]
+    except (KeyError, IndexError, TypeError):
+        raise ValueError(f"{flag}{BY_NAME_SUFFIX} {name}: not in the executor input") from None
+    return value if isinstance(value, str) else json.dumps(value)
+
+
 def hydra_overrides(args: Sequence[str]) -> List[str]:
     """The Hydra overrides that `--kind KEY=VALUE` pairs stand for; raises ValueError on bad input."""
     overrides: List[str] = []
     if len(args) % 2:
         raise ValueError(f"expected --kind KEY=VALUE pairs, got an odd number of arguments: {list(args)}")
+    executor: Optional[Dict[str, Any]] = None
     for flag, text in zip(args[::2], args[1::2]):
         if flag == "--fixed":
             overrides.append(text)
             continue
+        if flag == EXECUTOR_INPUT_FLAG:
+            executor = json.loads(text)
+            continue
+        by_name = flag.endswith(BY_NAME_SUFFIX) and flag[: -len(BY_NAME_SUFFIX)] in _KINDS
+        flag = flag[: -len(BY_NAME_SUFFIX)] if by_name else flag
         if flag not in _KINDS:
             raise ValueError(f"unknown kind {flag!r}; expected --fixed or one of {', '.join(_KINDS)}")
         key, sep, value = text.partition("=")
         if not sep or not key:
             raise ValueError(f"{flag} {text!r}: expected KEY=VALUE")
+        if by_name:
+            value = _by_name(executor, flag, value)
         try:
             overrides.append(f"{key}={_KINDS[flag](value)}")
         except ValueError as e:
