@@ -65,9 +65,9 @@ class WorkerPoolConf:
     boot_disk_size_gb: int = 100
     # container image of this pool; None uses the job's image_uri
     image_uri: Optional[str] = None
-    # this pool's container command instead of our entry; [] runs the image's own ENTRYPOINT (Reduction Server)
+    # worker_pools only: this pool's command instead of our entry; [] runs its image's ENTRYPOINT (Reduction Server)
     command: Optional[List[str]] = None
-    # arguments of that command (only with command set); None passes none
+    # worker_pools only: arguments of that command (needs command); None passes none
     args: Optional[List[str]] = None
 
 
