@@ -105,7 +105,7 @@ def test_a_failed_job_and_a_job_without_result_fail_alone(vertex_emulator: Any, 
     assert [rets[0].return_value, rets[3].return_value] == [0, 30]
     crashed, vanished = str(rets[1]._return_value), str(rets[2]._return_value)
     assert "ended FAILED" in crashed and "exited with code 3" in crashed
-    assert "console.cloud.google.com/vertex-ai/locations/us-central1/training/" in crashed
+    assert "console.cloud.google.com/agent-platform/locations/us-central1/training/" in crashed
     assert 'resource.type="ml_job"' in crashed  # the Cloud Logging filter
     assert "ended SUCCEEDED without a result" in vanished
 

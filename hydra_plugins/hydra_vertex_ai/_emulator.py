@@ -3,7 +3,9 @@
 It speaks the real protocol with the real proto messages, so the real `JobServiceClient` talks to it
 unchanged. CustomJobs run through the local backend (`_backends.local.run_custom_job`), tuning jobs
 through the local study engine. Knobs inject what the real service does on a bad day: latency, failed
-calls, calls that commit and then lose their reply, and a create quota.
+calls, calls that commit and then lose their reply, and a create quota. Create refuses what Vertex refuses
+(INVALID_ARGUMENT: labels, boot disk pairs, TensorBoard without a service account, FLEX_START limits, a study
+without parameters), from the same `_vertex_facts` rules as our client checks; no knob turns that off.
 
 FUSE: on Vertex, /gcs/<bucket> is the bucket. Here every job process gets
 HYDRA_VERTEX_AI_GCS_FUSE_ROOT=<workdir>/gcs, a plain directory standing in for the mount (its Hydra output
