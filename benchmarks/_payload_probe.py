@@ -33,7 +33,7 @@ def timed(name: str, fn: Any, describe: Any = None) -> Any:
     return wrapper
 
 
-def stop(self: Any, jobs: Any) -> Any:
+def stop(self: Any, jobs: Any, outputs: Any = None) -> Any:
     raise Staged()
 
 
@@ -44,7 +44,7 @@ def main() -> None:
     _storage.write_bytes = timed("writes", _storage.write_bytes, lambda a, k, out: {"uri": a[0],
                                                                                    "bytes": len(a[1])})
     _snapshot.stage_snapshot = timed("snapshot", _snapshot.stage_snapshot)
-    _launch._stage = timed("stage", _launch._stage)
+    _launch.stage = timed("stage", _launch.stage)  # type: ignore[assignment]
     local.LocalBackend.run_jobs = stop  # type: ignore[method-assign]
     sys.argv = [app, "-m", "hydra/launcher=vertex_ai", *overrides]
     start = time.perf_counter()
