@@ -120,7 +120,7 @@ def test_wait_false_then_collect_on_the_emulator(vertex_emulator: Any, tmp_path:
     first = cli("collect", sweep_id, "--staging", staging, cwd=tmp_path)
     assert first.returncode != 0 and "still running" in first.stderr
     wait_for(lambda: cli("collect", sweep_id, "--staging", staging, cwd=tmp_path).returncode == 0, 120, "collect")
-    assert (sweep / "0" / ".hydra" / "config.yaml").exists() and (sweep / "1" / "my_app.log").exists()
+    assert (sweep / "0" / ".hydra" / "config.yaml").exists() and (sweep / "1" / "detached.log").exists()
 
 
 def test_wait_false_then_collect_on_the_local_backend(tmp_path: Path) -> None:

@@ -6,7 +6,9 @@ Layout under the configured `staging_dir` (a local folder or a gs:// URI):
     hydra/<sweep dir>/...            vertex: the jobs' Hydra output dirs, seen through the FUSE mount
     <sweep_id>/manifest.json         what was launched: the record a re-attach or the CLI reads
     <sweep_id>/context-<batch>.pkl   shared by the jobs of one launch batch (HydraContext, task, singletons)
-    <sweep_id>/jobs/<num>/           one launcher job: payload.pkl, result.pkl, workerpool<i>-<r>.log (local)
+    <sweep_id>/jobs/<num>/           one launcher job: payload.pkl, result.pkl; local: workerpool<i>-<r>.log,
+                                     job.json (its spec), pids.json (its processes), outcome.json (how it ended)
+    <sweep_id>/supervisor.*          local, wait=false: the detached process that runs the jobs, and its log
     <sweep_id>/outputs/<num>/        its base output directory (AIP_MODEL_DIR & co), unless the job sets one
     <sweep_id>/context.pkl, study/payload.pkl   a study's shared context and its one payload
     <sweep_id>/trials/<trial id>/    one trial: result.pkl, logs and metrics (local)
