@@ -18,6 +18,8 @@ setup(
     packages=find_namespace_packages(include=["hydra_plugins.*"]),
     include_package_data=True,
     python_requires=">=3.10",
+    # `hydra-vertex-ai list|status|logs|cancel|collect` (a private module: Hydra's plugin scan skips it)
+    entry_points={"console_scripts": ["hydra-vertex-ai = hydra_plugins.hydra_vertex_ai._cli:main"]},
     install_requires=[
         "hydra-core>=1.3.2,<1.4",
         "omegaconf>=2.3,<2.4",

@@ -15,6 +15,7 @@ SECTIONS = [
     ("SchedulingConf", "job.scheduling."),
     ("WorkerPoolConf", "job.worker_pools[i]."),
     ("SnapshotConf", "snapshot."),
+    ("VertexAILauncherConf", ""),
     ("VertexVizierSweeperConf", ""),
 ]
 
@@ -88,7 +89,8 @@ def tables() -> Iterator[str]:
     source = CONFIG.read_text().splitlines()
     found = fields(ast.parse(CONFIG.read_text()), source)
     for name, prefix in SECTIONS:
-        own = found[name] if name != "VertexVizierSweeperConf" else found[name][len(found["VertexBackendConf"]):]
+        own = found[name] if not name.endswith(("LauncherConf", "SweeperConf")) else \
+            found[name][len(found["VertexBackendConf"]):]
         yield f"\n`{name}`\n\n| key | default | meaning | Vertex AI |\n|---|---|---|---|"
         for field, value, comment in own:
             if field in ("job", "snapshot", "scheduling", "worker_pools") and name != "JobSpecConf" or (

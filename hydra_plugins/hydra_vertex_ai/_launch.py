@@ -1,9 +1,13 @@
 """The launcher's core: compose every job, stage its payload, build its CustomJob, run, collect JobReturns."""
 import json
 import logging
+import os
+import shlex
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
@@ -11,7 +15,17 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from . import _jobspec, _payload, _report, _storage
 from ._backends import factory
 from ._backends.base import Backend, JobOutcome
-from ._staging import new_sweep_id, stage
+from ._errors import ConfigError
+from ._staging import (
+    ManifestNotFound,
+    Staging,
+    find_manifest,
+    merge_jobs,
+    new_sweep_id,
+    read_manifest,
+    stage,
+    write_manifest,
+)
 from ._vertex_facts import SUCCEEDED, short_state
 from .config import VertexAILauncherConf
 
@@ -41,13 +55,18 @@ def launch(launcher: "VertexAILauncher", job_overrides: Sequence[Sequence[str]],
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
     conf: VertexAILauncherConf = OmegaConf.to_object(launcher.config.hydra.launcher)  # type: ignore[assignment]
     _jobspec.validate(conf.job, f"{CONFIG_KEY}.job")
+    sweep_dir = str(launcher.config.hydra.sweep.dir)
+    if conf.attach:
+        earlier = _attach_to(conf)
+        launcher.sweep_id, conf.staging_dir, sweep_dir = earlier["sweep_id"], earlier["staging_dir"], earlier["sweep_dir"]
     if launcher.sweep_id is None:
         launcher.sweep_id = new_sweep_id(str(launcher.config.hydra.job.name))
     backend = factory.make_backend(conf, CONFIG_KEY, launcher.sweep_id, connect=not conf.dry_run)
+    backend.attach, backend.wait = bool(conf.attach), conf.wait
     staging = backend.staging
     context_uri = staging.context(initial_job_idx)
     jobs = [
-        _prepare(launcher, conf, backend, initial_job_idx + i, list(overrides))
+        _prepare(launcher, conf, backend, initial_job_idx + i, list(overrides), sweep_dir)
         for i, overrides in enumerate(job_overrides)
     ]
     if conf.dry_run:
@@ -55,12 +74,23 @@ def launch(launcher: "VertexAILauncher", job_overrides: Sequence[Sequence[str]],
             print(json.dumps(job.custom_job, indent=2))
         log.info("dry_run: printed %d CustomJob spec(s), submitted nothing", len(jobs))
         return []
-    sweep_dir = str(launcher.config.hydra.sweep.dir)
     Path(sweep_dir).mkdir(parents=True, exist_ok=True)
     log.info("Vertex AI launcher (%s backend): %d job(s), staging %s", conf.backend.value, len(jobs), staging.root)
+    backend.job_overrides = {str(job.num): " ".join(filter_overrides(job.overrides)) for job in jobs}
+    _record(launcher, conf, backend, jobs, sweep_dir)  # before the first job exists: a crash can re-attach
     payloads = {job.payload_uri: _payload.JobPayload(context_uri, job.config, job.result_uri) for job in jobs}
-    stage(staging, conf.snapshot, CONFIG_KEY, launcher.hydra_context, launcher.task_function, context_uri, payloads)
-    outcomes = backend.run_jobs([job.custom_job for job in jobs], backend.outputs_of(sweep_dir))
+    if conf.attach:  # jobs that exist already read what is staged: keep it as they saw it
+        payloads = {uri: p for uri, p in payloads.items() if not _storage.exists(uri)}
+    if payloads or not _storage.exists(context_uri):
+        stage(staging, conf.snapshot, CONFIG_KEY, launcher.hydra_context, launcher.task_function, context_uri, payloads)
+    try:
+        outcomes = backend.run_jobs([job.custom_job for job in jobs], backend.outputs_of(sweep_dir))
+    except KeyboardInterrupt:
+        print(follow_hint(launcher.sweep_id, staging, "Interrupted"), file=sys.stderr, flush=True)
+        raise SystemExit(130) from None  # the backend has cancelled and said which jobs: no traceback
+    if not conf.wait:
+        print(follow_hint(launcher.sweep_id, staging, f"Submitted {len(jobs)} job(s), not waiting"), flush=True)
+        return [_unknown_return(job) for job in jobs]
     returns = [_collect(job, outcome) for job, outcome in zip(jobs, outcomes)]
     _report.report_launch(sweep_dir, launcher.sweep_id, jobs, outcomes, returns)
     return returns
@@ -72,6 +102,7 @@ def _prepare(
     backend: Backend,
     num: int,
     overrides: List[str],
+    sweep_dir: str,
 ) -> PreparedJob:
     """Compose the job's config (bad overrides fail here, before anything runs) and build its CustomJob."""
     assert launcher.config is not None and launcher.hydra_context is not None and launcher.sweep_id
@@ -82,8 +113,9 @@ def _prepare(
         # Replaced by the Vertex job id (CLOUD_ML_JOB_ID) inside the container.
         config.hydra.job.id = f"{launcher.sweep_id}-{num}"
     with read_write(config.hydra.sweep):
-        # The container has neither our cwd nor our paths: give it the sweep dir as it sees it.
-        config.hydra.sweep.dir = backend.container_path(str(config.hydra.sweep.dir))
+        # The container has neither our cwd nor our paths: give it the sweep dir as it sees it (when
+        # re-attaching, the first run's, which a new composition's timestamps would not give).
+        config.hydra.sweep.dir = backend.container_path(sweep_dir)
     staging = backend.staging
     labels = {"hydra_sweep": launcher.sweep_id, "hydra_job": str(num), "hydra_uid": f"{launcher.sweep_id}-{num}"}
     custom_job = _jobspec.build_custom_job(
@@ -116,3 +148,112 @@ def _collect(job: PreparedJob, outcome: JobOutcome) -> JobReturn:
     if outcome.where:
         message += f"\nsee {outcome.where}"
     return _payload.failed_return(job.config, job.overrides, _payload.RemoteJobError(message))
+
+
+# --- the manifest, re-attaching, detaching ---------------------------------------------------------------
+
+
+def _attach_to(conf: VertexAILauncherConf) -> Dict[str, Any]:
+    """The manifest of the sweep `hydra.launcher.attach` names (a sweep id or a manifest path/URI)."""
+    assert conf.attach is not None
+    try:
+        manifest = read_manifest(find_manifest(conf.attach, [conf.staging_dir], os.getcwd()))
+    except ManifestNotFound as e:
+        raise ConfigError(f"{CONFIG_KEY}.attach", str(e)) from None
+    if manifest.get("kind") != "launch" or manifest.get("backend") != conf.backend.value:
+        raise ConfigError(f"{CONFIG_KEY}.attach", f"sweep {manifest.get('sweep_id')} is a {manifest.get('kind')} on "
+                          f"the {manifest.get('backend')} backend, not a launch on the {conf.backend.value} backend")
+    log.info("Re-attaching to sweep %s (sweep dir %s)", manifest["sweep_id"], manifest["sweep_dir"])
+    return manifest
+
+
+def backend_settings(conf: Any, backend: Backend) -> Dict[str, Any]:
+    """What the CLI needs to reach the sweep's jobs again; never credentials."""
+    settings: Dict[str, Any] = {"backend": conf.backend.value, "staging_dir": backend.staging.staging_dir}
+    parent = getattr(backend, "parent", None)
+    if parent:  # vertex: projects/P/locations/L
+        settings.update(project=parent.split("/")[1], location=parent.split("/")[3], api_endpoint=conf.api_endpoint)
+    else:
+        settings["max_parallel"] = conf.max_parallel
+    return settings
+
+
+def _record(
+    launcher: "VertexAILauncher", conf: VertexAILauncherConf, backend: Backend, jobs: List[PreparedJob], sweep_dir: str
+) -> None:
+    """Write the sweep manifest (merged with earlier batches of the same sweep) before any job is created."""
+    assert launcher.config is not None and launcher.sweep_id is not None
+    staging = backend.staging
+    earlier = read_manifest(staging.manifest) if _storage.exists(staging.manifest) else {}
+    entries = [{
+        "num": job.num,
+        "overrides": list(job.overrides),
+        "hydra_uid": job.custom_job["labels"]["hydra_uid"],
+        "display_name": job.custom_job["displayName"],
+        "result": job.result_uri,
+        "job_dir": staging.job_dir(job.num),
+        "subdir": _subdir(job.config),
+    } for job in jobs]
+    manifest = {
+        "version": 1,
+        "kind": "launch",
+        "sweep_id": launcher.sweep_id,
+        "created": earlier.get("created", time.time()),
+        "command": [sys.executable, *sys.argv],
+        "task_overrides": list(launcher.config.hydra.overrides.task),
+        "job_name": str(launcher.config.hydra.job.name),
+        "sweep_dir": os.path.abspath(sweep_dir),
+        "wait": conf.wait,
+        # where the jobs write the sweep dir (vertex: its bucket mirror), for `collect`
+        "outputs_uri": backend.output_uri(sweep_dir),
+        # the launching process: `cancel` of a local sweep stops it (it then stops its jobs)
+        "owner": owner_record(),
+        **backend_settings(conf, backend),
+        "jobs": merge_jobs(earlier.get("jobs", []), entries),
+    }
+    write_manifest(staging, manifest)
+
+
+def owner_record() -> List[Any]:
+    from ._backends.processes import _start_ticks
+
+    return [os.getpid(), _start_ticks(os.getpid())]
+
+
+def _subdir(config: DictConfig) -> Optional[str]:
+    """The job's output dir below the sweep dir, where it can be resolved here."""
+    try:
+        return str(config.hydra.sweep.subdir)
+    except Exception:  # a resolver only the job has: the CLI falls back to the staged log
+        return None
+
+
+def follow_hint(sweep_id: str, staging: Staging, what: str) -> str:
+    """How to follow, collect or re-attach a sweep, printed when the launcher leaves it running or stops."""
+    cli = f"hydra-vertex-ai {{}} {sweep_id} --staging {shlex.quote(staging.staging_dir)}"
+    rerun = shlex.join([os.path.basename(sys.executable), *sys.argv])
+    return (f"{what}: sweep {sweep_id}\n"
+            f"  follow:    {cli.format('status')}   (or logs, cancel)\n"
+            f"  collect:   {cli.format('collect')}\n"
+            f"  re-attach: {rerun} hydra.launcher.attach={sweep_id}")
+
+
+class PendingReturn(JobReturn):
+    """A job still running when the launcher returned (`wait=false`): status UNKNOWN, Hydra's "not known yet".
+
+    Its value reads as None rather than failing Hydra's assertion: Hydra's basic sweeper reads every value
+    to re-raise failures, and a detached sweep has none yet (`hydra-vertex-ai collect` brings them later)."""
+
+    @property
+    def return_value(self) -> Any:
+        return None if self.status == JobStatus.UNKNOWN else JobReturn.return_value.fget(self)  # type: ignore[attr-defined]
+
+    @return_value.setter
+    def return_value(self, value: Any) -> None:
+        self._return_value = value
+
+
+def _unknown_return(job: PreparedJob) -> JobReturn:
+    """Hydra's JobReturn for a job still running: status UNKNOWN, no value yet."""
+    ret = _payload.failed_return(job.config, job.overrides, RuntimeError("not finished"))
+    return PendingReturn(ret.overrides, ret.cfg, ret.hydra_cfg, ret.working_dir, ret.task_name, JobStatus.UNKNOWN, None)

@@ -6,18 +6,21 @@ Layout under the configured `staging_dir` (a local folder or a gs:// URI):
     hydra/<sweep dir>/...            vertex: the jobs' Hydra output dirs, seen through the FUSE mount
     <sweep_id>/manifest.json         what was launched: the record a re-attach or the CLI reads
     <sweep_id>/context-<batch>.pkl   shared by the jobs of one launch batch (HydraContext, task, singletons)
-    <sweep_id>/jobs/<num>/           one launcher job: payload.pkl, result.pkl, workerpool<i>-<r>.log (local)
+    <sweep_id>/jobs/<num>/           one launcher job: payload.pkl, result.pkl; local: workerpool<i>-<r>.log,
+                                     job.json (its spec), pids.json (its processes), outcome.json (how it ended)
+    <sweep_id>/supervisor.*          local, wait=false: the detached process that runs the jobs, and its log
     <sweep_id>/outputs/<num>/        its base output directory (AIP_MODEL_DIR & co), unless the job sets one
     <sweep_id>/context.pkl, study/payload.pkl   a study's shared context and its one payload
     <sweep_id>/trials/<trial id>/    one trial: result.pkl, logs and metrics (local)
 """
+import json
 import os
 import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from . import _storage
 from ._vertex_facts import sanitize_label
@@ -142,3 +145,79 @@ def stage(
     blobs.update({uri: _payload.dumps(payload, **header) for uri, payload in payloads.items()})
     with ThreadPoolExecutor(max_workers=_STAGING_THREADS) as pool:
         list(pool.map(lambda item: _storage.write_bytes(*item), blobs.items()))
+
+
+# --- the sweep manifest ----------------------------------------------------------------------------------
+
+MANIFEST_NAME = "manifest.json"
+# where local sweeps are looked for, below the working directory, when only a sweep id is given
+LOCAL_SEARCH_GLOBS = ("multirun/**/.vertex_ai", "outputs/**/.vertex_ai", "*/.vertex_ai")
+
+
+class ManifestNotFound(LookupError):
+    """No manifest for the sweep id or path the user gave."""
+
+
+def write_manifest(staging: Staging, manifest: Mapping[str, Any]) -> None:
+    """Write (or replace) the sweep's manifest: what a re-attach and the CLI read. Never holds credentials."""
+    _storage.write_bytes(staging.manifest, json.dumps(manifest, indent=1, sort_keys=True).encode())
+
+
+def read_manifest(uri: str) -> Dict[str, Any]:
+    return dict(json.loads(_storage.read_bytes(uri)))
+
+
+def update_manifest(staging: Staging, **changes: Any) -> Dict[str, Any]:
+    """Read, change and rewrite the manifest (one writer per sweep: the launching process)."""
+    manifest = read_manifest(staging.manifest) if _storage.exists(staging.manifest) else {}
+    manifest.update(changes)
+    write_manifest(staging, manifest)
+    return manifest
+
+
+def merge_jobs(old: Sequence[Mapping[str, Any]], new: Sequence[Mapping[str, Any]]) -> List[Dict[str, Any]]:
+    """The manifest's job list after another launch batch (or a re-attach): by job number, newest wins."""
+    by_num = {int(job["num"]): dict(job) for job in old}
+    by_num.update({int(job["num"]): dict(job) for job in new})
+    return [by_num[num] for num in sorted(by_num)]
+
+
+def find_manifest(ref: str, staging_dirs: Sequence[str] = (), search_root: str = ".") -> str:
+    """The manifest URI for `ref`: a manifest path or URI, a sweep's staging folder, or a sweep id looked up
+    under each of `staging_dirs`, then in the local sweeps below `search_root` (multirun/**/.vertex_ai)."""
+    ref = ref.rstrip("/")
+    candidates = []
+    if ref.endswith(".json"):
+        candidates.append(ref)
+    elif _storage.is_gcs(ref) or os.sep in ref:
+        candidates.append(_storage.join(ref, MANIFEST_NAME))
+    else:
+        candidates += [Staging.of(d, ref).manifest for d in staging_dirs if d]
+    for uri in candidates:
+        try:
+            if _storage.exists(uri):
+                return uri
+        except Exception as e:  # e.g. a bucket without credentials: say so in one line
+            raise ManifestNotFound(f"cannot read {uri}: {e}") from None
+    if not (_storage.is_gcs(ref) or os.sep in ref or ref.endswith(".json")):
+        for pattern in LOCAL_SEARCH_GLOBS:
+            found = sorted(Path(search_root).glob(f"{pattern}/{ref}/{MANIFEST_NAME}"))
+            if found:
+                return str(found[-1].resolve())
+    where = ", ".join(candidates) or f"{os.path.abspath(search_root)}/{{{','.join(LOCAL_SEARCH_GLOBS)}}}"
+    raise ManifestNotFound(f"no sweep '{ref}' (looked for its {MANIFEST_NAME} in {where})")
+
+
+def list_manifests(staging_dir: Optional[str] = None, search_root: str = ".") -> List[str]:
+    """Every sweep manifest directly under `staging_dir` (local or gs://), or in the local sweeps below
+    `search_root` when none is given."""
+    if staging_dir is None:
+        found: List[str] = []
+        for pattern in LOCAL_SEARCH_GLOBS:
+            found += [str(p.resolve()) for p in Path(search_root).glob(f"{pattern}/*/{MANIFEST_NAME}")]
+        return sorted(set(found))
+    if _storage.is_gcs(staging_dir):
+        prefix = staging_dir.rstrip("/") + "/"
+        return sorted(uri for uri, _ in _storage.list_gcs(prefix)
+                      if uri.endswith("/" + MANIFEST_NAME) and uri[len(prefix):].count("/") == 1)
+    return sorted(str(p) for p in Path(staging_dir).resolve().glob(f"*/{MANIFEST_NAME}"))

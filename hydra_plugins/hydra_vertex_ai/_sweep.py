@@ -2,8 +2,11 @@
 import json
 import logging
 import math
+import os
+import sys
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional
 
 from hydra.core.utils import JobReturn, setup_globals
 from hydra.errors import HydraException
@@ -13,7 +16,16 @@ from . import _payload, _report, _search_space, _storage, _tuning_spec
 from ._backends import factory
 from ._backends.base import Backend, TuningOutcome, final_value
 from ._errors import ConfigError
-from ._staging import Staging, new_sweep_id, stage
+from ._staging import (
+    ManifestNotFound,
+    Staging,
+    find_manifest,
+    new_sweep_id,
+    read_manifest,
+    stage,
+    update_manifest,
+    write_manifest,
+)
 from ._vertex_facts import SUCCEEDED, short_state
 from .config import Goal, VertexVizierSweeperConf
 
@@ -61,13 +73,17 @@ def sweep(sweeper: "VertexVizierSweeper", arguments: List[str]) -> List[List[Job
     sweep_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(config, sweep_dir / "multirun.yaml")
     outputs = backend.outputs_of(str(sweep_dir))
-    if conf.resume is None:
-        _stage(sweeper, backend, space, parameter_map, conf, str(sweep_dir))
-        log.info("Vertex Vizier sweeper (%s backend): %d parameter(s), %d trial(s), staging %s",
-                 conf.backend.value, len(space.parameters), conf.max_trial_count, staging.root)
-        outcome = backend.run_tuning_job(job, outputs)
-    else:
-        outcome = backend.attach_tuning_job(conf.resume, outputs)
+    try:
+        if conf.resume is None:
+            _stage(sweeper, backend, space, parameter_map, conf, str(sweep_dir))
+            _record(backend, conf, sweep_id, str(config.hydra.job.name), str(sweep_dir), parameter_map, list(space.fixed))
+            log.info("Vertex Vizier sweeper (%s backend): %d parameter(s), %d trial(s), staging %s",
+                     conf.backend.value, len(space.parameters), conf.max_trial_count, staging.root)
+            outcome = backend.run_tuning_job(job, outputs)
+        else:
+            outcome = backend.attach_tuning_job(_resume_target(conf), outputs)
+    except KeyboardInterrupt:
+        _interrupted(backend, conf, parameter_map, list(space.fixed), sweep_dir, sweep_id)
     results = write_results(sweep_dir / RESULTS_FILE, conf, parameter_map, list(space.fixed), outcome)
     _report.report_sweep(sweep_dir, results, outcome, job["studySpec"], backend)  # never raises
     if outcome.state != SUCCEEDED:
@@ -78,6 +94,62 @@ def sweep(sweeper: "VertexVizierSweeper", arguments: List[str]) -> List[List[Job
     if outcome.payload_uri:
         staging = Staging.of_study_payload(outcome.payload_uri)
     return [_trial_returns(staging, config, parameter_map, list(space.fixed), outcome)]
+
+
+def _resume_target(conf: VertexVizierSweeperConf) -> str:
+    """`hydra.sweeper.resume`: a tuning job's resource name, or a sweep id (or manifest) whose job it records."""
+    assert conf.resume is not None
+    if conf.resume.startswith("projects/"):
+        return conf.resume
+    try:
+        manifest = read_manifest(find_manifest(conf.resume, [conf.staging_dir], os.getcwd()))
+    except ManifestNotFound as e:
+        raise ConfigError(f"{CONFIG_KEY}.resume", str(e)) from None
+    if not manifest.get("tuning_job"):
+        raise ConfigError(f"{CONFIG_KEY}.resume", f"sweep {manifest.get('sweep_id')} recorded no tuning job")
+    return str(manifest["tuning_job"])
+
+
+def _record(backend: Backend, conf: VertexVizierSweeperConf, sweep_id: str, job_name: str, sweep_dir: str,
+            parameter_map: Mapping[str, Any], fixed: List[str]) -> None:
+    """The study's manifest, before its tuning job exists; the job's name is added as soon as it is known."""
+    from ._launch import backend_settings, owner_record
+
+    write_manifest(backend.staging, {
+        "version": 1,
+        "kind": "study",
+        "sweep_id": sweep_id,
+        "created": time.time(),
+        "command": [sys.executable, *sys.argv],
+        "job_name": job_name,
+        "sweep_dir": os.path.abspath(sweep_dir),
+        "outputs_uri": backend.output_uri(sweep_dir),
+        "owner": owner_record(),
+        **backend_settings(conf, backend),
+        "metric_id": conf.metric_id,
+        "goal": conf.goal.value,
+        "parameter_map": dict(parameter_map),
+        "fixed": fixed,
+        "tuning_job": None,
+    })
+    backend.on_tuning_created = lambda name: _record_tuning_job(backend.staging, name)
+
+
+def _record_tuning_job(staging: Staging, name: str) -> None:
+    update_manifest(staging, tuning_job=name)
+
+
+def _interrupted(backend: Backend, conf: VertexVizierSweeperConf, parameter_map: Mapping[str, Any],
+                 fixed: List[str], sweep_dir: Path, sweep_id: str) -> None:
+    """Ctrl-C: the backend has cancelled the study; keep the trials that finished, then exit without a traceback."""
+    partial: Optional[TuningOutcome] = backend.partial_tuning
+    if partial is not None:
+        write_results(sweep_dir / RESULTS_FILE, conf, parameter_map, fixed, partial)
+        done = sum(t.get("state") == "SUCCEEDED" for t in partial.trials)
+        print(f"Interrupted: wrote {sweep_dir / RESULTS_FILE} with the {done} trial(s) that finished", file=sys.stderr)
+    print(f"Interrupted: sweep {sweep_id}; see it with `hydra-vertex-ai status {sweep_id} --staging "
+          f"{backend.staging.staging_dir}`", file=sys.stderr, flush=True)
+    raise SystemExit(130)
 
 
 def _check_composes(

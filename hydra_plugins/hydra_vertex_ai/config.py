@@ -175,6 +175,10 @@ class VertexBackendConf:
 @dataclass
 class VertexAILauncherConf(VertexBackendConf):
     _target_: str = "hydra_plugins.hydra_vertex_ai.vertex_ai_launcher.VertexAILauncher"
+    # re-attach to an earlier run of the same command: its sweep id or manifest path; existing jobs are not re-created
+    attach: Optional[str] = None
+    # false: submit the jobs, print how to follow and collect them, and return without waiting (status UNKNOWN)
+    wait: bool = True
 
 
 store_lazily("hydra/launcher", "vertex_ai", VertexAILauncherConf)
@@ -203,7 +207,7 @@ class VertexVizierSweeperConf(VertexBackendConf):
     early_stopping: EarlyStopping = EarlyStopping.none
     # search space as Hydra overrides, e.g. {model.lr: "tag(log, interval(1e-4, 1e-1))"}; the command line wins
     params: Dict[str, str] = field(default_factory=dict)
-    # resource name of an existing tuning job to reattach to and collect, instead of starting a new one
+    # an existing tuning job to reattach to and collect instead of starting one: its resource name or the sweep id
     resume: Optional[str] = None
 
 

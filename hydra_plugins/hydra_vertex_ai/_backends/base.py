@@ -2,7 +2,7 @@
 import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 from .._errors import ConfigError
 
@@ -48,6 +48,16 @@ class Backend(ABC):
     staging: "Staging"
     # the config key of the plugin's settings (hydra.launcher or hydra.sweeper), for error messages
     key: str = "hydra.launcher"
+    # re-attaching (hydra.launcher.attach): jobs of this sweep that already exist are waited for, not created
+    attach: bool = False
+    # False (hydra.launcher.wait=false): submit, then return outcomes that are not final
+    wait: bool = True
+    # called with a tuning job's name as soon as it exists (the sweeper records it in the manifest)
+    on_tuning_created: Optional[Callable[[str], None]] = None
+    # job number -> its overrides as one string, for the progress table
+    job_overrides: Mapping[str, str] = {}
+    # after Ctrl-C of a tuning job: how far it got (trials that finished), where the backend knows
+    partial_tuning: Optional[TuningOutcome] = None
 
     @abstractmethod
     def container_path(self, local_path: str) -> str:

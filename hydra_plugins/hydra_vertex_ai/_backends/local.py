@@ -2,20 +2,41 @@
 
 Jobs run at most `max_parallel` at once; each job's replica logs go to its staging folder. A study runs in
 the local study engine (`local_study`). Ctrl-C and SIGTERM stop every job.
+
+Re-attaching (`attach`): a job whose folder records how it ended is not run again, one whose replicas still
+run (they live in their own sessions and outlive a killed launcher) is waited for, the others are started.
+Detached (`wait=false`): a supervisor process, in its own session, runs the sweep as a re-attached launcher
+would (`python -m hydra_plugins.hydra_vertex_ai._cli _supervise MANIFEST`); the launcher returns at once.
 """
+import json
 import logging
 import os
+import subprocess
+import sys
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+from .. import _storage
+from .._progress import JobRow, Progress
 from .._staging import Staging
-from .._vertex_facts import CANCELLED, short_state
+from .._vertex_facts import CANCELLED, QUEUED, RUNNING
 from .base import Backend, JobOutcome, Outputs, TuningOutcome, summarize_trials
-from .processes import run_custom_job, sigterm_interrupts, thread_env
+from .processes import (
+    adopt,
+    pid_alive,
+    recorded_outcome,
+    recorded_pids,
+    run_custom_job,
+    sigterm_interrupts,
+    thread_env,
+)
 
 log = logging.getLogger(__name__)
+
+JOB_SPEC_FILE = "job.json"
+SUPERVISOR_FILE = "supervisor.json"
 
 
 class LocalBackend(Backend):
@@ -31,39 +52,90 @@ class LocalBackend(Backend):
     def output_uri(self, local_path: str) -> Optional[str]:
         return None  # local jobs write where this machine reads
 
+    def job_dir(self, job: Dict[str, Any], i: int = 0) -> Path:
+        return Path(self.staging.job_dir(int(job["labels"].get("hydra_job", i))))
+
     def run_jobs(self, jobs: Sequence[Dict[str, Any]], outputs: Optional[Outputs] = None) -> List[JobOutcome]:
+        dirs = [self.job_dir(job, i) for i, job in enumerate(jobs)]
+        for job, workdir in zip(jobs, dirs):  # what a detached supervisor (or a later re-attach) runs
+            workdir.mkdir(parents=True, exist_ok=True)
+            (workdir / JOB_SPEC_FILE).write_text(json.dumps(job))
+        if not self.wait:
+            self._detach()
+            return [JobOutcome(QUEUED, None, str(d / "workerpool0-0.log")) for d in dirs]
         cancel = threading.Event()
         ids = [job["labels"].get("hydra_uid", str(i)) for i, job in enumerate(jobs)]
-        dirs = [Path(self.staging.job_dir(int(job["labels"].get("hydra_job", i)))) for i, job in enumerate(jobs)]
         with ThreadPoolExecutor(max_workers=self.max_parallel, thread_name_prefix="vertex-local") as pool:
             futures = [
-                pool.submit(run_custom_job, job, job_id=job_id, workdir=workdir, cancel=cancel,
-                            extra_env=thread_env(job, min(self.max_parallel, len(jobs))))
+                pool.submit(self._run_one, job, job_id, workdir, cancel, min(self.max_parallel, len(jobs)))
                 for job, job_id, workdir in zip(jobs, ids, dirs)
             ]
+            progress = Progress(f"local sweep {self.staging.sweep_id}", self.job_overrides)
             try:
                 with sigterm_interrupts():
-                    self._wait(futures, jobs)
+                    self._wait(futures, jobs, dirs, progress)
             except BaseException:
                 cancel.set()
                 never_started = sum(f.cancel() for f in futures)
                 # Waits for every running job to be stopped; a job that raised must not hide the interrupt.
-                stopped = sum(
-                    f.exception() is None and f.result().state == CANCELLED for f in futures if not f.cancelled()
-                )
-                log.warning("Interrupted: stopped %d running and %d queued local job(s)", stopped, never_started)
+                stopped = [
+                    jobs[i]["displayName"] for i, f in enumerate(futures)
+                    if not f.cancelled() and f.exception() is None and f.result().state == CANCELLED
+                ]
+                progress.close()
+                for name in stopped:
+                    print(f"Interrupted: cancelled local job {name}", file=sys.stderr, flush=True)
+                log.warning("Interrupted: stopped %d running and %d queued local job(s)", len(stopped), never_started)
                 raise
+            progress.close()
         return [f.result() for f in futures]
 
-    @staticmethod
-    def _wait(futures: List["Future[JobOutcome]"], jobs: Sequence[Dict[str, Any]]) -> None:
+    def _run_one(self, job: Dict[str, Any], job_id: str, workdir: Path, cancel: threading.Event,
+                 parallel: int) -> JobOutcome:
+        """Run the job; when re-attaching, first take what an earlier launcher left: an end, or running replicas."""
+        if self.attach:
+            ended = recorded_outcome(workdir)
+            if ended is not None:
+                return ended
+            if recorded_pids(workdir):
+                log.info("%s: re-attached to its running processes (log %s)", job["displayName"],
+                         workdir / "workerpool0-0.log")
+                result = self.staging.result(int(job["labels"].get("hydra_job", 0)))
+                return adopt(workdir, cancel, lambda: _storage.exists(result))
+        if not cancel.is_set():
+            log.info("%s started: log %s", job["displayName"], workdir / "workerpool0-0.log")
+        return run_custom_job(job, job_id=job_id, workdir=workdir, cancel=cancel, extra_env=thread_env(job, parallel))
+
+    def _wait(self, futures: List["Future[JobOutcome]"], jobs: Sequence[Dict[str, Any]], dirs: List[Path],
+              progress: Progress) -> None:
         pending = set(futures)
-        while pending:
-            done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-            for f in done:
-                i = futures.index(f)
-                log.info("[%d/%d done] %s: %s", len(futures) - len(pending), len(futures),
-                         jobs[i]["displayName"], short_state(f.result().state))
+        while True:
+            progress.jobs([self._row(job, f, d) for job, f, d in zip(jobs, futures, dirs)])
+            if not pending:
+                return
+            _, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+
+    @staticmethod
+    def _row(job: Dict[str, Any], future: "Future[JobOutcome]", workdir: Path) -> JobRow:
+        if future.done() and not future.cancelled() and future.exception() is None:
+            state = future.result().state
+        else:
+            state = RUNNING if recorded_pids(workdir) and future.running() else QUEUED
+        return JobRow.of(job, state, str(workdir / "workerpool0-0.log"))
+
+    def _detach(self) -> None:
+        """Start the supervisor that runs this sweep's jobs after the launcher has returned."""
+        root = Path(self.staging.root)
+        with open(root / "supervisor.log", "ab") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "hydra_plugins.hydra_vertex_ai._cli", "_supervise", self.staging.manifest],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True,  # outlives the launcher and its terminal
+            )
+        from .processes import _start_ticks, _write_json
+
+        _write_json(root / SUPERVISOR_FILE, [proc.pid, _start_ticks(proc.pid)])
+        log.info("detached: local jobs run under supervisor PID %d (log %s)", proc.pid, root / "supervisor.log")
 
     def run_tuning_job(self, job: Dict[str, Any], outputs: Optional[Outputs] = None) -> TuningOutcome:
         """Run the study on this machine; the engine runs in a thread so Ctrl-C can stop it cleanly."""
@@ -89,7 +161,16 @@ class LocalBackend(Backend):
                         wait([future], timeout=0.5)
             except BaseException:
                 cancel.set()
-                future.result()
-                log.warning("Interrupted: cancelled the local study and its running trials")
+                self.partial_tuning = future.result()  # the trials that finished, for optimization_results.yaml
+                print("Interrupted: cancelled the local study and its running trials", file=sys.stderr, flush=True)
                 raise
             return future.result()
+
+
+def supervisor_alive(staging: Staging) -> bool:
+    """Whether the detached supervisor of a local sweep still runs."""
+    try:
+        pid, ticks = json.loads((Path(staging.root) / SUPERVISOR_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return pid_alive(int(pid), ticks)

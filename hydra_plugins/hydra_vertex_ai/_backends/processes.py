@@ -4,7 +4,12 @@ Each replica of each worker pool is one process started with the pool's containe
 image's `python` becomes this environment's interpreter), in its own working directory, with the
 environment Vertex gives a container. Nothing is passed through a shell. A replica that fails fails the
 job and stops the others, as on Vertex; SIGTERM to the launcher stops them too.
+
+Each job's folder records its replicas' PIDs (`pids.json`) as they start and how the job ended
+(`outcome.json`): the replicas run in their own sessions, so they outlive a launcher killed outright, and a
+re-attached launcher (or `hydra-vertex-ai status/cancel`) finds them there.
 """
+import json
 import logging
 import os
 import signal
@@ -16,7 +21,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence
 
 from .. import _storage
 from .._vertex_facts import (
@@ -24,6 +29,7 @@ from .._vertex_facts import (
     CLUSTER_SPEC_ENV,
     FAILED,
     JOB_ID_ENV,
+    RUNNING,
     SUCCEEDED,
     TRIAL_ID_ENV,
     cluster_spec_json,
@@ -37,6 +43,8 @@ _LOG_TAIL_LINES = 20
 _KILL_GRACE_S = 5.0
 # The submitting shell's PYTHONPATH does not exist in a container; keeping it would hide missing code.
 _HOST_ONLY_ENV = ("PYTHONPATH",)
+PIDS_FILE = "pids.json"
+OUTCOME_FILE = "outcome.json"
 
 
 @dataclass(frozen=True)
@@ -185,11 +193,126 @@ def run_custom_job(
                         stderr=subprocess.STDOUT,
                         start_new_session=True,  # Ctrl-C reaches the launcher, which cancels deliberately
                     )
+                _record_pids(workdir, procs)
             except OSError as e:  # e.g. the command does not exist: this job fails, the sweep goes on
                 for started in procs.values():
                     _stop(started)
-                return JobOutcome(FAILED, f"replica workerpool{p}[{r}] could not start {command[:1]}: {e}", str(cwd))
-    return _supervise(procs, workdir, cancel)
+                return _ended(workdir, JobOutcome(
+                    FAILED, f"replica workerpool{p}[{r}] could not start {command[:1]}: {e}", str(cwd)))
+    return _ended(workdir, _supervise(procs, workdir, cancel))
+
+
+# --- what a job's folder records, for a re-attached launcher and the CLI -------------------------------
+
+
+def _record_pids(workdir: Path, procs: Mapping[Replica, "subprocess.Popen[bytes]"]) -> None:
+    pids = {f"workerpool{r.pool}-{r.index}": [p.pid, _start_ticks(p.pid)] for r, p in procs.items()}
+    _write_json(workdir / PIDS_FILE, pids)
+
+
+def _ended(workdir: Path, outcome: JobOutcome) -> JobOutcome:
+    _write_json(workdir / OUTCOME_FILE, {"state": outcome.state, "error": outcome.error, "where": outcome.where})
+    return outcome
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
+def _start_ticks(pid: int) -> Optional[int]:
+    """The process's start time (Linux /proc), so a recycled PID is not mistaken for the job's process."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def pid_alive(pid: int, ticks: Optional[int] = None) -> bool:
+    """True while `pid` runs and is the process recorded (a zombie counts as ended)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return True  # no /proc (macOS): the signal check is all there is
+    return fields[0] != "Z" and (ticks is None or int(fields[19]) == ticks)
+
+
+def recorded_pids(workdir: Path) -> Dict[str, List[Any]]:
+    try:
+        return dict(json.loads((workdir / PIDS_FILE).read_text()))
+    except (OSError, ValueError):
+        return {}
+
+
+def recorded_outcome(workdir: Path) -> Optional[JobOutcome]:
+    try:
+        data = json.loads((workdir / OUTCOME_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return JobOutcome(data["state"], data.get("error"), data.get("where"))
+
+
+def running_replicas(workdir: Path) -> List[int]:
+    """PIDs of the job's replicas that still run (started by this or an earlier launcher)."""
+    return [int(pid) for pid, ticks in recorded_pids(workdir).values() if pid_alive(int(pid), ticks)]
+
+
+def local_job_state(workdir: Path, result_exists: bool) -> Optional[str]:
+    """A local job's state from its folder: its outcome, RUNNING while a replica runs, None if never started;
+    one that ended unwatched succeeded if its chief wrote a result (`result_exists`)."""
+    outcome = recorded_outcome(workdir)
+    if outcome is not None:
+        return outcome.state
+    if not recorded_pids(workdir):
+        return None
+    if running_replicas(workdir):
+        return RUNNING
+    return SUCCEEDED if result_exists else FAILED
+
+
+def stop_recorded(workdir: Path) -> List[int]:
+    """Stop a job started by another launcher (SIGTERM its replicas' process groups, then SIGKILL); the PIDs."""
+    pids = running_replicas(workdir)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.killpg(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+        deadline = time.monotonic() + _KILL_GRACE_S
+        while time.monotonic() < deadline and running_replicas(workdir):
+            time.sleep(0.05)
+        if not running_replicas(workdir):
+            break
+    if pids and recorded_outcome(workdir) is None:
+        _ended(workdir, JobOutcome(CANCELLED, "cancelled", str(workdir)))
+    return pids
+
+
+def adopt(workdir: Path, cancel: threading.Event, has_result: Callable[[], bool]) -> JobOutcome:
+    """Wait for a job an earlier launcher started. Its replicas are not our children, so their exit codes are
+    lost: once they have all ended, it succeeded if its chief wrote a result (`has_result`)."""
+    while running_replicas(workdir):
+        if cancel.is_set():
+            stop_recorded(workdir)
+            return recorded_outcome(workdir) or JobOutcome(CANCELLED, "cancelled", str(workdir))
+        time.sleep(0.2)
+    outcome = recorded_outcome(workdir)
+    if outcome is not None:
+        return outcome
+    if has_result():
+        return _ended(workdir, JobOutcome(SUCCEEDED, None, str(workdir)))
+    log_path = workdir / "workerpool0-0.log"
+    message = f"ended without a result while no launcher watched it; last lines of {log_path}:\n{_tail(log_path)}"
+    return _ended(workdir, JobOutcome(FAILED, message, str(log_path)))
 
 
 def _supervise(procs: Dict[Replica, "subprocess.Popen[bytes]"], workdir: Path, cancel: threading.Event) -> JobOutcome:

@@ -15,7 +15,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 from .. import _storage
 from .._errors import ConfigError, VertexAPIError
-from .._progress import Progress, count_states
+from .._progress import JobRow, Progress
 from .._staging import Staging
 from .._vertex_facts import CANCELLING, PAUSED, QUEUED, SUCCEEDED, TERMINAL_STATES, console_link, short_state, where
 from ..config import VertexBackendConf
@@ -29,6 +29,7 @@ from .vertex_client import (
     make_client,
     parse_endpoint,
     proto_of,
+    trial_rest,
 )
 from .vertex_outputs import sync_outputs
 from .vertex_tuning import TuningJobs
@@ -154,11 +155,13 @@ class VertexBackend(Backend):
 
     def run_jobs(self, jobs: Sequence[Dict[str, Any]], outputs: Optional[Outputs] = None) -> List[JobOutcome]:
         tracked = [_Tracked(dict(job), str(job["labels"]["hydra_uid"])) for job in jobs]
+        if self.attach:
+            self._adopt_existing(tracked)
         stop = threading.Event()
-        progress = Progress(f"Vertex AI sweep {self.sweep_id}")
+        progress = Progress(f"Vertex AI sweep {self.sweep_id}", self.job_overrides)
         pool = ThreadPoolExecutor(max_workers=min(CREATE_THREADS, len(jobs)) or 1, thread_name_prefix="vertex-create")
         try:
-            futures = [pool.submit(self._create_custom_job, job, stop) for job in tracked]
+            futures = [pool.submit(self._create_custom_job, job, stop) for job in tracked if job.name is None]
             self._wait(tracked, futures, progress)
         except BaseException:
             stop.set()
@@ -168,7 +171,7 @@ class VertexBackend(Backend):
             raise
         pool.shutdown()
         progress.close()
-        if self.sync_outputs and outputs:
+        if self.sync_outputs and outputs and self.wait:
             sync_outputs(outputs)
         return [self._outcome(job) for job in tracked]
 
@@ -185,6 +188,14 @@ class VertexBackend(Backend):
         )
         job.name, job.state = created.name, created.state.name
         log.info("Created %s: %s", job.spec["displayName"], console_link(created.name))
+
+    def _adopt_existing(self, tracked: List[_Tracked]) -> None:
+        """Re-attaching: the jobs of this sweep that exist already (found by hydra_uid) are watched, not created."""
+        self.poll(tracked)
+        adopted = [job for job in tracked if job.name]
+        if adopted:
+            log.info("Re-attached to %d existing job(s) of sweep %s; creating %d", len(adopted), self.sweep_id,
+                     len(tracked) - len(adopted))
 
     def _find_custom_job(self, uid: str) -> Optional[Any]:
         found = self.client.list_custom_jobs(
@@ -237,8 +248,9 @@ class VertexBackend(Backend):
                 future.result()  # a permanent create error ends the sweep (the caller cancels the rest)
             if any(job.name for job in tracked):
                 self.poll(tracked)
-            progress.update(count_states([job.state if job.name else "NOT_CREATED" for job in tracked]))
-            if not pending and all(job.done for job in tracked):
+            progress.jobs([JobRow.of(job.spec, job.state if job.name else "NOT_CREATED",
+                                     console_link(job.name) if job.name else "") for job in tracked])
+            if not pending and (all(job.done for job in tracked) or not self.wait):
                 return
             if pending:
                 wait(pending, timeout=self.poll_interval_s)  # no return_when: sleeps a whole poll interval
@@ -287,11 +299,29 @@ class VertexBackend(Backend):
 
     def run_tuning_job(self, job: Dict[str, Any], outputs: Optional[Outputs] = None) -> TuningOutcome:
         """Create the HyperparameterTuningJob `job` (REST dict) exactly once, wait with progress, collect it."""
-        return self.attach_tuning_job(self.tuning.create(job), outputs)
+        name = self.tuning.create(job)
+        if self.on_tuning_created is not None:
+            self.on_tuning_created(name)
+        return self.attach_tuning_job(name, outputs)
 
     def attach_tuning_job(self, name: str, outputs: Optional[Outputs] = None) -> TuningOutcome:
         """Wait for the existing HyperparameterTuningJob `name` (projects/.../hyperparameterTuningJobs/ID)."""
-        outcome = self.tuning.wait(name)
+        try:
+            outcome = self.tuning.wait(name)
+        except KeyboardInterrupt:
+            self.partial_tuning = self.tuning_snapshot(name)
+            raise
         if self.sync_outputs and outputs:
             sync_outputs(outputs)
         return outcome
+
+    def tuning_snapshot(self, name: str) -> Optional[TuningOutcome]:
+        """The tuning job as it stands (its trials so far), or None if it cannot be read."""
+        try:
+            current = self.tuning._get(name)
+        except Exception as e:  # an interrupt or `collect` must not fail on a flaky read
+            log.warning("could not read %s: %s", name, e)
+            return None
+        args = current.trial_job_spec.worker_pool_specs[0].container_spec.args
+        return TuningOutcome(current.state.name, [trial_rest(t) for t in current.trials], error_message(current),
+                             name, payload_uri=args[0] if args else None)
