@@ -48,7 +48,8 @@ def _spawned_overrides(args: List[str]) -> Tuple[List[str], List[str]]:
     """(trial flags, Lightning's Hydra overrides): the latter only in a spawned process (LOCAL_RANK > 0)."""
     if local_rank() == 0:
         return args, []
-    return [a for a in args if not a.startswith(_SPAWNED_OVERRIDES)], [a for a in args if a.startswith(_SPAWNED_OVERRIDES)]
+    ours = [a for a in args if not a.startswith(_SPAWNED_OVERRIDES)]
+    return ours, [a for a in args if a.startswith(_SPAWNED_OVERRIDES)]
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -71,7 +72,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     except Exception as e:  # bad flags or an override that does not compose: the trial fails visibly
         print(f"hydra-vertex-ai: cannot build the trial's config: {e}", file=sys.stderr)
         return EXIT_USAGE
-    return _finish(payload, _run(context, config), trial_id)
+    outputs = _outputs_on_local_disk(config)
+    try:
+        return _finish(payload, _run(context, config), trial_id)
+    finally:
+        if outputs is not None:
+            outputs.close()  # the last copy to the bucket: after the result, with the log complete
+
+
+def _outputs_on_local_disk(config: Any) -> Any:
+    """On the Cloud Storage FUSE mount the output dir is run on local disk and copied there (see _output_sync)."""
+    from . import _output_sync, _storage
+
+    return _output_sync.relocate(config, os.environ.get(_storage.FUSE_ROOT_ENV, _storage.VERTEX_FUSE_ROOT), os.environ)
 
 
 def _load(payload_uri: str) -> Tuple[Any, Any]:
