@@ -30,9 +30,11 @@ CLUSTER = {
 CHIEF = "cmle-training-workerpool0-ab-0"
 
 
-def environ(task_type: str, index: int, cluster: Dict[str, List[str]] = CLUSTER, **preset: str) -> Dict[str, str]:
+def environ(
+    task_type: str, index: int, cluster: Dict[str, List[str]] = CLUSTER, job: str = "{}", **preset: str
+) -> Dict[str, str]:
     task: Dict[str, Any] = {"type": task_type, "index": index}
-    spec = {"cluster": cluster, "environment": "cloud", "task": task, "job": "{}"}
+    spec = {"cluster": cluster, "environment": "cloud", "task": task, "job": job}
     return {"CLUSTER_SPEC": json.dumps(spec), **preset}
 
 
@@ -44,7 +46,57 @@ def member(rank: int, world: int = 3, addr: str = CHIEF, port: str = "2222") -> 
         "RANK": str(rank),
         "NODE_RANK": str(rank),
         "LOCAL_RANK": "0",
+        "GROUP_WORLD_SIZE": str(world),
+        "LOCAL_WORLD_SIZE": "1",
     }
+
+
+def gpu_pools(*counts: int, snake: bool = False) -> str:
+    """CLUSTER_SPEC's `job`: the job spec as JSON, one pool per accelerator count (0: a CPU machine)."""
+    def pool(n: int) -> Dict[str, Any]:
+        machine: Dict[str, Any] = {"machineType": "a3-highgpu-8g"}
+        if n:
+            machine.update(acceleratorType="NVIDIA_H100_80GB", acceleratorCount=n)
+        if snake:
+            machine = {"machine_type": machine["machineType"], "accelerator_count": n}
+        return {"machine_spec" if snake else "machineSpec": machine, "replicaCount": "1"}
+
+    return json.dumps({"worker_pool_specs" if snake else "workerPoolSpecs": [pool(n) for n in counts]})
+
+
+@pytest.mark.parametrize(
+    "task, job, expected",
+    [
+        pytest.param(
+            ("workerpool1", 1), gpu_pools(8, 8),
+            {"MASTER_ADDR": CHIEF, "MASTER_PORT": "2222", "NODE_RANK": "2", "WORLD_SIZE": "24",
+             "GROUP_WORLD_SIZE": "3", "LOCAL_WORLD_SIZE": "8"},
+            id="8-gpus-per-replica",
+        ),
+        pytest.param(
+            ("workerpool0", 0), gpu_pools(8, 8, snake=True),
+            {"MASTER_ADDR": CHIEF, "MASTER_PORT": "2222", "NODE_RANK": "0", "WORLD_SIZE": "24",
+             "GROUP_WORLD_SIZE": "3", "LOCAL_WORLD_SIZE": "8"},
+            id="snake-case-job-spec",
+        ),
+        pytest.param(
+            ("workerpool0", 0), gpu_pools(0, 2),  # a CPU chief, 2-GPU workers: still one process per device
+            {"MASTER_ADDR": CHIEF, "MASTER_PORT": "2222", "NODE_RANK": "0", "WORLD_SIZE": "5",
+             "GROUP_WORLD_SIZE": "3", "LOCAL_WORLD_SIZE": "1"},
+            id="cpu-chief-gpu-workers",
+        ),
+        pytest.param(("workerpool1", 0), gpu_pools(1, 1), member(1), id="one-gpu-per-replica"),
+        pytest.param(("workerpool2", 0), gpu_pools(8, 8, 0), {}, id="parameter-server-of-a-gpu-job"),
+    ],
+)
+def test_multi_gpu_replicas_let_the_framework_start_one_process_per_device(
+    task: Any, job: str, expected: Dict[str, str]
+) -> None:
+    # No LOCAL_RANK (Lightning would take it for "launched externally" and run one process), no RANK, and
+    # nothing that selects another Lightning cluster environment.
+    env = torch_env(environ(*task, job=job))
+    assert env == expected
+    assert not {"TORCHELASTIC_RUN_ID", "SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE"} & set(env)
 
 
 @pytest.mark.parametrize(
@@ -91,7 +143,7 @@ def test_trial_task_maps_like_a_job() -> None:
         pytest.param(
             # What Vertex's prebuilt PyTorch images set: only NODE_RANK (from RANK) and LOCAL_RANK are added.
             {"MASTER_ADDR": "10.0.0.2", "MASTER_PORT": "3333", "WORLD_SIZE": "3", "RANK": "2"},
-            {"NODE_RANK": "2", "LOCAL_RANK": "0"},
+            {"NODE_RANK": "2", "LOCAL_RANK": "0", "GROUP_WORLD_SIZE": "3", "LOCAL_WORLD_SIZE": "1"},
             id="vertex-pytorch-image",
         ),
         pytest.param(
@@ -269,6 +321,35 @@ def test_two_replica_lightning_ddp_job(tmp_path: Path) -> None:
     assert sorted(p.name for p in sweep.iterdir() if not p.name.startswith(".") and p.is_dir()) == ["0"]
     saved = OmegaConf.load(sweep / "0" / ".hydra" / "config.yaml")
     assert saved.trainer.strategy == "ddp" and saved.samples == 64
+
+
+def test_two_replicas_with_two_accelerators_run_four_lightning_processes(tmp_path: Path) -> None:
+    """A replica with accelerator_count=2 runs one process per device: Lightning starts the second itself.
+
+    The local backend runs containers as local processes whatever the machine, and CLUSTER_SPEC's job spec
+    says 2 accelerators per replica; the app's Trainer uses `accelerator=cpu` with devices/num_nodes from the
+    exported LOCAL_WORLD_SIZE/GROUP_WORLD_SIZE, so 2 replicas x 2 processes all-reduce over 4 ranks (gloo)."""
+    sweep = tmp_path / "sweep"
+    proc = run_ddp_app(sweep, "hydra.launcher.job.machine_type=g2-standard-24",
+                       "hydra.launcher.job.accelerator_type=NVIDIA_L4", "hydra.launcher.job.accelerator_count=2")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    results = sorted(sweep.glob(".vertex_ai/*/jobs/*/result.pkl"))
+    assert len(results) == 1  # one result: the chief replica's first process
+    value = _payload.load_result(results[0].read_bytes()).return_value
+    assert value["global_rank"] == 0 and value["world_size"] == 4
+    assert value["rank_sum"] == 1 + 2 + 3 + 4  # one process group over every process of both replicas
+    assert value["weight_spread"] == 0.0
+    # node-level values only: Lightning starts the local processes and gives each its rank
+    assert value["env"]["WORLD_SIZE"] == "4" and value["env"]["NODE_RANK"] == "0"
+    assert value["env"]["RANK"] is None and value["env"]["LOCAL_RANK"] is None
+
+    logs = {p.name: p.read_text(errors="replace") for p in results[0].parent.glob("workerpool*.log")}
+    for log_name, ranks in (("workerpool0-0.log", (0, 1)), ("workerpool1-0.log", (2, 3))):
+        for rank in ranks:  # each replica ran two ranks, its own and the one Lightning started
+            assert f"ddp_app: rank {rank} of 4 done" in logs[log_name], logs[log_name]
+    # Lightning's extra processes log under their own name beside the replica's, and write no .hydra/ of theirs
+    assert (sweep / "0" / "train_ddp_process_1.log").exists()
 
 
 def test_failing_worker_fails_the_job_although_the_chief_completed(tmp_path: Path) -> None:

@@ -4,13 +4,15 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import pytest
 from conftest import wait_for
 from google.cloud.aiplatform_v1.types import HyperparameterTuningJob
 from google.protobuf import json_format
 from omegaconf import OmegaConf
+
+from hydra_plugins.hydra_vertex_ai.config import VertexVizierSweeperConf
 
 APP = Path(__file__).parent / "apps" / "quadratic" / "app.py"
 OFFSETS = {"a": 1.0, "b": 0.0, "c": 3.0}
@@ -168,8 +170,8 @@ def test_search_space_from_sweeper_params_and_the_command_line_wins(tmp_path: Pa
 def test_median_early_stopping_stops_a_trial_worse_than_the_completed_ones(tmp_path: Path) -> None:
     # Grid order (sorted values): x=2 and x=2.5 complete first, one trial at a time; x=9 reports values far above
     # their running averages from its first step, so the median rule stops it long before its 20 steps end.
-    run_sweep(tmp_path, "hydra.sweeper.algorithm=grid", "hydra.sweeper.parallel_trial_count=1",
-              "hydra.sweeper.early_stopping=median", "report_steps=20", "step_s=0.2", "x=choice(2,2.5,9)")
+    proc = run_sweep(tmp_path, "hydra.sweeper.algorithm=grid", "hydra.sweeper.parallel_trial_count=1",
+                     "hydra.sweeper.early_stopping=median", "report_steps=20", "step_s=0.2", "x=choice(2,2.5,9)")
     res = results(tmp_path)
     assert [t["params"] for t in res["trials"]] == [["x=2"], ["x=2.5"], ["x=9"]]
     assert [t["state"] for t in res["trials"]] == ["SUCCEEDED"] * 3
@@ -180,3 +182,51 @@ def test_median_early_stopping_stops_a_trial_worse_than_the_completed_ones(tmp_p
     assert not (tmp_path / "sweep" / stopped["id"] / "trial.txt").exists()  # killed mid-curve
     assert stopped["value"] > value_of(stopped["params"])  # its last intermediate value, above its final one
     assert res["best_params"] == ["x=2"]
+    # reported as stopped early, not as a failure: in the results file and on the console
+    assert [t["stopped_early"] for t in res["trials"]] == [False, False, True]
+    assert "Stopped early by the early stopping rule (reported with their last measurement): trial(s) 3" in proc.stdout
+
+
+def _rest_trial(trial_id: str, state: str, value: Optional[float] = None) -> Dict[str, Any]:
+    trial: Dict[str, Any] = {"id": trial_id, "state": state, "parameters": [{"parameterId": "x", "value": 1.5}]}
+    if value is not None:
+        trial["finalMeasurement"] = {"stepCount": "3", "metrics": [{"metricId": "loss", "value": value}]}
+    return trial
+
+
+@pytest.mark.parametrize("stopping", [{"medianAutomatedStoppingSpec": {}}, {"decayCurveStoppingSpec": {}}, {}],
+                         ids=["median", "decay-curve", "no-stopping-spec"])
+def test_a_trial_stopped_early_comes_back_completed_with_its_last_measurement(
+    tmp_path: Path, stopping: Dict[str, Any]
+) -> None:
+    """What Vertex returns for a stopped trial (SUCCEEDED, a final measurement, no result.pkl since its container
+    was killed) becomes a COMPLETED JobReturn whose value is that measurement; a failed trial stays FAILED."""
+    from hydra.core.utils import JobStatus
+
+    from hydra_plugins.hydra_vertex_ai import _payload, _sweep
+    from hydra_plugins.hydra_vertex_ai._backends.base import TuningOutcome
+    from hydra_plugins.hydra_vertex_ai._staging import Staging
+
+    staging = Staging.of(str(tmp_path / "staging"), "s-1")
+    config = OmegaConf.create({"x": 0.0, "hydra": {"job": {"name": "app"}}})
+    finished = _payload.completed_return(config, ["x=2"], 0.25)
+    Path(staging.trial_result("1")).parent.mkdir(parents=True)
+    Path(staging.trial_result("1")).write_bytes(_payload.dump_result(finished))
+    trials = [_rest_trial("1", "SUCCEEDED", 0.25), _rest_trial("2", "SUCCEEDED", 7.5), _rest_trial("3", "INFEASIBLE")]
+    outcome = TuningOutcome("JOB_STATE_SUCCEEDED", trials)
+    parameter_map = {"x": ("x", "DOUBLE")}
+
+    early = _sweep.stopped_early_ids(outcome, {"metrics": [], **stopping}, staging)
+    returns = _sweep._trial_returns(staging, config, parameter_map, [], outcome, early)
+    conf = OmegaConf.structured(VertexVizierSweeperConf(metric_id="loss"))
+    res = _sweep.write_results(tmp_path / "results.yaml", conf, parameter_map, [], outcome, early)
+
+    assert [r.status for r in returns[:1]] == [JobStatus.COMPLETED] and returns[0].return_value == 0.25
+    assert returns[2].status == JobStatus.FAILED
+    if stopping:
+        assert early == {"2"}
+        assert returns[1].status == JobStatus.COMPLETED and returns[1].return_value == 7.5
+        assert returns[1].overrides == ["x=1.5"]
+        assert [t["stopped_early"] for t in res["trials"]] == [False, True, False]
+    else:  # without a stopping rule nothing is stopped early: a missing result is a failure
+        assert early == set() and returns[1].status == JobStatus.FAILED

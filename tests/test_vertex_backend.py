@@ -36,7 +36,10 @@ class TestVertexLauncherSuite(LauncherTestSuite):
 
 @pytest.mark.parametrize(
     "task_launcher_cfg, extra_flags",
-    [({}, ["-m", "hydra/launcher=vertex_ai", "hydra/hydra_logging=disabled", "hydra/job_logging=disabled"] + VERTEX_OVERRIDES)],
+    # output_sync_s=0: the suite checks that the job's cwd (chdir=True) is the configured dir on the mount; by
+    # default the job runs in a local copy of it (see test_output_sync.py)
+    [({}, ["-m", "hydra/launcher=vertex_ai", "hydra/hydra_logging=disabled", "hydra/job_logging=disabled",
+           "hydra.launcher.job.output_sync_s=0"] + VERTEX_OVERRIDES)],
     ids=["vertex_emulated"],
 )
 class TestVertexIntegrationSuite(IntegrationTestSuite):

@@ -10,7 +10,12 @@ without parameters), from the same `_vertex_facts` rules as our client checks; n
 FUSE: on Vertex, /gcs/<bucket> is the bucket. Here every job process gets
 HYDRA_VERTEX_AI_GCS_FUSE_ROOT=<workdir>/gcs, a plain directory standing in for the mount (its Hydra output
 dir lands there), while its gs:// reads and writes go to the storage client (STORAGE_EMULATOR_HOST); see
-`_storage`. When a job ends, files it wrote under the stand-in are copied to the bucket, as FUSE would have.
+`_storage`. The stand-in copies a file to the bucket when it is closed, as Cloud Storage FUSE uploads on
+close (gcsfuse docs/semantics.md: "Data is guaranteed to be on GCS only after the file is closed"): while
+jobs run it looks every `_FUSE_POLL_S` for files no process holds open (Linux /proc/<pid>/fd), and when a job
+ends it copies the rest. A file still open in a replica that a signal ends (SIGKILL after the grace period,
+SIGTERM's default action, out of memory) is never copied: its clean close never happened, and on Vertex the
+mount goes down with the container. Without /proc every file counts as closed.
 """
 import collections
 import contextlib
@@ -25,7 +30,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Counter, Deque, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Counter, Deque, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 import grpc
 from google.protobuf import json_format
@@ -121,9 +126,9 @@ class JobServiceEmulator:
         self._creates: Deque[float] = collections.deque()
         self._rng = random.Random(self.knobs.seed)
         self._slots = threading.Semaphore(max_running or os.cpu_count() or 1)
-        self._flushed: Dict[Path, Tuple[int, int]] = {}
-        self._flush_lock = threading.Lock()
-        self._flush_broken = False
+        self._fuse = _FuseStandin(self.fuse_root)
+        self._active = 0  # jobs running: the stand-in looks for closed files only then
+        self._stopped = threading.Event()
         self._threads: List[threading.Thread] = []
         self._server: Any = None
         self.address = ""
@@ -138,11 +143,18 @@ class JobServiceEmulator:
             raise OSError(f"cannot listen on {host}:{port}")
         self._server.start()
         self.address = f"{host}:{bound}"
+        threading.Thread(target=self._publish_closed_files, name="emulator-fuse", daemon=True).start()
         log.debug("Vertex AI JobService emulator on %s, workdir %s", self.address, self.workdir)
         return self.address
 
+    def _publish_closed_files(self) -> None:
+        while not self._stopped.wait(_FUSE_POLL_S):
+            if self._active:
+                self._fuse.publish(poll=True)
+
     def stop(self, grace_s: float = 10.0) -> None:
         """Stop serving and cancel what is still running (its processes are stopped)."""
+        self._stopped.set()
         if self._server is not None:
             self._server.stop(grace=0)
         with self._lock:
@@ -382,11 +394,17 @@ class JobServiceEmulator:
                 return
             self._set_state(record, "JOB_STATE_PENDING")
             self._set_state(record, "JOB_STATE_RUNNING")
-            if record.kind == "customJobs":
-                state, error = self._run_custom(record)
-            else:
-                state, error = self._run_tuning(record)
-            self._flush_fuse()  # as with the real mount, a job's files are in the bucket once it has ended
+            with self._lock:
+                self._active += 1
+            try:
+                if record.kind == "customJobs":
+                    state, error = self._run_custom(record)
+                else:
+                    state, error = self._run_tuning(record)
+            finally:
+                with self._lock:
+                    self._active -= 1
+            self._flush_fuse()  # its processes have ended: what they closed is in the bucket
             self._set_state(record, state, error)
         except Exception as e:  # the emulator's own bug must not leave a job RUNNING forever
             log.exception("emulator: job %s crashed", record.job.name)
@@ -404,7 +422,8 @@ class JobServiceEmulator:
             rest = json_format.MessageToDict(record.job)
         _set_fuse_env(rest["jobSpec"]["workerPoolSpecs"], str(self.fuse_root))
         job_id = self._job_id(record)
-        outcome = run_custom_job(rest, job_id=job_id, workdir=self.workdir / "customJobs" / job_id, cancel=record.cancel)
+        outcome = run_custom_job(rest, job_id=job_id, workdir=self.workdir / "customJobs" / job_id, cancel=record.cancel,
+                                 on_kill=self._fuse.killed)
         if outcome.state == CANCELLED:
             return CANCELLED, "CANCELED"
         return outcome.state, outcome.error
@@ -424,7 +443,7 @@ class JobServiceEmulator:
 
         outcome = run_tuning_job(
             rest, job_id=job_id, workdir=self.workdir / "hyperparameterTuningJobs" / job_id,
-            cancel=record.cancel, on_update=on_update,
+            cancel=record.cancel, on_update=on_update, on_kill=self._fuse.killed,
         )
         self._set_trials(record, outcome.trials)
         if outcome.state == CANCELLED:
@@ -443,24 +462,8 @@ class JobServiceEmulator:
             record.job.update_time.FromNanoseconds(int(time.time() * 1e9))
 
     def _flush_fuse(self) -> None:
-        """Copy files jobs wrote under the FUSE stand-in to their bucket, as the real mount would have."""
-        if self._flush_broken:
-            return
-        with self._flush_lock:
-            for path in sorted(p for p in self.fuse_root.rglob("*") if p.is_file()):
-                stat = path.stat()
-                key = (stat.st_mtime_ns, stat.st_size)
-                if self._flushed.get(path) == key:
-                    continue
-                bucket, *parts = path.relative_to(self.fuse_root).parts
-                try:
-                    _storage.write_bytes(f"gs://{bucket}/{'/'.join(parts)}", path.read_bytes())
-                except Exception as e:
-                    log.warning("emulator: cannot copy the FUSE stand-in to gs://%s (%s); outputs stay in %s",
-                                bucket, e, self.fuse_root)
-                    self._flush_broken = True
-                    return
-                self._flushed[path] = key
+        """Copy the closed files jobs wrote under the FUSE stand-in to their bucket, as the real mount would."""
+        self._fuse.publish(poll=False)
 
     # --- for tests -------------------------------------------------------------------------------------
 
@@ -558,6 +561,93 @@ def _parse_filter(text: str) -> List[Tuple[bool, str, str, str]]:
         value = quoted.replace('\\"', '"') if quoted is not None else bare
         terms.append((bool(negate), key, op, value))
     return terms
+
+
+_FUSE_POLL_S = 0.25
+
+
+class _FuseStandin:
+    """Cloud Storage FUSE's close-to-publish rule over the plain directory that stands in for /gcs."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()  # as /proc/<pid>/fd names the files
+        self._published: Dict[Path, Tuple[int, int]] = {}
+        self._lost: Dict[Path, Tuple[int, int]] = {}  # the version a killed process left open: never uploaded
+        self._holders: Dict[Path, Set[int]] = {}  # open file -> session ids holding it, at the last look
+        self._lock = threading.RLock()
+        self._broken = False
+
+    def publish(self, poll: bool) -> None:
+        """Upload every file that changed and that no process holds open; `poll` remembers who holds what."""
+        with self._lock:
+            if self._broken:
+                return
+            holders = _open_files(self.root)
+            if poll:
+                self._holders = holders
+            for path in sorted(p for p in self.root.rglob("*") if p.is_file() and p not in holders):
+                key = _version(path)
+                if key is None or self._published.get(path) == key or self._lost.get(path) == key:
+                    continue
+                bucket, *parts = path.relative_to(self.root).parts
+                try:
+                    _storage.write_bytes(f"gs://{bucket}/{'/'.join(parts)}", path.read_bytes())
+                except Exception as e:
+                    log.warning("emulator: cannot copy the FUSE stand-in to gs://%s (%s); outputs stay in %s",
+                                bucket, e, self.root)
+                    self._broken = True
+                    return
+                self._published[path] = key
+
+    def killed(self, session: int) -> None:
+        """A signal ends the replica whose session is `session`: the files it holds open are lost."""
+        with self._lock:
+            now = _open_files(self.root)
+            for path in set(self._holders) | set(now):
+                key = _version(path)
+                if key is not None and session in self._holders.get(path, set()) | now.get(path, set()):
+                    log.debug("emulator: %s was open when its process was killed: not uploaded", path)
+                    self._lost[path] = key
+
+
+def _version(path: Path) -> Optional[Tuple[int, int]]:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
+def _open_files(root: Path) -> Dict[Path, Set[int]]:
+    """Files under `root` that a process holds open -> the session ids of those processes (Linux /proc)."""
+    prefix = str(root) + os.sep
+    found: Dict[Path, Set[int]] = {}
+    try:
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return found
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:  # gone, or another user's
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith(prefix):
+                found.setdefault(Path(target), set()).add(_session(pid))
+    return found
+
+
+def _session(pid: str) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[3])  # state, ppid, pgrp, session
+    except (OSError, IndexError, ValueError):
+        return -1
 
 
 def _set_fuse_env(pools: List[Dict[str, Any]], root: str) -> None:

@@ -43,6 +43,8 @@ def validate(spec: JobSpecConf, key: str) -> None:
     _validate_scheduling(spec, f"{key}.scheduling")
     if spec.tensorboard and not spec.service_account:
         raise ConfigError(f"{key}.service_account", TENSORBOARD_NEEDS_SERVICE_ACCOUNT)
+    if spec.output_sync_s < 0:
+        raise ConfigError(f"{key}.output_sync_s", "must be 0 (write on the mount directly) or a positive interval")
 
 
 def _validate_pool_layout(spec: JobSpecConf, key: str) -> None:
@@ -241,5 +243,10 @@ def _scheduling(spec: JobSpecConf) -> Dict[str, Any]:
 
 
 def job_env(spec: JobSpecConf) -> Dict[str, str]:
-    """The user's container environment, as strings."""
-    return {str(k): str(v) for k, v in spec.env.items()}
+    """The user's container environment, as strings; with the output sync interval when not the default."""
+    from ._output_sync import DEFAULT_INTERVAL_S, SYNC_INTERVAL_ENV
+
+    env = {str(k): str(v) for k, v in spec.env.items()}
+    if float(spec.output_sync_s) != DEFAULT_INTERVAL_S:
+        env.setdefault(SYNC_INTERVAL_ENV, f"{float(spec.output_sync_s):g}")
+    return env

@@ -141,8 +141,17 @@ def load_result(data: bytes) -> JobReturn:
     return ret
 
 
+def completed_return(config: DictConfig, overrides: List[str], value: Any) -> JobReturn:
+    """A COMPLETED JobReturn made here for a job stopped before it wrote its own (an early-stopped trial)."""
+    return _made_return(config, overrides, JobStatus.COMPLETED, value)
+
+
 def failed_return(config: DictConfig, overrides: List[str], error: BaseException) -> JobReturn:
     """A JobReturn for a job whose own result never came back."""
+    return _made_return(config, overrides, JobStatus.FAILED, error)
+
+
+def _made_return(config: DictConfig, overrides: List[str], status: JobStatus, value: Any) -> JobReturn:
     task_cfg = OmegaConf.masked_copy(config, [str(k) for k in config.keys() if k != "hydra"])
     hydra_cfg = OmegaConf.create({"hydra": OmegaConf.to_container(config.hydra)})
     ret = JobReturn(
@@ -151,7 +160,7 @@ def failed_return(config: DictConfig, overrides: List[str], error: BaseException
         hydra_cfg=hydra_cfg,
         working_dir=os.getcwd(),
         task_name=str(config.hydra.job.name),
-        status=JobStatus.FAILED,
+        status=status,
     )
-    ret._return_value = error
+    ret._return_value = value
     return ret

@@ -241,6 +241,7 @@ def _trial_row(summary: Mapping[str, Any], rest: Mapping[str, Any], specs: Seque
         link=link_for(trial_id) if link_for else None,
         intermediate=intermediate,
         params=params or params_of(summary.get("params") or []),
+        stopped_early=bool(summary.get("stopped_early")),
     )
 
 
@@ -249,9 +250,11 @@ def _mark_stopped_early(rows: List[ReportRow]) -> None:
     (neither Vertex's Trial nor the local study says so in another field)."""
     last = max((r.intermediate[-1][0] for r in rows if r.intermediate), default=None)
     for row in rows:
-        if last is not None and row.state == "SUCCEEDED" and row.intermediate and row.intermediate[-1][0] < last:
+        shorter = last is not None and row.intermediate and row.intermediate[-1][0] < last
+        if row.state == "SUCCEEDED" and (row.stopped_early or shorter):  # the sweeper's mark, or the curve
             row.stopped_early = True
-            note = f"stopped early at step {row.intermediate[-1][0]:g} of {last:g} (early stopping rule)"
+            at = f" at step {row.intermediate[-1][0]:g} of {last:g}" if shorter else ""
+            note = f"stopped early{at} (early stopping rule)"
             row.reason = f"{row.reason}; {note}" if row.reason else note
 
 

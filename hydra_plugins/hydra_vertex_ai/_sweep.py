@@ -6,7 +6,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional
+from typing import TYPE_CHECKING, AbstractSet, Any, Dict, List, Mapping, Optional, Set
 
 from hydra.core.utils import JobReturn, setup_globals
 from hydra.errors import HydraException
@@ -37,6 +37,9 @@ CONFIG_KEY = "hydra.sweeper"
 RESULTS_FILE = "optimization_results.yaml"
 # Each categorical value is composed once on this machine before submission; beyond this, only the first.
 _MAX_CHECK_COMPOSITIONS = 32
+# StudySpec's automated stopping specs (study.proto `oneof automated_stopping_spec`) and a REST Trial.State
+_STOPPING_SPECS = ("medianAutomatedStoppingSpec", "decayCurveStoppingSpec", "convexAutomatedStoppingSpec")
+SUCCEEDED_TRIAL = "SUCCEEDED"
 
 
 def sweep(sweeper: "VertexVizierSweeper", arguments: List[str]) -> List[List[JobReturn]]:
@@ -84,16 +87,20 @@ def sweep(sweeper: "VertexVizierSweeper", arguments: List[str]) -> List[List[Job
             outcome = backend.attach_tuning_job(_resume_target(conf), outputs)
     except KeyboardInterrupt:
         _interrupted(backend, conf, parameter_map, list(space.fixed), sweep_dir, sweep_id)
-    results = write_results(sweep_dir / RESULTS_FILE, conf, parameter_map, list(space.fixed), outcome)
+    # A resumed study's trials wrote their results next to its own payload, not under this run's staging.
+    if outcome.payload_uri:
+        staging = Staging.of_study_payload(outcome.payload_uri)
+    early = stopped_early_ids(outcome, job["studySpec"], staging)
+    results = write_results(sweep_dir / RESULTS_FILE, conf, parameter_map, list(space.fixed), outcome, early)
     _report.report_sweep(sweep_dir, results, outcome, job["studySpec"], backend)  # never raises
+    if early:
+        log.info("Stopped early by the early stopping rule (reported with their last measurement): trial(s) %s",
+                 ", ".join(sorted(early, key=lambda i: (len(i), i))))
     if outcome.state != SUCCEEDED:
         raise HydraException(f"the tuning job ended {short_state(outcome.state)}: {outcome.error} "
                              f"(partial results in {sweep_dir / RESULTS_FILE})")
     log.info("Best %s = %s with %s", conf.metric_id, results["best_value"], " ".join(results["best_params"]))
-    # A resumed study's trials wrote their results next to its own payload, not under this run's staging.
-    if outcome.payload_uri:
-        staging = Staging.of_study_payload(outcome.payload_uri)
-    return [_trial_returns(staging, config, parameter_map, list(space.fixed), outcome)]
+    return [_trial_returns(staging, config, parameter_map, list(space.fixed), outcome, early)]
 
 
 def _resume_target(conf: VertexVizierSweeperConf) -> str:
@@ -214,9 +221,10 @@ def write_results(
     parameter_map: Mapping[str, Any],
     fixed: List[str],
     outcome: TuningOutcome,
+    stopped_early: AbstractSet[str] = frozenset(),
 ) -> Dict[str, Any]:
     """optimization_results.yaml: the best value and parameters as paste-ready overrides, and every trial."""
-    trials = [_trial_summary(t, parameter_map) for t in outcome.trials]
+    trials = [_trial_summary(t, parameter_map, stopped_early) for t in outcome.trials]
     scored = [t for t in trials if t["state"] == "SUCCEEDED" and t["value"] is not None and math.isfinite(t["value"])]
     best = (max if conf.goal == Goal.maximize else min)(scored, key=lambda t: t["value"]) if scored else None
     results = {
@@ -235,7 +243,9 @@ def write_results(
     return results
 
 
-def _trial_summary(trial: Mapping[str, Any], parameter_map: Mapping[str, Any]) -> Dict[str, Any]:
+def _trial_summary(
+    trial: Mapping[str, Any], parameter_map: Mapping[str, Any], stopped_early: AbstractSet[str] = frozenset()
+) -> Dict[str, Any]:
     values = {p["parameterId"]: p.get("value") for p in trial.get("parameters", [])}
     return {
         "id": str(trial.get("id")),
@@ -243,20 +253,50 @@ def _trial_summary(trial: Mapping[str, Any], parameter_map: Mapping[str, Any]) -
         "params": _search_space.overrides_from_values(parameter_map, values),
         "value": final_value(trial),
         "infeasible_reason": trial.get("infeasibleReason") or None,
+        # the value is the last measurement the trial reported before the rule stopped it
+        "stopped_early": str(trial.get("id")) in stopped_early,
+    }
+
+
+def stopped_early_ids(outcome: TuningOutcome, study_spec: Mapping[str, Any], staging: Staging) -> Set[str]:
+    """The trials an early stopping rule stopped: SUCCEEDED with a final measurement but without a result.
+
+    Neither Vertex's Trial nor the local study has a field for it. A trial whose container ran to its end
+    has a result.pkl (the chief writes it before exiting 0, and a failed write fails the trial); one that the
+    service stopped was killed first, and Vertex still completes it SUCCEEDED with its last measurement
+    (study.proto Trial.State STOPPING, then final_measurement auto-selected per measurement_selection_type).
+    """
+    if not any(k in study_spec for k in _STOPPING_SPECS):
+        return set()
+    return {
+        str(t.get("id"))
+        for t in outcome.trials
+        if t.get("state") == SUCCEEDED_TRIAL
+        and final_value(t) is not None
+        and not _storage.exists(staging.trial_result(str(t.get("id"))))
     }
 
 
 def _trial_returns(
-    staging: Staging, config: DictConfig, parameter_map: Mapping[str, Any], fixed: List[str], outcome: TuningOutcome
+    staging: Staging,
+    config: DictConfig,
+    parameter_map: Mapping[str, Any],
+    fixed: List[str],
+    outcome: TuningOutcome,
+    stopped_early: AbstractSet[str] = frozenset(),
 ) -> List[JobReturn]:
-    """Each trial's JobReturn as its container wrote it, or a FAILED one saying why there is none."""
+    """Each trial's JobReturn as its container wrote it; a COMPLETED one whose return value is the last
+    measurement for a trial stopped early; or a FAILED one saying why there is none."""
     returns = []
     for trial in outcome.trials:
+        overrides = fixed + _trial_summary(trial, parameter_map)["params"]
+        if str(trial.get("id")) in stopped_early:
+            returns.append(_payload.completed_return(config, overrides, final_value(trial)))
+            continue
         uri = staging.trial_result(str(trial.get("id")))
         if _storage.exists(uri):
             returns.append(_payload.load_result(_storage.read_bytes(uri)))
             continue
-        overrides = fixed + _trial_summary(trial, parameter_map)["params"]
         reason = trial.get("infeasibleReason") or f"trial ended {trial.get('state')} without a result"
         returns.append(_payload.failed_return(config, overrides, _payload.RemoteJobError(reason)))
     return returns

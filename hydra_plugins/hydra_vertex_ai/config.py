@@ -115,6 +115,8 @@ class JobSpecConf(WorkerPoolConf):
     tensorboard: Optional[str] = None
     # interactive shell access to the running containers (Vertex web access)
     enable_web_access: bool = False
+    # seconds between copies of the Hydra output dir from local disk to the FUSE mount; 0: write on the mount
+    output_sync_s: float = 60.0
 
 
 @dataclass

@@ -33,6 +33,25 @@ def is_chief() -> bool:
     return chief(os.environ)
 
 
+def local_rank() -> int:
+    """This process's rank on its replica: above 0 in a process a framework (Lightning) started beside ours."""
+    text = os.environ.get("LOCAL_RANK", "0")
+    return int(text) if text.isdigit() else 0
+
+
+# What Lightning's launcher appends when it re-runs this command for its other processes on a replica
+# (lightning/fabric/strategies/launchers/subprocess_script.py `_hydra_subprocess_cmd`).
+_SPAWNED_OVERRIDES = ("hydra.run.dir=", "hydra.job.name=", "hydra.output_subdir=")
+
+
+def _spawned_overrides(args: List[str]) -> Tuple[List[str], List[str]]:
+    """(trial flags, Lightning's Hydra overrides): the latter only in a spawned process (LOCAL_RANK > 0)."""
+    if local_rank() == 0:
+        return args, []
+    ours = [a for a in args if not a.startswith(_SPAWNED_OVERRIDES)]
+    return ours, [a for a in args if a.startswith(_SPAWNED_OVERRIDES)]
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0].startswith("-"):
@@ -46,12 +65,26 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"hydra-vertex-ai: {e}", file=sys.stderr)
         return EXIT_VERSION_MISMATCH
     trial_id = os.environ.get("CLOUD_ML_TRIAL_ID", "0") if payload.parameters else None
+    flags, spawned = _spawned_overrides(args[1:])
     try:
-        config = _job_config(payload, context, args[1:], trial_id)
+        config = _job_config(payload, context, flags, trial_id)
+        _as_spawned_process(config, spawned)
     except Exception as e:  # bad flags or an override that does not compose: the trial fails visibly
         print(f"hydra-vertex-ai: cannot build the trial's config: {e}", file=sys.stderr)
         return EXIT_USAGE
-    return _finish(payload, _run(context, config), trial_id)
+    outputs = _outputs_on_local_disk(config)
+    try:
+        return _finish(payload, _run(context, config), trial_id)
+    finally:
+        if outputs is not None:
+            outputs.close()  # the last copy to the bucket: after the result, with the log complete
+
+
+def _outputs_on_local_disk(config: Any) -> Any:
+    """On the Cloud Storage FUSE mount the output dir is run on local disk and copied there (see _output_sync)."""
+    from . import _output_sync, _storage
+
+    return _output_sync.relocate(config, os.environ.get(_storage.FUSE_ROOT_ENV, _storage.VERTEX_FUSE_ROOT), os.environ)
 
 
 def _load(payload_uri: str) -> Tuple[Any, Any]:
@@ -76,7 +109,7 @@ def _finish(payload: Any, ret: Any, trial_id: Optional[str]) -> int:
     from . import _payload, _storage
 
     code = _exit_code(ret)
-    if not is_chief():
+    if not is_chief() or local_rank() > 0:  # one result per job: the chief replica's first process writes it
         return code
     _storage.write_bytes(payload.result_uri.replace("{trial_id}", trial_id or ""), _payload.dump_result(ret))
     if code != EXIT_OK or payload.metric_id is None:
@@ -135,11 +168,28 @@ def _job_config(payload: Any, context: Any, trial_flags: List[str], trial_id: Op
     if job_id:
         with open_dict(config):
             config.hydra.job.id = job_id
+    if not os.path.isdir(str(config.hydra.runtime.cwd)):
+        # the submitting machine's cwd; Lightning starts its processes there (`get_original_cwd()`)
+        with read_write(config.hydra.runtime):
+            config.hydra.runtime.cwd = os.getcwd()
     task = replica_task()
     if not is_chief():  # every replica runs the job: each other one logs below the chief's output dir
         with read_write(config.hydra.sweep):
             config.hydra.sweep.subdir = f"{config.hydra.sweep.subdir}/{task['type']}-{task.get('index', 0)}"
     return config
+
+
+def _as_spawned_process(config: Any, spawned: List[str]) -> None:
+    """A process Lightning started shares its replica's output dir: its own log name, no .hydra/ (as Lightning
+    asks, so that two processes do not write one config.yaml); the output dir stays the job's."""
+    if local_rank() == 0:
+        return
+    from omegaconf import open_dict
+
+    names = [a.split("=", 1)[1] for a in spawned if a.startswith("hydra.job.name=")]
+    with open_dict(config):
+        config.hydra.job.name = names[-1] if names else f"{config.hydra.job.name}_process_{local_rank()}"
+        config.hydra.output_subdir = None
 
 
 def _run(context: Any, config: Any) -> Any:

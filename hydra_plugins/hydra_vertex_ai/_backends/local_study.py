@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from .._vertex_facts import CANCELLED, FAILED, SUCCEEDED
 from .base import JobOutcome, TuningOutcome
-from .processes import run_custom_job, thread_env
+from .processes import KillHook, run_custom_job, thread_env
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +41,12 @@ def run_tuning_job(
     workdir: Path,
     cancel: threading.Event,
     on_update: Optional[TrialsCallback] = None,
+    on_kill: Optional[KillHook] = None,
 ) -> TuningOutcome:
     """Run every trial of `job` (REST HyperparameterTuningJob) to the study's end, or until `cancel`."""
     try:
         study = _LocalStudy(job, job_id, Path(workdir), cancel, on_update or (lambda trials: None))
+        study.on_kill = on_kill
     except StudySpecError as e:
         return TuningOutcome(FAILED, [], str(e), str(workdir))
     return study.run()
@@ -196,6 +198,7 @@ class _LocalStudy:
             log.warning("decay-curve early stopping is applied by Vertex only; locally every trial runs to its end")
         self.trials: List[_Trial] = []
         self.failed = 0
+        self.on_kill: Optional[KillHook] = None  # the emulator's FUSE stand-in: see processes.KillHook
 
     def run(self) -> TuningOutcome:
         error: Optional[str] = None
@@ -244,6 +247,7 @@ class _LocalStudy:
             trial_id=trial_id,
             extra_env={"CLOUD_ML_HP_METRIC_FILE": str(trial.workdir / METRICS_FILE),
                        **thread_env(self.trial_job, self.parallel)},
+            on_kill=self.on_kill,
         )
         self.trials.append(trial)
         self._notify()

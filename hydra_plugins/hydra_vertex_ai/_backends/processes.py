@@ -45,6 +45,9 @@ _KILL_GRACE_S = 5.0
 _HOST_ONLY_ENV = ("PYTHONPATH",)
 PIDS_FILE = "pids.json"
 OUTCOME_FILE = "outcome.json"
+# Told a replica's session id (its pid: each replica leads its own session) when a signal ends it, before a
+# SIGKILL or after it died of one: the emulator's FUSE stand-in drops the files it still held open.
+KillHook = Callable[[int], None]
 
 
 @dataclass(frozen=True)
@@ -143,18 +146,22 @@ def _exit_text(code: int) -> str:
     return f"exited with code {code}"
 
 
-def _stop(proc: "subprocess.Popen[bytes]") -> None:
+def _stop(proc: "subprocess.Popen[bytes]", on_kill: Optional[KillHook] = None) -> None:
     """SIGTERM the replica's process group, SIGKILL it if it lingers."""
     for sig, grace in ((signal.SIGTERM, _KILL_GRACE_S), (signal.SIGKILL, None)):
+        if sig == signal.SIGKILL and on_kill is not None:
+            on_kill(proc.pid)
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
-            return
+            break
         try:
             proc.wait(timeout=grace)
-            return
+            break
         except (subprocess.TimeoutExpired, TypeError):
             continue
+    if on_kill is not None and proc.returncode is not None and proc.returncode < 0:
+        on_kill(proc.pid)  # SIGTERM's default action ended it: no clean close of its files
 
 
 def run_custom_job(
@@ -166,6 +173,7 @@ def run_custom_job(
     extra_args: Sequence[str] = (),
     trial_id: Optional[str] = None,
     extra_env: Optional[Mapping[str, str]] = None,
+    on_kill: Optional[KillHook] = None,
 ) -> JobOutcome:
     """Run every replica of `job` until all exit, one fails, or `cancel` is set."""
     if cancel.is_set():
@@ -196,10 +204,10 @@ def run_custom_job(
                 _record_pids(workdir, procs)
             except OSError as e:  # e.g. the command does not exist: this job fails, the sweep goes on
                 for started in procs.values():
-                    _stop(started)
+                    _stop(started, on_kill)
                 return _ended(workdir, JobOutcome(
                     FAILED, f"replica workerpool{p}[{r}] could not start {command[:1]}: {e}", str(cwd)))
-    return _ended(workdir, _supervise(procs, workdir, cancel))
+    return _ended(workdir, _supervise(procs, workdir, cancel, on_kill))
 
 
 # --- what a job's folder records, for a re-attached launcher and the CLI -------------------------------
@@ -315,21 +323,28 @@ def adopt(workdir: Path, cancel: threading.Event, has_result: Callable[[], bool]
     return _ended(workdir, JobOutcome(FAILED, message, str(log_path)))
 
 
-def _supervise(procs: Dict[Replica, "subprocess.Popen[bytes]"], workdir: Path, cancel: threading.Event) -> JobOutcome:
+def _supervise(
+    procs: Dict[Replica, "subprocess.Popen[bytes]"],
+    workdir: Path,
+    cancel: threading.Event,
+    on_kill: Optional[KillHook] = None,
+) -> JobOutcome:
     running = dict(procs)
     while running:
         if cancel.is_set():
             for proc in running.values():
-                _stop(proc)
+                _stop(proc, on_kill)
             return JobOutcome(CANCELLED, "cancelled", str(workdir))
         for replica, proc in list(running.items()):
             code = proc.poll()
             if code is None:
                 continue
             del running[replica]
+            if code < 0 and on_kill is not None:
+                on_kill(proc.pid)  # killed by a signal (e.g. out of memory)
             if code != 0:
                 for other in running.values():
-                    _stop(other)
+                    _stop(other, on_kill)
                 log_path = workdir / f"workerpool{replica.pool}-{replica.index}.log"
                 message = f"replica workerpool{replica.pool}[{replica.index}] {_exit_text(code)}"
                 tail = _tail(log_path)

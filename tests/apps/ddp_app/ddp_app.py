@@ -52,7 +52,7 @@ def main(cfg: DictConfig) -> Dict[str, Any]:
     torch.manual_seed(0)
     x = torch.randn(cfg.samples, 4)
     data = DataLoader(TensorDataset(x, x.sum(dim=1, keepdim=True)), batch_size=cfg.batch_size)
-    exported = {k: os.environ.get(k) for k in ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "NODE_RANK")}
+    exported = {k: os.environ.get(k) for k in ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "NODE_RANK", "LOCAL_RANK")}
     trainer = L.Trainer(**cfg.trainer)
     model = Regression()
     trainer.fit(model, data)
