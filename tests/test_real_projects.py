@@ -17,6 +17,7 @@ import re
 import shutil
 import subprocess
 import sys
+import uuid
 import zipfile
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Set
@@ -31,6 +32,12 @@ APP = TESTS / "apps" / "template_like"
 REPO = TESTS.parent
 LOCAL_DEFAULT = "# @package _global_\nlocal_marker: from_local_default\n"
 SWEEP = Path("logs", "train", "multiruns", "run")  # hydra.sweep.dir of the app, under its PROJECT_ROOT
+
+
+def sweep_of(tag: str) -> Path:
+    """The sweep dir of a run with `run_tag=TAG`. Emulator tests use a tag of their own: the session's bucket
+    is shared, and the vertex backend stages outputs under <staging>/hydra/<sweep dir relative to cwd>."""
+    return Path("logs", "train", "multiruns", tag)
 LAUNCHER_LOCAL = ["hydra/launcher=vertex_ai", "hydra.launcher.backend=local", "hydra.launcher.max_parallel=2"]
 # The same backend settings for the sweeper (the emulator's, and the local backend's).
 SWEEPER_VERTEX = [o.replace("hydra.launcher.", "hydra.sweeper.") for o in VERTEX_OVERRIDES]
@@ -98,8 +105,17 @@ def records(sweep_dir: Path) -> List[Dict[str, Any]]:
 
 def comparable(record: Mapping[str, Any], drop: Sequence[str] = ()) -> Dict[str, Any]:
     out = {k: v for k, v in record.items() if k not in NOT_COMPARED and k not in drop}
-    out["overrides"] = [o for o in record["overrides"] if not o.startswith("hparams_search=")]
+    if "job_num" in drop:  # a sweep's trials run in any order: compare them without their numbers
+        num = record["job_num"]
+        out = json.loads(json.dumps(out).replace(f"<SWEEP>/{num}\"", "<SWEEP>/<N>\""))
+        out["written"] = re.sub(rf"(^|/){num}\.txt$", r"\1<N>.txt", out["written"])
+    out["overrides"] = same_intent(record["overrides"])
     return out
+
+
+def same_intent(overrides: Sequence[str]) -> List[str]:
+    """A sweep's hparams_search config sets optimized_metric; the basic reference run sets it on the command line."""
+    return [o for o in overrides if not o.startswith(("hparams_search=", "optimized_metric="))]
 
 
 def files_under(folder: Path) -> Set[str]:
@@ -121,12 +137,22 @@ def basic_launcher_run(tmp_path: Path, *args: str) -> Path:
     return root
 
 
+def assert_same_record(got: Mapping[str, Any], expected: Mapping[str, Any], what: str) -> None:
+    """Field by field, so that a failure names what differs (container job vs basic launcher job)."""
+    diff = {k: {"got": got.get(k), "basic": expected.get(k)} for k in sorted(set(got) | set(expected))
+            if got.get(k) != expected.get(k)}
+    if "cfg" in diff:  # the config keys that differ, not the whole config
+        g, b = diff["cfg"]["got"] or {}, diff["cfg"]["basic"] or {}
+        diff["cfg"] = {k: {"got": g.get(k), "basic": b.get(k)} for k in sorted(set(g) | set(b)) if g.get(k) != b.get(k)}
+    assert not diff, f"{what}: differs from Hydra's basic launcher: {json.dumps(diff, indent=1)}"
+
+
 def assert_same_as_basic(basic_root: Path, root: Path, recs: List[Dict[str, Any]], n_jobs: int,
-                         sweep_dir: Optional[Path] = None, keyed_by_params: bool = False) -> None:
+                         keyed_by_params: bool = False, tag: str = "run") -> None:
     """Same records (configs as the job resolved them, return values, cwd, files read and written), same files in
     every output dir, same .hydra/config.yaml and overrides.yaml, as the basic launcher's run."""
-    sweep_dir = sweep_dir or root / SWEEP
-    expected = records(basic_root / SWEEP)
+    sweep_dir = root / sweep_of(tag)
+    expected = records(basic_root / sweep_of(tag))
     assert len(expected) == n_jobs
     assert len(recs) == n_jobs, f"{len(recs)} of {n_jobs} jobs logged a record (see the job logs under {sweep_dir})"
     drop = ("job_num", "output_dir") if keyed_by_params else ()
@@ -134,20 +160,23 @@ def assert_same_as_basic(basic_root: Path, root: Path, recs: List[Dict[str, Any]
         exp, got = by_params(expected), by_params(recs)
         assert sorted(got) == sorted(exp)
         for key in exp:
-            assert comparable(got[key], drop) == comparable(exp[key], drop), key
+            assert_same_record(comparable(got[key], drop), comparable(exp[key], drop), key)
     else:
-        assert sorted((comparable(r) for r in recs), key=lambda r: r["job_num"]) == \
-            sorted((comparable(r) for r in expected), key=lambda r: r["job_num"])
+        mine = {r["job_num"]: comparable(r) for r in recs}
+        assert sorted(mine) == sorted(r["job_num"] for r in expected)
+        for rec in expected:
+            assert_same_record(mine[rec["job_num"]], comparable(rec), f"job {rec['job_num']}")
     # the files each job left in its output dir, and its composed config
-    basic_dirs = {str(r["job_num"]): basic_root / SWEEP / str(r["job_num"]) for r in expected}
+    basic_dirs = {str(r["job_num"]): basic_root / sweep_of(tag) / str(r["job_num"]) for r in expected}
     for rec in recs:
         twin = by_params(expected)[" ".join(comparable(rec)["overrides"])]
         mine = Path(rec["raw_output_dir"])
         theirs = basic_dirs[str(twin["job_num"])]
         assert files_under(mine) == files_under(theirs), mine
-        for name in ("config.yaml", "overrides.yaml"):
-            local_copy = sweep_dir / Path(rec["output_dir"]).name / ".hydra" / name
-            assert OmegaConf.load(local_copy) == OmegaConf.load(theirs / ".hydra" / name), local_copy
+        local_copy = sweep_dir / Path(rec["output_dir"]).name / ".hydra"
+        assert OmegaConf.load(local_copy / "config.yaml") == OmegaConf.load(theirs / ".hydra" / "config.yaml"), local_copy
+        assert same_intent(OmegaConf.load(local_copy / "overrides.yaml")) == \
+            same_intent(OmegaConf.load(theirs / ".hydra" / "overrides.yaml")), local_copy
     # the relative writes: where the job's working directory was (its PROJECT_ROOT-relative name is in the record)
     assert all(r["written_ok"] for r in recs)
 
@@ -164,10 +193,11 @@ def test_launcher_local_backend_matches_basic_launcher(tmp_path: Path) -> None:
 
 
 def test_launcher_through_emulator_matches_basic_launcher(tmp_path: Path, vertex_emulator: Any) -> None:
-    basic = basic_launcher_run(tmp_path, *LAUNCH_ARGS)
+    tag = f"emu-{uuid.uuid4().hex[:8]}"
+    basic = basic_launcher_run(tmp_path, *LAUNCH_ARGS, f"run_tag={tag}")
     root = make_project(tmp_path)
-    ok(train(root, *LAUNCH_ARGS, "hydra/launcher=vertex_ai", *VERTEX_OVERRIDES))
-    assert_same_as_basic(basic, root, records(root / SWEEP), n_jobs=2)
+    ok(train(root, *LAUNCH_ARGS, f"run_tag={tag}", "hydra/launcher=vertex_ai", *VERTEX_OVERRIDES))
+    assert_same_as_basic(basic, root, records(root / sweep_of(tag)), n_jobs=2, tag=tag)
 
 
 # --------------------------------------------------------------------------- sweeper: 4 trials, like basic
@@ -175,13 +205,15 @@ def test_launcher_through_emulator_matches_basic_launcher(tmp_path: Path, vertex
 BASIC_GRID = ["-m", "model.lr=0.01,0.02", "model.width=4,8", "optimized_metric=val/acc"]
 
 
-def assert_sweep_same_as_basic(basic: Path, root: Path) -> None:
-    recs = records(root / SWEEP)
-    assert_same_as_basic(basic, root, recs, n_jobs=4, keyed_by_params=True)
+def assert_sweep_same_as_basic(basic: Path, root: Path, tag: str = "run") -> None:
+    recs = records(root / sweep_of(tag))
+    assert_same_as_basic(basic, root, recs, n_jobs=4, keyed_by_params=True, tag=tag)
     # the objective of every trial is what the task returned under the basic launcher
-    results = OmegaConf.to_container(OmegaConf.load(root / SWEEP / "optimization_results.yaml"))
+    results = OmegaConf.to_container(OmegaConf.load(root / sweep_of(tag) / "optimization_results.yaml"))
     assert isinstance(results, dict) and results["state"] == "SUCCEEDED"
-    expected = {k: r["return_value"] for k, r in by_params(records(basic / SWEEP)).items()}
+    swept = ("model.lr=", "model.width=")
+    expected = {" ".join(sorted(o for o in r["overrides"] if o.startswith(swept))): r["return_value"]
+                for r in records(basic / sweep_of(tag))}
     got = {" ".join(sorted(t["params"])): t["value"] for t in results["trials"]}
     assert got == pytest.approx(expected)
     # output dirs numbered as Hydra's sweepers number them: from 0
@@ -196,10 +228,11 @@ def test_sweeper_local_backend_matches_basic_launcher(tmp_path: Path) -> None:
 
 
 def test_sweeper_through_emulator_matches_basic_launcher(tmp_path: Path, vertex_emulator: Any) -> None:
-    basic = basic_launcher_run(tmp_path, *BASIC_GRID)
+    tag = f"emu-{uuid.uuid4().hex[:8]}"
+    basic = basic_launcher_run(tmp_path, *BASIC_GRID, f"run_tag={tag}")
     root = make_project(tmp_path)
-    ok(train(root, "hparams_search=tiny_vizier", *SWEEPER_VERTEX))
-    assert_sweep_same_as_basic(basic, root)
+    ok(train(root, "hparams_search=tiny_vizier", f"run_tag={tag}", *SWEEPER_VERTEX))
+    assert_sweep_same_as_basic(basic, root, tag)
 
 
 # --------------------------------------------------------------------------- the local job's environment
