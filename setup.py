@@ -17,7 +17,7 @@ setup(
     license="Apache-2.0",
     packages=find_namespace_packages(include=["hydra_plugins.*"]),
     include_package_data=True,
-    python_requires=">=3.9",
+    python_requires=">=3.10",
     install_requires=[
         "hydra-core>=1.3.2,<1.4",
         "omegaconf>=2.3,<2.4",
@@ -31,11 +31,17 @@ setup(
     extras_require={
         # Vertex AI Pipelines components (hydra_plugins.hydra_vertex_ai.pipelines)
         "pipelines": ["kfp>=2.14,<3", "google-cloud-pipeline-components>=2.22,<3"],
+        # a Cloud Storage emulator beside the JobService emulator (`python -m ...emulator --gcs-port`)
+        "emulator": ["gcp-storage-emulator>=2024.8"],
+        # report.html's plots (hydra_plugins.hydra_vertex_ai._report)
+        "report": ["plotly>=5.18"],
         "test": [
             "pytest>=8",
             "pytest-timeout>=2.3",
             "hypothesis>=6.100",
             "gcp-storage-emulator>=2024.8",
+            "ruff>=0.6",
+            "mypy>=1.10",
         ],
     },
     classifiers=[

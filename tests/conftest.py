@@ -58,11 +58,11 @@ def launch_in_process(
     Like Hydra's sweepers, every job also gets the non-hydra overrides of `overrides` before its own.
     """
     from hydra import initialize_config_dir
+    from hydra._internal.callbacks import Callbacks
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
     from hydra.core.plugins import Plugins
     from hydra.types import HydraContext, RunMode
-    from hydra._internal.callbacks import Callbacks
 
     with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
         hydra = GlobalHydra.instance().hydra

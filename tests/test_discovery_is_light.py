@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any, Dict, List, Set
 
 import pytest
-
 from conftest import PROBE, records, run_app
 
 OURS = "hydra_plugins.hydra_vertex_ai"

@@ -11,8 +11,9 @@ import pytest
 from omegaconf import OmegaConf
 
 from hydra_plugins.hydra_vertex_ai import _jobspec, _payload
-from hydra_plugins.hydra_vertex_ai._backends import local
+from hydra_plugins.hydra_vertex_ai._backends import processes as local
 from hydra_plugins.hydra_vertex_ai._distributed import torch_env
+from hydra_plugins.hydra_vertex_ai._errors import ConfigError
 from hydra_plugins.hydra_vertex_ai.config import JobSpecConf, WorkerPoolConf
 
 REPO = Path(__file__).resolve().parents[1]
@@ -194,7 +195,7 @@ def pools(*replicas: int) -> List[WorkerPoolConf]:
     ],
 )
 def test_impossible_pool_layouts(spec: JobSpecConf, key: str, message: str) -> None:
-    with pytest.raises(_jobspec.JobSpecError) as info:
+    with pytest.raises(ConfigError) as info:
         _jobspec.validate(spec, KEY)
     assert info.value.key == key
     assert str(info.value).startswith(f"{key}: ")

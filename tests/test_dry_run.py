@@ -4,10 +4,9 @@ import re
 from pathlib import Path
 from typing import Any, Dict, List
 
+from conftest import PROBE, VERTEX_LOCAL, run_app
 from google.cloud import aiplatform_v1
 from google.protobuf import json_format
-
-from conftest import PROBE, VERTEX_LOCAL, run_app
 
 
 def json_documents(text: str) -> List[Dict[str, Any]]:

@@ -5,9 +5,9 @@ import sys
 from typing import Any, Dict
 
 import pytest
+from conftest import EMULATOR_ADDRESS, wait_for
 from google.api_core import exceptions as ex
 
-from conftest import EMULATOR_ADDRESS, wait_for
 from hydra_plugins.hydra_vertex_ai._backends.vertex import VertexBackend, make_client
 
 PARENT = "projects/emu-test/locations/europe-west4"

@@ -9,10 +9,9 @@ from typing import Any, List
 
 import cloudpickle
 import pytest
+from conftest import PROBE, VERTEX_LOCAL, launch_in_process, records
 from hydra.core.utils import JobStatus
 from omegaconf import DictConfig
-
-from conftest import PROBE, VERTEX_LOCAL, launch_in_process, records
 
 # The jobs import nothing from the tests directory (as in a container): ship this module's tasks by value.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])

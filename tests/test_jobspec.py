@@ -5,10 +5,10 @@ from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
 import pytest
+from conftest import PROBE, VERTEX_LOCAL, run_app
 from google.cloud import aiplatform_v1
 from google.protobuf import json_format
 
-from conftest import PROBE, VERTEX_LOCAL, run_app
 from hydra_plugins.hydra_vertex_ai import _jobspec
 from hydra_plugins.hydra_vertex_ai.config import JobSpecConf, SchedulingConf, WorkerPoolConf
 
@@ -150,9 +150,12 @@ BAD_CONFIGS: Dict[str, List[str]] = {
 def bad_runs(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Tuple[Path, "subprocess.CompletedProcess[str]"]]:
     """Every case of the catalogue as a real app run; a few at a time, since each is mostly Python start-up."""
 
+    # mktemp is not thread-safe (it prunes old numbered dirs): make every folder before the runs start.
+    tmps = {case_id: tmp_path_factory.mktemp(case_id) for case_id in BAD_CONFIGS}
+
     def run(case_id: str) -> Tuple[Path, "subprocess.CompletedProcess[str]"]:
         *overrides, _ = BAD_CONFIGS[case_id]
-        tmp = tmp_path_factory.mktemp(case_id)
+        tmp = tmps[case_id]
         sweep = f"hydra.sweep.dir={tmp / 'sweep'}"
         args = ["-m", *VERTEX_LOCAL, *overrides, "tag=0,1", f"out_dir={tmp / 'rec'}", sweep]
         return tmp, run_app(PROBE, args, tmp)
@@ -169,7 +172,9 @@ def test_bad_config_fails_before_anything_runs(
     tmp, proc = bad_runs[case_id]
 
     assert proc.returncode != 0
-    assert f"{key}:" in proc.stderr, proc.stderr
+    # Our checks name the key first; a typed field (an Enum) is refused by OmegaConf while composing.
+    assert f"{key}:" in proc.stderr or f"full_key: {key}\n" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr, "a config mistake deserves one message, not our stack"
     assert not (tmp / "rec").exists(), "a job ran"
-    assert sorted(p.name for p in (tmp / "sweep").iterdir()) == ["multirun.yaml"], "something was staged"
+    staged = sorted(p.name for p in (tmp / "sweep").iterdir()) if (tmp / "sweep").exists() else []
+    assert staged in ([], ["multirun.yaml"]), "something was staged"

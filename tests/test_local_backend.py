@@ -68,7 +68,7 @@ def test_max_parallel_bounds_running_jobs(tmp_path: Path) -> None:
 def test_a_job_whose_command_cannot_start_fails_alone(tmp_path: Path) -> None:
     import threading
 
-    from hydra_plugins.hydra_vertex_ai._backends.local import run_custom_job
+    from hydra_plugins.hydra_vertex_ai._backends.processes import run_custom_job
 
     job = {"displayName": "x", "labels": {}, "jobSpec": {"workerPoolSpecs": [
         {"replicaCount": "1", "containerSpec": {"command": [str(tmp_path / "no-such-program")]}}]}}  # fmt: skip

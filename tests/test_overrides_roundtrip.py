@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
-from hydra_plugins.hydra_vertex_ai._overrides import escape_interpolations, format_override, quote_value
+from hydra_plugins.hydra_vertex_ai._overrides import escape_interpolations, quote_value
 from hydra_plugins.hydra_vertex_ai._search_space import (
     CATEGORICAL,
     overrides_from_values,
@@ -210,7 +210,7 @@ def config_value(override: str, existing: bool) -> Any:
 @example(text="x=${oc.env:HOME}, [y]", existing=False)
 def test_quote_value_round_trips_any_text(text: str, existing: bool) -> None:
     quoted = quote_value(text)
-    override = format_override("k" if existing else "+k", quoted)
+    override = f"{'k' if existing else '+k'}={quoted}"
     parsed = PARSER.parse_override(override)
     # A plain (quoted) string; `${` comes back escaped for OmegaConf and nothing else changes.
     assert parsed.value() == escape_interpolations(text)
@@ -224,8 +224,3 @@ def test_quote_value_keeps_simple_text_readable() -> None:
     assert quote_value("it's") == '"it\'s"'
     assert quote_value("") == "''"
     assert quote_value("${x}") == "'\\${x}'"
-
-
-def test_format_override_keeps_the_prefix() -> None:
-    assert format_override("++a.b", quote_value("x y")) == "++a.b='x y'"
-    assert PARSER.parse_override(format_override("+a", "1")).get_key_element() == "+a"

@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 import pytest
+from conftest import PROBE, VERTEX_LOCAL, run_app
 from hydra.core.config_store import ConfigStore
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig, OmegaConf
 
-from conftest import PROBE, VERTEX_LOCAL, run_app
 from hydra_plugins.hydra_vertex_ai import _payload
 
 ENTRY = "hydra_plugins.hydra_vertex_ai.entry"

@@ -13,6 +13,7 @@ import yaml
 from kfp import compiler, dsl
 
 from hydra_plugins.hydra_vertex_ai import _jobspec, pipeline_entry
+from hydra_plugins.hydra_vertex_ai._errors import ConfigError
 from hydra_plugins.hydra_vertex_ai.config import JobSpecConf, SchedulingConf, WorkerPoolConf
 from hydra_plugins.hydra_vertex_ai.pipelines import Artifact, Param, hydra_component
 
@@ -162,7 +163,7 @@ def test_explicit_worker_pools_reach_the_step() -> None:
     ],
 )
 def test_job_spec_errors_name_the_key(job: JobSpecConf, key: str) -> None:
-    with pytest.raises(_jobspec.JobSpecError, match=re.escape(key)):
+    with pytest.raises(ConfigError, match=re.escape(key)):
         hydra_component("bad", app="train.py", image=IMAGE, job=job)
 
 

@@ -1,4 +1,4 @@
-"""Hydra sweep overrides -> Vertex ParameterSpecs (DESIGN.md's table), errors, and trial flags -> overrides."""
+"""Hydra sweep overrides -> Vertex ParameterSpecs (the README's table), errors, and trial flags -> overrides."""
 from typing import Any, Dict
 
 import pytest

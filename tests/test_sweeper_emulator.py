@@ -5,9 +5,8 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List
 
-from omegaconf import OmegaConf
-
 from conftest import VERTEX_OVERRIDES, wait_for
+from omegaconf import OmegaConf
 
 APP = Path(__file__).parent / "apps" / "quadratic" / "app.py"
 SWEEPER = [o.replace("hydra.launcher.", "hydra.sweeper.") for o in VERTEX_OVERRIDES]

@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 import pytest
+from conftest import wait_for
 from google.cloud.aiplatform_v1.types import HyperparameterTuningJob
 from google.protobuf import json_format
 from omegaconf import OmegaConf
-
-from conftest import wait_for
 
 APP = Path(__file__).parent / "apps" / "quadratic" / "app.py"
 OFFSETS = {"a": 1.0, "b": 0.0, "c": 3.0}

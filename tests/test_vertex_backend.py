@@ -9,13 +9,13 @@ from unittest import mock
 
 import cloudpickle
 import pytest
+from conftest import BUCKET, EMULATOR_ADDRESS, PROBE, STAGING, VERTEX_OVERRIDES, launch_in_process, wait_for
 from hydra.core.utils import JobStatus
 from hydra.test_utils.launcher_common_tests import IntegrationTestSuite, LauncherTestSuite
 from omegaconf import DictConfig
 
-from conftest import BUCKET, EMULATOR_ADDRESS, PROBE, STAGING, VERTEX_OVERRIDES, launch_in_process, wait_for
 from hydra_plugins.hydra_vertex_ai._backends.vertex import VertexAPIError, VertexBackend, make_client
-from hydra_plugins.hydra_vertex_ai._jobspec import JobSpecError
+from hydra_plugins.hydra_vertex_ai._errors import ConfigError
 from hydra_plugins.hydra_vertex_ai.config import VertexAILauncherConf
 
 # The jobs import nothing from the tests directory (as in a container): ship this module's tasks by value.
@@ -191,7 +191,7 @@ def test_outputs_are_synced_back_to_the_local_sweep_dir(vertex_emulator: Any, tm
         "os.makedirs(d + '/.hydra'); open(d + '/.hydra/config.yaml', 'w').write('a: 1'); "
         "open(d + '/job.log', 'w').write('hello'); open(d + '/model.bin', 'w').write('big')"
     )
-    [outcome] = backend.run_jobs([_trivial_job(sweep, 0, writer)])
+    [outcome] = backend.run_jobs([_trivial_job(sweep, 0, writer)], backend.outputs_of(str(tmp_path / "sweep")))
 
     assert outcome.state == "JOB_STATE_SUCCEEDED", outcome.error
     assert (tmp_path / "sweep" / "0" / ".hydra" / "config.yaml").read_text() == "a: 1"
@@ -253,7 +253,7 @@ def test_settings_are_checked_before_anything_is_submitted(
     for var in ("GOOGLE_CLOUD_PROJECT", "CLOUDSDK_CORE_PROJECT"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path))  # no gcloud default project either
-    with pytest.raises(JobSpecError) as info:
+    with pytest.raises(ConfigError) as info:
         VertexBackend.from_config(_conf(**changes), "hydra.launcher", "sweep")
     assert info.value.key == key
 
@@ -262,4 +262,4 @@ def test_project_falls_back_to_the_environment(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "from-env")
     backend = VertexBackend.from_config(_conf(project=None, api_endpoint=EMULATOR_ADDRESS), "hydra.launcher", "s")
     assert backend.parent == "projects/from-env/locations/us-central1"
-    assert backend.staging == f"gs://{BUCKET}/s/s"
+    assert backend.staging.root == f"gs://{BUCKET}/s/s"

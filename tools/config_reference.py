@@ -40,16 +40,32 @@ VERTEX = {
 }
 
 
+def enums(tree: ast.Module) -> Dict[str, List[str]]:
+    """Enum name -> its member names: the values a choice field accepts."""
+    return {
+        node.name: [t.id for stmt in node.body if isinstance(stmt, ast.Assign) for t in stmt.targets if isinstance(t, ast.Name)]
+        for node in tree.body
+        if isinstance(node, ast.ClassDef) and any(isinstance(b, ast.Name) and b.id == "Enum" for b in node.bases)
+    }
+
+
+def choices(annotation: ast.expr, known: Dict[str, List[str]]) -> str:
+    """` (one of a, b)` for an Enum-typed (or Optional[Enum]) field, else ''."""
+    names = [n.id for n in ast.walk(annotation) if isinstance(n, ast.Name) and n.id in known]
+    return f" (one of {', '.join(known[names[0]])})" if names else ""
+
+
 def fields(tree: ast.Module, source: List[str]) -> Dict[str, List[Tuple[str, str, str]]]:
     """Dataclass name -> [(field, default, comment on the line above)], inherited fields first."""
     found: Dict[str, List[Tuple[str, str, str]]] = {}
+    known = enums(tree)
     for node in tree.body:
         if not isinstance(node, ast.ClassDef):
             continue
         rows = [row for base in node.bases if isinstance(base, ast.Name) for row in found.get(base.id, [])]
         for stmt in node.body:
             if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and stmt.target.id != "_target_":
-                comment = source[stmt.lineno - 2].strip().lstrip("# ")
+                comment = source[stmt.lineno - 2].strip().lstrip("# ") + choices(stmt.annotation, known)
                 rows = [r for r in rows if r[0] != stmt.target.id] + [(stmt.target.id, default(stmt), comment)]
         found[node.name] = rows
     return found
@@ -62,6 +78,8 @@ def default(stmt: ast.AnnAssign) -> str:
         if isinstance(factory, ast.Name):
             return {"list": "[]", "dict": "{}"}.get(factory.id, "(see below)")
         return "(see config.py)"
+    if isinstance(value, ast.Attribute):  # an Enum member: users write its name
+        return value.attr
     return ast.unparse(value) if value is not None else "required"
 
 

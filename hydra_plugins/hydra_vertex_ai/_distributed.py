@@ -18,8 +18,9 @@ launched externally, so a Trainer must use `devices=1` and `num_nodes=WORLD_SIZE
 Values already in the environment win: Vertex's prebuilt PyTorch images set `MASTER_ADDR`, `MASTER_PORT`,
 `WORLD_SIZE` and `RANK` themselves, and a user may set any of them in the job's `env`.
 """
-import json
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional
+
+from ._vertex_facts import cluster_spec, split_address
 
 # The pools whose replicas join the process group, in rank order.
 TRAINING_POOLS = ("workerpool0", "workerpool1")
@@ -27,17 +28,17 @@ TRAINING_POOLS = ("workerpool0", "workerpool1")
 
 def torch_env(environ: Mapping[str, str]) -> Dict[str, str]:
     """Variables to add to this replica's environment; empty outside a multi-replica job."""
-    spec = _cluster_spec(environ)
+    spec = cluster_spec(environ)
     members = [addr for pool in TRAINING_POOLS for addr in spec.get("cluster", {}).get(pool, [])]
     if len(members) < 2:
         return {}
     rank = _rank(spec.get("task") or {}, spec["cluster"])
     if rank is None:
         return {}  # a parameter server or evaluator: not part of the process group
-    host, port = _split_address(members[0])
+    host, port = split_address(members[0], "CLUSTER_SPEC address")
     computed = {
         "MASTER_ADDR": host,
-        "MASTER_PORT": port,
+        "MASTER_PORT": str(port),
         "WORLD_SIZE": str(len(members)),
         "RANK": str(rank),
         # one process per replica: the node rank is the global rank (and follows a RANK Vertex set)
@@ -45,19 +46,6 @@ def torch_env(environ: Mapping[str, str]) -> Dict[str, str]:
         "LOCAL_RANK": "0",
     }
     return {name: value for name, value in computed.items() if name not in environ}
-
-
-def _cluster_spec(environ: Mapping[str, str]) -> Dict[str, Any]:
-    text = environ.get("CLUSTER_SPEC")
-    if not text:
-        return {}
-    try:
-        spec = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"CLUSTER_SPEC is not JSON: {e}") from e
-    if not isinstance(spec, dict) or not isinstance(spec.get("cluster", {}), dict):
-        raise ValueError(f"CLUSTER_SPEC has no 'cluster' mapping: {text[:200]}")
-    return spec
 
 
 def _rank(task: Mapping[str, Any], cluster: Mapping[str, List[str]]) -> Optional[int]:
@@ -73,11 +61,3 @@ def _rank(task: Mapping[str, Any], cluster: Mapping[str, List[str]]) -> Optional
         raise ValueError(f"CLUSTER_SPEC task {pool}[{index}] is not in its cluster")
     before = sum(len(cluster.get(p, [])) for p in TRAINING_POOLS[: TRAINING_POOLS.index(pool)])
     return before + index
-
-
-def _split_address(address: str) -> Tuple[str, str]:
-    """'host:port' (or '[v6]:port') -> (host, port)."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise ValueError(f"CLUSTER_SPEC address '{address}' is not host:port")
-    return host.strip("[]"), port

@@ -30,7 +30,7 @@ from google.protobuf import json_format
 from google.protobuf.field_mask_pb2 import FieldMask
 
 from . import _storage
-from ._backends.base import CANCELLED, FAILED, TERMINAL_STATES
+from ._vertex_facts import CANCELLED, FAILED, MAX_LABELS, TERMINAL_STATES, label_problem
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,6 @@ DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 _PARENT = re.compile(r"^projects/[^/]+/locations/[^/]+$")
 _FILTER_TERM = re.compile(r'^(NOT\s+)?([A-Za-z_][\w.-]*)\s*(!=|=|:)\s*(?:"((?:[^"\\]|\\.)*)"|(\S+))$')
-_LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
-_LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
 
 
 @dataclass
@@ -332,7 +330,7 @@ class JobServiceEmulator:
     def _state(self, name: str) -> int:
         from google.cloud.aiplatform_v1.types import JobState
 
-        return int(JobState[name])
+        return int(getattr(JobState, name))
 
     @staticmethod
     def _state_name(value: int) -> str:
@@ -386,7 +384,7 @@ class JobServiceEmulator:
         return str(record.job.name.rsplit("/", 1)[-1])
 
     def _run_custom(self, record: _Record) -> Tuple[str, Optional[str]]:
-        from ._backends.local import run_custom_job
+        from ._backends.processes import run_custom_job
 
         with self._lock:
             rest = json_format.MessageToDict(record.job)
@@ -492,9 +490,13 @@ def _masked(job: Any, mask: Optional[FieldMask], cls: Any) -> Any:
 
 
 def _check_labels(labels: Any) -> None:
+    """The label rules of `_vertex_facts`, as the service applies them."""
+    if len(labels) > MAX_LABELS:
+        raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"at most {MAX_LABELS} labels, got {len(labels)}")
     for key, value in labels.items():
-        if not _LABEL_KEY.match(key) or not _LABEL_VALUE.match(value):
-            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid label {key}={value}")
+        problem = label_problem(key, value)
+        if problem:
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid label {key}={value}: {problem}")
 
 
 def _parse_filter(text: str) -> List[Tuple[bool, str, str, str]]:

@@ -3,57 +3,16 @@
 The dict this module builds is the one thing every backend consumes: `dry_run` prints it, the vertex
 backend parses it into the real `aiplatform_v1.CustomJob` proto, and the local backend executes it.
 """
-import re
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-from hydra.errors import CompactHydraException
-
-from .config import JobSpecConf, WorkerPoolConf
+from ._errors import ConfigError
+from ._vertex_facts import ACCELERATOR_TYPES, MAX_LABELS, MAX_WORKER_POOLS, SYSTEM_LABELS, label_problem
+from .config import JobSpecConf, Strategy, WorkerPoolConf
 
 ENTRY_MODULE = "hydra_plugins.hydra_vertex_ai.entry"
 # The image's interpreter; the local backend runs the same command with this environment's python.
 CONTAINER_PYTHON = "python"
-
-# aiplatform_v1.AcceleratorType without UNSPECIFIED (a test keeps this list equal to the proto enum).
-ACCELERATOR_TYPES = (
-    "NVIDIA_TESLA_K80",
-    "NVIDIA_TESLA_P100",
-    "NVIDIA_TESLA_V100",
-    "NVIDIA_TESLA_P4",
-    "NVIDIA_TESLA_T4",
-    "NVIDIA_TESLA_A100",
-    "NVIDIA_A100_80GB",
-    "NVIDIA_L4",
-    "NVIDIA_H100_80GB",
-    "NVIDIA_H100_MEGA_80GB",
-    "NVIDIA_H200_141GB",
-    "NVIDIA_B200",
-    "NVIDIA_GB200",
-    "NVIDIA_RTX_PRO_6000",
-    "TPU_V2",
-    "TPU_V3",
-    "TPU_V4_POD",
-    "TPU_V5_LITEPOD",
-)
-STRATEGIES = ("STANDARD", "SPOT", "FLEX_START")
-MAX_WORKER_POOLS = 4
-# Labels the launcher sets itself; users may not set them.
-SYSTEM_LABELS = ("hydra_sweep", "hydra_job", "hydra_uid")
-_LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
-_LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,64}$")
-_MAX_LABELS = 64
-
-
-class JobSpecError(CompactHydraException):
-    """A job setting Vertex would reject; the message starts with the config key to fix.
-
-    Compact: Hydra prints just the message (one line naming the key), not a traceback of our internals.
-    """
-
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(f"{key}: {message}")
-        self.key = key
 
 
 @dataclass(frozen=True)
@@ -65,7 +24,7 @@ class Container:
 
 
 def validate(spec: JobSpecConf, key: str) -> None:
-    """Raise JobSpecError for the first setting Vertex would refuse. `key` is the spec's config path."""
+    """Raise ConfigError for the first setting Vertex would refuse. `key` is the spec's config path."""
     _validate_pool(spec, key, chief=True)
     _validate_pool_layout(spec, key)
     for i, pool in enumerate(spec.worker_pools):
@@ -78,13 +37,13 @@ def _validate_pool_layout(spec: JobSpecConf, key: str) -> None:
     """Vertex's pool positions: 0 the chief (one replica, by construction), 1 workers, 2 parameter or
     reduction servers, 3 evaluators; an empty pool ({}) only holds the place of a later one."""
     if spec.replica_count > 1 and spec.worker_pools:
-        raise JobSpecError(
+        raise ConfigError(
             f"{key}.replica_count",
             "replica_count > 1 puts the extra replicas in workerpool1; with explicit worker_pools, "
             "keep replica_count=1 and give workerpool1 its replicas in worker_pools[0]",
         )
     if 1 + len(spec.worker_pools) > MAX_WORKER_POOLS:
-        raise JobSpecError(
+        raise ConfigError(
             f"{key}.worker_pools",
             f"{1 + len(spec.worker_pools)} worker pools requested; Vertex allows at most "
             f"{MAX_WORKER_POOLS} (the chief, then workers, parameter servers and evaluators)",
@@ -92,7 +51,7 @@ def _validate_pool_layout(spec: JobSpecConf, key: str) -> None:
     last = len(spec.worker_pools) - 1
     if last >= 0 and spec.worker_pools[last].replica_count == 0:
         # A trailing {} holds no place: Vertex (and its SDK, which drops them) expects none.
-        raise JobSpecError(
+        raise ConfigError(
             f"{key}.worker_pools[{last}].replica_count",
             f"workerpool{last + 1} is empty and no pool follows it; an empty pool is only a placeholder "
             "before a later pool: give it replicas or remove it",
@@ -101,59 +60,47 @@ def _validate_pool_layout(spec: JobSpecConf, key: str) -> None:
 
 def _validate_pool(pool: WorkerPoolConf, key: str, chief: bool = False) -> None:
     if pool.replica_count < 0 or (pool.replica_count == 0 and chief):  # only a later pool may be an empty placeholder
-        raise JobSpecError(f"{key}.replica_count", f"must be at least 1, got {pool.replica_count}")
+        raise ConfigError(f"{key}.replica_count", f"must be at least 1, got {pool.replica_count}")
     if pool.accelerator_type is not None and pool.accelerator_type not in ACCELERATOR_TYPES:
-        raise JobSpecError(
+        raise ConfigError(
             f"{key}.accelerator_type",
             f"unknown accelerator '{pool.accelerator_type}'; expected one of {', '.join(ACCELERATOR_TYPES)}",
         )
     if pool.accelerator_count < 0:
-        raise JobSpecError(f"{key}.accelerator_count", "must not be negative")
+        raise ConfigError(f"{key}.accelerator_count", "must not be negative")
     if pool.accelerator_count > 0 and pool.accelerator_type is None:
-        raise JobSpecError(
+        raise ConfigError(
             f"{key}.accelerator_count",
             f"{pool.accelerator_count} accelerators requested without an accelerator_type",
         )
     if pool.accelerator_type is not None and pool.accelerator_count == 0:
-        raise JobSpecError(
+        raise ConfigError(
             f"{key}.accelerator_count", f"accelerator_type {pool.accelerator_type} needs accelerator_count >= 1"
         )
     if pool.boot_disk_size_gb <= 0:
-        raise JobSpecError(f"{key}.boot_disk_size_gb", "must be positive")
+        raise ConfigError(f"{key}.boot_disk_size_gb", "must be positive")
 
 
 def _validate_labels(labels: Mapping[str, str], key: str) -> None:
-    if len(labels) + len(SYSTEM_LABELS) > _MAX_LABELS:
-        raise JobSpecError(key, f"at most {_MAX_LABELS - len(SYSTEM_LABELS)} user labels")
+    if len(labels) + len(SYSTEM_LABELS) > MAX_LABELS:
+        raise ConfigError(key, f"at most {MAX_LABELS - len(SYSTEM_LABELS)} user labels")
     for name, value in labels.items():
         if name in SYSTEM_LABELS:
-            raise JobSpecError(f"{key}.{name}", "is set by the launcher itself")
-        if not _LABEL_KEY.match(name):
-            raise JobSpecError(
-                f"{key}.{name}",
-                "label keys are 1-64 lowercase letters, digits, '_' or '-', starting with a letter",
-            )
-        if not _LABEL_VALUE.match(str(value)):
-            raise JobSpecError(
-                f"{key}.{name}",
-                f"label value '{value}' must be at most 64 lowercase letters, digits, '_' or '-'",
-            )
+            raise ConfigError(f"{key}.{name}", "is set by the launcher itself")
+        problem = label_problem(str(name), str(value))
+        if problem:
+            raise ConfigError(f"{key}.{name}", problem)
 
 
 def _validate_scheduling(spec: JobSpecConf, key: str) -> None:
     sched = spec.scheduling
-    if sched.strategy is not None and sched.strategy not in STRATEGIES:
-        raise JobSpecError(f"{key}.strategy", f"'{sched.strategy}' is not one of {', '.join(STRATEGIES)}")
+    strategy = _strategy(spec)
+    if sched.strategy is not None and strategy is None:
+        raise ConfigError(f"{key}.strategy", f"'{sched.strategy}' is not one of {', '.join(s.value for s in Strategy)}")
     if sched.timeout_s is not None and sched.timeout_s <= 0:
-        raise JobSpecError(f"{key}.timeout_s", "must be positive")
-    if sched.max_wait_duration_s is not None and sched.strategy != "FLEX_START":
-        raise JobSpecError(f"{key}.max_wait_duration_s", "only applies with strategy=FLEX_START")
-
-
-def sanitize_label(text: str) -> str:
-    """Turn any text into a valid label value (Hydra values never go into labels as they are)."""
-    value = re.sub(r"[^a-z0-9_-]+", "-", text.lower()).strip("-")
-    return value[:64]
+        raise ConfigError(f"{key}.timeout_s", "must be positive")
+    if sched.max_wait_duration_s is not None and strategy != Strategy.FLEX_START:
+        raise ConfigError(f"{key}.max_wait_duration_s", "only applies with strategy=FLEX_START")
 
 
 def build_custom_job(
@@ -220,6 +167,14 @@ def _pool_spec(
     }
 
 
+def _strategy(spec: JobSpecConf) -> Optional[Strategy]:
+    """The provisioning strategy, from the Enum a composed config holds or its name (built in code)."""
+    try:
+        return None if spec.scheduling.strategy is None else Strategy(spec.scheduling.strategy)
+    except ValueError:
+        return None
+
+
 def _scheduling(spec: JobSpecConf) -> Dict[str, Any]:
     sched = spec.scheduling
     out: Dict[str, Any] = {}
@@ -227,8 +182,9 @@ def _scheduling(spec: JobSpecConf) -> Dict[str, Any]:
         out["timeout"] = f"{sched.timeout_s}s"
     if sched.restart_job_on_worker_restart:
         out["restartJobOnWorkerRestart"] = True
-    if sched.strategy is not None:
-        out["strategy"] = sched.strategy
+    strategy = _strategy(spec)
+    if strategy is not None:
+        out["strategy"] = strategy.value
     if sched.max_wait_duration_s is not None:
         out["maxWaitDuration"] = f"{sched.max_wait_duration_s}s"
     if sched.disable_retries:

@@ -1,29 +1,25 @@
 """The launcher's core: compose every job, stage its payload, build its CustomJob, run, collect JobReturns."""
 import json
 import logging
-import secrets
-import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Sequence
 
-from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
-from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from . import _jobspec, _payload, _snapshot, _storage
+from . import _jobspec, _payload, _report, _storage
 from ._backends import factory
-from ._backends.base import SUCCEEDED, Backend, JobOutcome
-from .config import VertexAILauncherConf, VertexBackendConf
+from ._backends.base import Backend, JobOutcome
+from ._staging import new_sweep_id, stage
+from ._vertex_facts import SUCCEEDED, short_state
+from .config import VertexAILauncherConf
 
 if TYPE_CHECKING:
     from .vertex_ai_launcher import VertexAILauncher
 
 log = logging.getLogger(__name__)
 CONFIG_KEY = "hydra.launcher"
-_STAGING_THREADS = 16
 
 
 @dataclass
@@ -38,12 +34,6 @@ class PreparedJob:
     custom_job: Dict[str, Any]
 
 
-def new_sweep_id(job_name: str) -> str:
-    """Unique, label-safe, and short enough that `<sweep_id>-<job num>` stays a valid label value."""
-    name = _jobspec.sanitize_label(job_name)[:30].strip("-") or "hydra"
-    return f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
-
-
 def launch(launcher: "VertexAILauncher", job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> List[JobReturn]:
     assert launcher.config is not None and launcher.hydra_context is not None
     assert launcher.task_function is not None
@@ -53,11 +43,11 @@ def launch(launcher: "VertexAILauncher", job_overrides: Sequence[Sequence[str]],
     _jobspec.validate(conf.job, f"{CONFIG_KEY}.job")
     if launcher.sweep_id is None:
         launcher.sweep_id = new_sweep_id(str(launcher.config.hydra.job.name))
-    backend = factory.make_backend(conf, CONFIG_KEY, launcher.sweep_id)
+    backend = factory.make_backend(conf, CONFIG_KEY, launcher.sweep_id, connect=not conf.dry_run)
     staging = backend.staging
-    context_uri = _storage.join(staging, f"context-{initial_job_idx}.pkl")
+    context_uri = staging.context(initial_job_idx)
     jobs = [
-        _prepare(launcher, conf, backend, staging, context_uri, initial_job_idx + i, list(overrides))
+        _prepare(launcher, conf, backend, initial_job_idx + i, list(overrides))
         for i, overrides in enumerate(job_overrides)
     ]
     if conf.dry_run:
@@ -65,20 +55,21 @@ def launch(launcher: "VertexAILauncher", job_overrides: Sequence[Sequence[str]],
             print(json.dumps(job.custom_job, indent=2))
         log.info("dry_run: printed %d CustomJob spec(s), submitted nothing", len(jobs))
         return []
-    Path(str(launcher.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
-    log.info("Vertex AI launcher (%s backend): %d job(s), staging %s", conf.backend, len(jobs), staging)
+    sweep_dir = str(launcher.config.hydra.sweep.dir)
+    Path(sweep_dir).mkdir(parents=True, exist_ok=True)
+    log.info("Vertex AI launcher (%s backend): %d job(s), staging %s", conf.backend.value, len(jobs), staging.root)
     payloads = {job.payload_uri: _payload.JobPayload(context_uri, job.config, job.result_uri) for job in jobs}
-    stage(conf, CONFIG_KEY, staging, launcher.hydra_context, launcher.task_function, context_uri, payloads)
-    outcomes = backend.run_jobs([job.custom_job for job in jobs])
-    return [_collect(job, outcome) for job, outcome in zip(jobs, outcomes)]
+    stage(staging, conf.snapshot, CONFIG_KEY, launcher.hydra_context, launcher.task_function, context_uri, payloads)
+    outcomes = backend.run_jobs([job.custom_job for job in jobs], backend.outputs_of(sweep_dir))
+    returns = [_collect(job, outcome) for job, outcome in zip(jobs, outcomes)]
+    _report.report_launch(sweep_dir, launcher.sweep_id, jobs, outcomes, returns)
+    return returns
 
 
 def _prepare(
     launcher: "VertexAILauncher",
     conf: VertexAILauncherConf,
     backend: Backend,
-    staging: str,
-    context_uri: str,
     num: int,
     overrides: List[str],
 ) -> PreparedJob:
@@ -93,49 +84,23 @@ def _prepare(
     with read_write(config.hydra.sweep):
         # The container has neither our cwd nor our paths: give it the sweep dir as it sees it.
         config.hydra.sweep.dir = backend.container_path(str(config.hydra.sweep.dir))
-    job_dir = _storage.join(staging, "jobs", str(num))
-    payload_uri = _storage.join(job_dir, "payload.pkl")
+    staging = backend.staging
     labels = {"hydra_sweep": launcher.sweep_id, "hydra_job": str(num), "hydra_uid": f"{launcher.sweep_id}-{num}"}
-    base_output = _storage.join(conf.job.base_output_dir or _storage.join(staging, "outputs"), str(num))
     custom_job = _jobspec.build_custom_job(
         conf.job,
         display_name=f"{config.hydra.job.name}-{num}",
-        container=_jobspec.Container(args=[payload_uri], env=conf.job.env),
+        container=_jobspec.Container(args=[staging.payload(num)], env=_jobspec.job_env(conf.job)),
         labels=labels,
-        base_output_dir=base_output,
+        base_output_dir=staging.base_output(num, conf.job.base_output_dir),
     )
-    return PreparedJob(num, overrides, config, payload_uri, _storage.join(job_dir, "result.pkl"), custom_job)
-
-
-def stage(
-    conf: VertexBackendConf,
-    key: str,
-    staging: str,
-    hydra_context: HydraContext,
-    task_function: TaskFunction,
-    context_uri: str,
-    payloads: Mapping[str, _payload.JobPayload],
-) -> None:
-    """Stage the source snapshot, the shared context (once) and every job's small payload.
-
-    Payloads are written in parallel: staging may be a bucket. Every file's header names the snapshot, so the
-    container can put the user's code on sys.path before it unpickles anything."""
-    snapshot = _snapshot.stage_snapshot(
-        conf.snapshot, _storage.parent(staging), task_function, hydra_context.config_loader, key
-    )
-    header = {"snapshot": snapshot.to_json() if snapshot else None}
-    context = _payload.SweepContext(hydra_context, task_function, Singleton.get_state())
-    blobs = {context_uri: _payload.dumps(context, **header)}
-    blobs.update({uri: _payload.dumps(payload, **header) for uri, payload in payloads.items()})
-    with ThreadPoolExecutor(max_workers=_STAGING_THREADS) as pool:
-        list(pool.map(lambda item: _storage.write_bytes(*item), blobs.items()))
+    return PreparedJob(num, overrides, config, staging.payload(num), staging.result(num), custom_job)
 
 
 def _collect(job: PreparedJob, outcome: JobOutcome) -> JobReturn:
     """The job's own JobReturn when the job as a whole succeeded (or the task itself failed); otherwise a
     FAILED one saying what happened: no result, an unreadable one, or another replica that failed."""
     name = f"job #{job.num} ({job.custom_job['displayName']})"
-    state = outcome.state.replace("JOB_STATE_", "")
+    state = short_state(outcome.state)
     ret = None
     if _storage.exists(job.result_uri):
         try:

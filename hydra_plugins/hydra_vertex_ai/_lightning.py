@@ -14,20 +14,22 @@ def _callback_base() -> Any:
     A Trainer only accepts callbacks of its own package, so an app that imported only the older
     `pytorch_lightning` gets that one even when `lightning` is installed too.
     """
-    if "pytorch_lightning" in sys.modules and "lightning" not in sys.modules:
-        from pytorch_lightning import Callback
-    else:
+    if "pytorch_lightning" not in sys.modules or "lightning" in sys.modules:
         try:
-            from lightning.pytorch import Callback
+            from lightning import pytorch
+
+            return pytorch.Callback
         except ImportError:
-            from pytorch_lightning import Callback
-    return Callback
+            pass
+    import pytorch_lightning
+
+    return pytorch_lightning.Callback
 
 
 _Callback: Any = _callback_base()
 
 
-class ReportMetricCallback(_Callback):  # type: ignore[misc, valid-type]
+class ReportMetricCallback(_Callback):
     """Reports a logged metric to the Vertex AI trial after every validation run, for early stopping.
 
     `monitor` is a key of `trainer.callback_metrics` (what `self.log(...)` recorded, e.g. "val_acc");

@@ -44,10 +44,3 @@ def _escape_run(match: "re.Match[str]", quote: str) -> str:
     # Hydra halves a backslash run before a quote; an extra backslash makes an inner quote literal.
     backslashes, end = match.group(1), match.group(2)
     return backslashes * 2 + ("\\" + quote if end else "")
-
-
-def format_override(key: str, value_text: str) -> str:
-    """`key=value_text`; `key` keeps any `+` / `++` prefix and `@package` as given."""
-    if not key or "=" in key:
-        raise ValueError(f"not a Hydra override key: {key!r}")
-    return f"{key}={value_text}"

@@ -143,7 +143,7 @@ def load_result(data: bytes) -> JobReturn:
 
 def failed_return(config: DictConfig, overrides: List[str], error: BaseException) -> JobReturn:
     """A JobReturn for a job whose own result never came back."""
-    task_cfg = OmegaConf.masked_copy(config, [k for k in config.keys() if k != "hydra"])
+    task_cfg = OmegaConf.masked_copy(config, [str(k) for k in config.keys() if k != "hydra"])
     hydra_cfg = OmegaConf.create({"hydra": OmegaConf.to_container(config.hydra)})
     ret = JobReturn(
         overrides=overrides,

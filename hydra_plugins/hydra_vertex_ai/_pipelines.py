@@ -12,8 +12,9 @@ import re
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from . import _jobspec
-from .config import JobSpecConf
 from ._component_specs import ARTIFACT_TYPES, PARAM_TYPES, Artifact, Param, Spec
+from ._errors import ConfigError
+from .config import JobSpecConf
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ def _container_component(
 
     body.__name__ = name.replace("-", "_")
     body.__doc__ = description or f"Hydra app {app}, its inputs and outputs passed as Hydra overrides."
-    setattr(body, "__signature__", inspect.Signature(params))
+    body.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     return dsl.container_component(body)
 
 
@@ -140,7 +141,7 @@ def _custom_job_component(component: Any, job: JobSpecConf) -> Any:
     """`component` as a Vertex CustomJob step on the machines of `job`."""
     _jobspec.validate(job, "job")
     if job.scheduling.disable_retries:
-        raise _jobspec.JobSpecError(
+        raise ConfigError(
             "job.scheduling.disable_retries", "CustomTrainingJobOp (pipeline steps) has no such setting"
         )
     from google_cloud_pipeline_components.v1.custom_job import create_custom_training_job_from_component

@@ -28,15 +28,17 @@ from hydra.core.override_parser.types import (
     QuotedString,
     RangeSweep,
     Sweep,
+    Transformer,
     ValueType,
 )
-from hydra.errors import HydraException
+from hydra.errors import CompactHydraException, HydraException
+
+from .config import Algorithm
 
 log = logging.getLogger(__name__)
 
 DOUBLE, INTEGER, DISCRETE, CATEGORICAL = "DOUBLE", "INTEGER", "DISCRETE", "CATEGORICAL"
 DISCRETE_INT = "DISCRETE_INT"
-ALGORITHMS = ("bayesian", "grid", "random")
 MAX_DISCRETE_VALUES = 1000
 # Vertex returns every number as a double: ints beyond 2**53 would not come back exact.
 _MAX_EXACT_INT = 2**53
@@ -44,7 +46,7 @@ _LINEAR, _LOG = "UNIT_LINEAR_SCALE", "UNIT_LOG_SCALE"
 _WHITESPACE = re.compile(r"\s+")
 
 
-class SearchSpaceError(HydraException):
+class SearchSpaceError(CompactHydraException):
     """A sweep Vertex cannot run; the message names the override."""
 
     _what = "Cannot sweep"
@@ -99,16 +101,18 @@ def merge_params(params: Mapping[str, Any], cli: Sequence[str]) -> List[str]:
     from_cli = {_plain_key(_parse(parser, text)) for text in cli}
     merged = []
     for key, value in params.items():
-        text = f"{key}={value if isinstance(value, str) else Override._get_value_element_as_str(value)}"
+        text = f"{key}={value if isinstance(value, str) else Transformer.str(value)}"
         if _plain_key(_parse(parser, text)) not in from_cli:
             merged.append(text)
     return merged + list(cli)
 
 
 def parse_search_space(overrides: Sequence[str], algorithm: str = "bayesian") -> SearchSpace:
-    """Sweep overrides -> ParameterSpecs, plain overrides -> fixed; raises SearchSpaceError before any submission."""
-    if algorithm not in ALGORITHMS:
-        raise ValueError(f"unknown algorithm {algorithm!r}; expected one of {', '.join(ALGORITHMS)}")
+    """Sweep overrides -> ParameterSpecs, plain overrides -> fixed; raises SearchSpaceError before any submission.
+
+    `algorithm` is the sweeper's (`grid` needs finite parameters)."""
+    if algorithm not in [a.value for a in Algorithm]:
+        raise ValueError(f"unknown algorithm {algorithm!r}; expected one of {', '.join(a.value for a in Algorithm)}")
     parser = OverridesParser.create()
     seen: Dict[str, str] = {}
     parameters: List[Parameter] = []
@@ -299,9 +303,10 @@ def _render_exact(parser: OverridesParser, element: Any, text: str) -> str:
     """The most readable override text that parses back to `element` (same types, same values)."""
     renderings: Iterable[Callable[[Any], str]] = (
         lambda e: _render(e, str),  # adam, hello world, ${a}
-        Override._get_value_element_as_str,  # Hydra's own escaping: a\,b
+        Transformer.str,  # Hydra's own escaping: a\,b
         lambda e: _render(e, lambda s: QuotedString(text=s, quote=Quote.single).with_quotes()),  # '1', 'true'
     )
+    reference = _plain(element)
     for render in renderings:
         candidate = render(element)
         try:
@@ -309,22 +314,33 @@ def _render_exact(parser: OverridesParser, element: Any, text: str) -> str:
         except HydraException:
             continue
         # value() is what the config receives (quoted strings become str); compare that, types included.
-        if parsed.value_type == ValueType.ELEMENT and _same(parsed.value(), Override._convert_value(element)):
+        if parsed.value_type == ValueType.ELEMENT and _same(parsed.value(), reference):
             return candidate
     raise SearchSpaceError(text, f"the choice {element!r} has no exact override text")
+
+
+def _plain(element: Any) -> Any:
+    """What the config receives for a parsed element: quoted strings become their text."""
+    if isinstance(element, QuotedString):
+        return element.text
+    if isinstance(element, list):
+        return [_plain(e) for e in element]
+    if isinstance(element, dict):
+        return {_plain(k): _plain(v) for k, v in element.items()}
+    return element
 
 
 def _render(element: Any, render_str: Callable[[str], str]) -> str:
     if isinstance(element, list):
         return "[" + ",".join(_render(e, render_str) for e in element) + "]"
     if isinstance(element, dict):
-        items = (f"{Override._get_value_element_as_str(k)}:{_render(v, render_str)}" for k, v in element.items())
+        items = (f"{Transformer.str(k)}:{_render(v, render_str)}" for k, v in element.items())
         return "{" + ",".join(items) + "}"
     if isinstance(element, str):
         return render_str(element)
     if isinstance(element, bool):
         return "true" if element else "false"  # Hydra writes True; the lowercase form reads the same
-    return Override._get_value_element_as_str(element)
+    return Transformer.str(element)
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -365,7 +381,7 @@ def _value_text(declared: str, raw: Any, pid: str) -> str:
 
 def _number(raw: Any, pid: str) -> Union[int, float]:
     if _is_number(raw):
-        return raw  # type: ignore[no-any-return]
+        return raw
     text = str(raw).strip()
     try:
         # An int literal is read exactly; anything else as the double Vertex sent.

@@ -20,11 +20,14 @@ import tarfile
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 from . import _storage
-from ._jobspec import JobSpecError
+from ._errors import ConfigError
 from .config import SnapshotConf
+
+if TYPE_CHECKING:
+    from ._staging import Staging
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +52,7 @@ class Snapshot:
 
 
 def stage_snapshot(
-    conf: SnapshotConf, staging_dir: str, task_function: Any, config_loader: Any, key: str
+    conf: SnapshotConf, staging: "Staging", task_function: Any, config_loader: Any, key: str
 ) -> Optional[Snapshot]:
     """Pack and stage the application's source, unless disabled or already staged. Fails before submission."""
     if not conf.enabled:
@@ -61,7 +64,7 @@ def stage_snapshot(
     _check_size(root, files, conf.max_size_mb, key)
     data = archive(root, files)
     digest = hashlib.sha256(data).hexdigest()
-    uri = _storage.join(staging_dir, "snapshots", f"{digest}.tar.gz")
+    uri = staging.snapshot(digest)
     if _storage.exists(uri):
         log.info("Source snapshot of %s unchanged (%d files), not uploaded again", root, len(files))
     else:
@@ -137,7 +140,7 @@ def _check_size(root: Path, files: List[str], max_size_mb: float, key: str) -> N
     total = sum(size for size, _ in sizes)
     if total > max_size_mb * 1e6:
         largest = ", ".join(f"{name} ({size / 1e6:.1f} MB)" for size, name in sizes[:5])
-        raise JobSpecError(
+        raise ConfigError(
             f"{key}.snapshot.max_size_mb",
             f"the source snapshot of {root} is {total / 1e6:.1f} MB, over the limit of {max_size_mb} MB; "
             f"largest files: {largest}. Exclude them with {key}.snapshot.exclude, raise the limit, or set "

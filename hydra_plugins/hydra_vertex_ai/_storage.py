@@ -44,6 +44,10 @@ def parent(uri: str) -> str:
     return posixpath.dirname(uri.rstrip("/")) if is_gcs(uri) else os.path.dirname(uri.rstrip(os.sep))
 
 
+def basename(uri: str) -> str:
+    return posixpath.basename(uri.rstrip("/")) if is_gcs(uri) else os.path.basename(uri.rstrip(os.sep))
+
+
 def fuse_path(uri: str) -> str:
     """The path at which a container sees gs://bucket/path: /gcs/bucket/path."""
     bucket, path = split_gcs(uri)

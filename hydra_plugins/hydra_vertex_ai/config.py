@@ -1,8 +1,50 @@
-"""Structured configs of the `vertex_ai` launcher (and the job spec the sweeper reuses)."""
+"""Structured configs of the `vertex_ai` launcher and the `vertex_vizier` sweeper, and their registration.
+
+Choice fields are Enums: OmegaConf refuses a typo when the config is composed, naming the key. They are `str`
+Enums compared by value: Hydra's plugin scan re-executes this module, so a member's class may be a newer copy.
+"""
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Dict, List, Optional
 
 from ._lazy_store import store_lazily
+
+
+class BackendKind(str, Enum):
+    """Where jobs run."""
+
+    local = "local"
+    vertex = "vertex"
+
+
+class Strategy(str, Enum):
+    """Vertex's Scheduling.Strategy: how machines are provisioned."""
+
+    STANDARD = "STANDARD"
+    SPOT = "SPOT"
+    FLEX_START = "FLEX_START"
+
+
+class Goal(str, Enum):
+    minimize = "minimize"
+    maximize = "maximize"
+
+
+class Algorithm(str, Enum):
+    bayesian = "bayesian"
+    grid = "grid"
+    random = "random"
+
+
+class MeasurementSelection(str, Enum):
+    last = "last"
+    best = "best"
+
+
+class EarlyStopping(str, Enum):
+    none = "none"
+    median = "median"
+    decay_curve = "decay_curve"
 
 
 @dataclass
@@ -33,8 +75,8 @@ class SchedulingConf:
     timeout_s: Optional[int] = None
     # restart the whole job when a worker restarts, instead of that worker alone
     restart_job_on_worker_restart: bool = False
-    # provisioning: STANDARD (on demand), SPOT (preemptible, cheaper) or FLEX_START (queued); None = STANDARD
-    strategy: Optional[str] = None
+    # provisioning: on demand (STANDARD), preemptible and cheaper (SPOT) or queued (FLEX_START); None = STANDARD
+    strategy: Optional[Strategy] = None
     # FLEX_START only: seconds to wait for resources before giving up
     max_wait_duration_s: Optional[int] = None
     # fail at the first error instead of letting Vertex retry the job
@@ -97,7 +139,7 @@ class VertexBackendConf:
     """Where jobs run and where their files are staged; shared by the launcher and the sweeper."""
 
     # local: run the job specs as local processes; vertex: submit them to Vertex AI
-    backend: str = "local"
+    backend: BackendKind = BackendKind.local
     # GCP project; None reads GOOGLE_CLOUD_PROJECT or gcloud's default
     project: Optional[str] = None
     # Vertex AI region
@@ -141,20 +183,20 @@ class VertexVizierSweeperConf(VertexBackendConf):
     _target_: str = "hydra_plugins.hydra_vertex_ai.vertex_vizier_sweeper.VertexVizierSweeper"
     # the name the objective is reported under (cloudml-hypertune tag); a task returning a dict is read at this key
     metric_id: str = "objective"
-    # minimize or maximize the metric
-    goal: str = "minimize"
-    # bayesian (Vertex's default), grid or random
-    algorithm: str = "bayesian"
+    # whether a better trial has a lower or a higher metric
+    goal: Goal = Goal.minimize
+    # how Vertex picks trials; bayesian is Vertex's default
+    algorithm: Algorithm = Algorithm.bayesian
     # trials in the whole study
     max_trial_count: int = 10
     # trials running at once
     parallel_trial_count: int = 2
     # failed trials that fail the whole study; 0 lets Vertex decide (locally: fail only if every trial fails)
     max_failed_trial_count: int = 0
-    # which measurement of a trial counts: last or best
-    measurement_selection: str = "last"
-    # stop unpromising trials early from intermediate measurements: none, median or decay_curve (Vertex only)
-    early_stopping: str = "none"
+    # which measurement of a trial counts
+    measurement_selection: MeasurementSelection = MeasurementSelection.last
+    # stop unpromising trials early from intermediate measurements (decay_curve: on Vertex only)
+    early_stopping: EarlyStopping = EarlyStopping.none
     # search space as Hydra overrides, e.g. {model.lr: "tag(log, interval(1e-4, 1e-1))"}; the command line wins
     params: Dict[str, str] = field(default_factory=dict)
     # resource name of an existing tuning job to reattach to and collect, instead of starting a new one

@@ -8,7 +8,6 @@ Hydra's plugin scan imports this module in every app, so only the standard libra
 level; the server lives in `_emulator`.
 """
 import argparse
-import ipaddress
 import logging
 import os
 import sys
@@ -36,16 +35,11 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _is_loopback(host: str) -> bool:
-    try:
-        return host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def main(argv: Optional[List[str]] = None) -> int:
     args = _parser().parse_args(argv)
-    if not _is_loopback(args.host):
+    from ._vertex_facts import is_loopback
+
+    if not is_loopback(args.host):
         print("the emulator has no authentication: it listens on loopback addresses only", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")

@@ -9,7 +9,6 @@ not match the one that built the payload, 4 a trial produced no usable objective
 Hydra's plugin scan imports this module, so it imports only the standard library at top level; it never
 imports the Vertex SDK at all.
 """
-import json
 import logging
 import math
 import os
@@ -23,12 +22,15 @@ EXIT_OK, EXIT_TASK_FAILED, EXIT_USAGE, EXIT_VERSION_MISMATCH, EXIT_NO_METRIC = 0
 
 def replica_task() -> Any:
     """This replica's place in the job, from Vertex's CLUSTER_SPEC; a lone container is the chief."""
-    spec = json.loads(os.environ.get("CLUSTER_SPEC") or "{}")
-    return spec.get("task", {"type": "workerpool0", "index": 0})
+    from ._vertex_facts import replica_task as task_of
+
+    return task_of(os.environ)
 
 
 def is_chief() -> bool:
-    return bool(replica_task().get("type", "workerpool0") == "workerpool0")
+    from ._vertex_facts import is_chief as chief
+
+    return chief(os.environ)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

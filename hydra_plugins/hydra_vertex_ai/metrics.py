@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ._metrics import METRIC_FILE_ENV, METRIC_ID_ENV, TRIAL_ID_ENV, in_trial, report_metric, study_metric_id
 
 if TYPE_CHECKING:
-    from ._lightning import ReportMetricCallback
+    pass
 
 # ReportMetricCallback stays out of __all__: `import *` would otherwise import torch and Lightning.
 __all__ = ["in_trial", "report_metric", "study_metric_id", "METRIC_ID_ENV", "TRIAL_ID_ENV", "METRIC_FILE_ENV"]

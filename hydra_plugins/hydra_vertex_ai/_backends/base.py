@@ -1,14 +1,16 @@
-"""What the launcher needs from a backend, and how a job ended."""
+"""What the plugins need from a backend, how a job or a study ended, and how trials read on a progress line."""
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence
 
-SUCCEEDED = "JOB_STATE_SUCCEEDED"
-FAILED = "JOB_STATE_FAILED"
-CANCELLED = "JOB_STATE_CANCELLED"
-EXPIRED = "JOB_STATE_EXPIRED"
-PARTIALLY_SUCCEEDED = "JOB_STATE_PARTIALLY_SUCCEEDED"
-TERMINAL_STATES = frozenset({SUCCEEDED, FAILED, CANCELLED, EXPIRED, PARTIALLY_SUCCEEDED})
+from .._errors import ConfigError
+
+if TYPE_CHECKING:
+    from .._staging import Staging
+
+# Outputs to copy back when a backend is done: local directory -> the gs:// URI its jobs wrote it to.
+Outputs = Mapping[str, str]
 
 
 @dataclass
@@ -40,19 +42,54 @@ class TuningOutcome:
 
 
 class Backend(ABC):
-    """Runs CustomJobs (REST-shaped dicts) to a terminal state; Ctrl-C cancels what is unfinished."""
+    """Runs CustomJobs and tuning jobs (REST-shaped dicts) to a terminal state; Ctrl-C cancels what is unfinished."""
 
-    # this sweep's staging directory or gs:// URI: payloads, results, (local) logs
-    staging: str
+    # this sweep's staged locations
+    staging: "Staging"
+    # the config key of the plugin's settings (hydra.launcher or hydra.sweeper), for error messages
+    key: str = "hydra.launcher"
 
     @abstractmethod
     def container_path(self, local_path: str) -> str:
         """Where the container sees a directory that the submitting machine calls `local_path`."""
 
     @abstractmethod
-    def run_jobs(self, jobs: Sequence[Dict[str, Any]]) -> List[JobOutcome]:
-        """Submit every job, wait for all of them, return their outcomes in order."""
+    def output_uri(self, local_path: str) -> Optional[str]:
+        """The bucket URI a job writes `local_path` to, for copying back; None when jobs write it in place."""
 
-    def run_tuning_job(self, job: Dict[str, Any]) -> TuningOutcome:
+    @abstractmethod
+    def run_jobs(self, jobs: Sequence[Dict[str, Any]], outputs: Optional[Outputs] = None) -> List[JobOutcome]:
+        """Submit every job, wait for all of them, copy `outputs` back, return the outcomes in order."""
+
+    @abstractmethod
+    def run_tuning_job(self, job: Dict[str, Any], outputs: Optional[Outputs] = None) -> TuningOutcome:
         """Run one HyperparameterTuningJob (REST-shaped dict) to its end; Ctrl-C cancels it."""
-        raise NotImplementedError(f"{type(self).__name__} does not run tuning jobs")
+
+    def outputs_of(self, local_dir: str) -> Dict[str, str]:
+        """The copy-back mapping for a sweep dir: {local dir: bucket URI}, empty when jobs write in place."""
+        uri = self.output_uri(local_dir)
+        return {os.path.abspath(local_dir): uri} if uri else {}
+
+    def attach_tuning_job(self, name: str, outputs: Optional[Outputs] = None) -> TuningOutcome:
+        """Wait for an existing tuning job and collect it (`hydra.sweeper.resume`)."""
+        raise ConfigError(
+            f"{self.key}.resume", f"reattaching needs backend=vertex; the {type(self).__name__} has no job '{name}'"
+        )
+
+
+def final_value(trial: Mapping[str, Any]) -> Optional[float]:
+    """A REST Trial's objective; None without a final measurement. proto3 JSON leaves a 0.0 out: missing is 0."""
+    metrics = (trial.get("finalMeasurement") or {}).get("metrics") or []
+    return float(metrics[0].get("value", 0.0)) if metrics else None
+
+
+def summarize_trials(trials: Sequence[Mapping[str, Any]], maximize: bool) -> str:
+    """One progress line: trials by state and the best value so far."""
+    done = [t for t in trials if t.get("state") == "SUCCEEDED" and final_value(t) is not None]
+    failed = sum(t.get("state") == "INFEASIBLE" for t in trials)
+    running = sum(t.get("state") in ("ACTIVE", "REQUESTED", "STOPPING") for t in trials)
+    line = f"trials: {len(done)} succeeded, {failed} failed, {running} running"
+    if done:
+        best = (max if maximize else min)(done, key=lambda t: final_value(t) or 0.0)
+        line += f"; best {final_value(best):.6g} (trial {best['id']})"
+    return line

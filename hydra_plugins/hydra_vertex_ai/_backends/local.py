@@ -1,245 +1,40 @@
-"""The local backend: runs the very CustomJob specs Vertex would run, as local processes.
+"""The local backend: runs the very CustomJob specs Vertex would run, as local processes (`processes`).
 
-Each replica of each worker pool is one process started with the pool's container command and args (the
-image's `python` becomes this environment's interpreter), in its own empty working directory, with the
-environment Vertex gives a container. Nothing is passed through a shell.
+Jobs run at most `max_parallel` at once; each job's replica logs go to its staging folder. A study runs in
+the local study engine (`local_study`). Ctrl-C and SIGTERM stop every job.
 """
-import json
 import logging
 import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
-import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
-from .. import _storage
-from .base import CANCELLED, FAILED, SUCCEEDED, Backend, JobOutcome, TuningOutcome
+from .._staging import Staging
+from .._vertex_facts import CANCELLED, short_state
+from .base import Backend, JobOutcome, Outputs, TuningOutcome, summarize_trials
+from .processes import run_custom_job, sigterm_interrupts, thread_env
 
 log = logging.getLogger(__name__)
 
-_LOG_TAIL_LINES = 20
-_KILL_GRACE_S = 5.0
-# The submitting shell's PYTHONPATH does not exist in a container; keeping it would hide missing code.
-_HOST_ONLY_ENV = ("PYTHONPATH",)
-
-
-@dataclass(frozen=True)
-class Replica:
-    pool: int
-    index: int
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def cluster_of(job: Mapping[str, Any]) -> Dict[str, List[str]]:
-    """CLUSTER_SPEC's `cluster`: every replica of every pool, on loopback."""
-    cluster = {}
-    for i, pool in enumerate(job["jobSpec"]["workerPoolSpecs"]):
-        if pool:
-            cluster[f"workerpool{i}"] = [f"127.0.0.1:{_free_port()}" for _ in range(int(pool["replicaCount"]))]
-    return cluster
-
-
-def output_dirs(base_output_dir: str) -> Dict[str, str]:
-    """The AIP_* directories Vertex derives from a job's base output directory."""
-    return {
-        "AIP_MODEL_DIR": _storage.join(base_output_dir, "model", ""),
-        "AIP_CHECKPOINT_DIR": _storage.join(base_output_dir, "checkpoints", ""),
-        "AIP_TENSORBOARD_LOG_DIR": _storage.join(base_output_dir, "logs", ""),
-    }
-
-
-def container_env(
-    job: Mapping[str, Any],
-    replica: Replica,
-    job_id: str,
-    cluster: Mapping[str, List[str]],
-    trial_id: Optional[str] = None,
-    extra_env: Optional[Mapping[str, str]] = None,
-) -> Dict[str, str]:
-    """The environment of one replica: the host's (less host-only paths), the spec's env, Vertex's vars."""
-    spec = job["jobSpec"]
-    env = {k: v for k, v in os.environ.items() if k not in _HOST_ONLY_ENV}
-    for item in spec["workerPoolSpecs"][replica.pool]["containerSpec"].get("env", []):
-        env[item["name"]] = item["value"]
-    task: Dict[str, Any] = {"type": f"workerpool{replica.pool}", "index": replica.index}
-    env["CLOUD_ML_JOB_ID"] = job_id
-    if trial_id is not None:
-        task["trial"] = trial_id
-        env["CLOUD_ML_TRIAL_ID"] = trial_id
-    env["CLUSTER_SPEC"] = json.dumps(
-        {"cluster": dict(cluster), "environment": "cloud", "task": task, "job": json.dumps(spec)}
-    )
-    base = spec.get("baseOutputDirectory", {}).get("outputUriPrefix")
-    if base:
-        env.update(output_dirs(_storage.join(base, trial_id) if trial_id else base))
-    env.update(extra_env or {})
-    return env
-
-
-def thread_env(job: Mapping[str, Any], parallel: int) -> Dict[str, str]:
-    """Cap each process's BLAS/OpenMP threads at its share of the cores, as torchrun does, unless the user
-    set it: N parallel torch processes each using every core slow each other down badly. Local only:
-    a Vertex replica has its machine to itself."""
-    spec_env = {e["name"] for pool in job["jobSpec"]["workerPoolSpecs"] if pool
-                for e in pool["containerSpec"].get("env", [])}
-    if "OMP_NUM_THREADS" in os.environ or "OMP_NUM_THREADS" in spec_env or parallel <= 1:
-        return {}
-    return {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // parallel))}
-
-
-def container_command(pool: Mapping[str, Any], extra_args: Sequence[str]) -> List[str]:
-    spec = pool["containerSpec"]
-    command = list(spec.get("command", []))
-    if command and command[0] in ("python", "python3"):
-        command[0] = sys.executable
-    return command + list(spec.get("args", [])) + list(extra_args)
-
-
-def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def _exit_text(code: int) -> str:
-    """How a replica ended, as a user reads it: a negative code is the signal that killed it (e.g. OOM)."""
-    if code < 0:
-        try:
-            return f"was killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"was killed by signal {-code}"
-    return f"exited with code {code}"
-
-
-def _stop(proc: "subprocess.Popen[bytes]") -> None:
-    """SIGTERM the replica's process group, SIGKILL it if it lingers."""
-    for sig, grace in ((signal.SIGTERM, _KILL_GRACE_S), (signal.SIGKILL, None)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=grace)
-            return
-        except (subprocess.TimeoutExpired, TypeError):
-            continue
-
-
-def run_custom_job(
-    job: Mapping[str, Any],
-    *,
-    job_id: str,
-    workdir: Path,
-    cancel: threading.Event,
-    extra_args: Sequence[str] = (),
-    trial_id: Optional[str] = None,
-    extra_env: Optional[Mapping[str, str]] = None,
-) -> JobOutcome:
-    """Run every replica of `job` until all exit, one fails, or `cancel` is set."""
-    if cancel.is_set():
-        return JobOutcome(CANCELLED, "cancelled before it started", str(workdir))
-    workdir.mkdir(parents=True, exist_ok=True)
-    cluster = cluster_of(job)
-    procs: Dict[Replica, "subprocess.Popen[bytes]"] = {}
-    for p, pool in enumerate(job["jobSpec"]["workerPoolSpecs"]):
-        for r in range(int(pool.get("replicaCount", 0)) if pool else 0):
-            replica = Replica(p, r)
-            cwd = workdir / f"workerpool{p}-{r}"
-            cwd.mkdir(exist_ok=True)
-            command = container_command(pool, extra_args)
-            try:
-                with open(workdir / f"workerpool{p}-{r}.log", "wb") as out:
-                    procs[replica] = subprocess.Popen(
-                        command,
-                        cwd=cwd,
-                        env=container_env(job, replica, job_id, cluster, trial_id, extra_env),
-                        stdin=subprocess.DEVNULL,
-                        stdout=out,
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,  # Ctrl-C reaches the launcher, which cancels deliberately
-                    )
-            except OSError as e:  # e.g. the command does not exist: this job fails, the sweep goes on
-                for started in procs.values():
-                    _stop(started)
-                return JobOutcome(FAILED, f"replica workerpool{p}[{r}] could not start {command[:1]}: {e}", str(cwd))
-    return _supervise(procs, workdir, cancel)
-
-
-def _supervise(procs: Dict[Replica, "subprocess.Popen[bytes]"], workdir: Path, cancel: threading.Event) -> JobOutcome:
-    running = dict(procs)
-    while running:
-        if cancel.is_set():
-            for proc in running.values():
-                _stop(proc)
-            return JobOutcome(CANCELLED, "cancelled", str(workdir))
-        for replica, proc in list(running.items()):
-            code = proc.poll()
-            if code is None:
-                continue
-            del running[replica]
-            if code != 0:
-                for other in running.values():
-                    _stop(other)
-                log_path = workdir / f"workerpool{replica.pool}-{replica.index}.log"
-                message = f"replica workerpool{replica.pool}[{replica.index}] {_exit_text(code)}"
-                tail = _tail(log_path)
-                return JobOutcome(FAILED, f"{message}; last lines of {log_path}:\n{tail}", str(log_path))
-        time.sleep(0.05)
-    return JobOutcome(SUCCEEDED, None, str(workdir))
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (a CI cancel, `kill`, a scheduler) handled as Ctrl-C: the launcher stops its jobs, then exits.
-
-    The job processes run in their own sessions, so without this they would outlive a terminated launcher.
-    """
-
-
-@contextmanager
-def sigterm_interrupts() -> Iterator[None]:
-    """Turn SIGTERM into `Terminated` while the block runs (signal handlers live in the main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise Terminated(f"received {signal.Signals(signum).name}")
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
 
 class LocalBackend(Backend):
-    """Runs jobs as local processes, at most `max_parallel` at once; logs go to staging/jobs/<num>/."""
+    """Runs jobs as local processes, at most `max_parallel` at once; logs go to each job's staging folder."""
 
-    def __init__(self, staging: str, max_parallel: Optional[int] = None) -> None:
+    def __init__(self, staging: Staging, max_parallel: Optional[int] = None) -> None:
         self.staging = staging
         self.max_parallel = max_parallel or os.cpu_count() or 1
 
     def container_path(self, local_path: str) -> str:
         return os.path.abspath(local_path)
 
-    def run_jobs(self, jobs: Sequence[Dict[str, Any]]) -> List[JobOutcome]:
+    def output_uri(self, local_path: str) -> Optional[str]:
+        return None  # local jobs write where this machine reads
+
+    def run_jobs(self, jobs: Sequence[Dict[str, Any]], outputs: Optional[Outputs] = None) -> List[JobOutcome]:
         cancel = threading.Event()
         ids = [job["labels"].get("hydra_uid", str(i)) for i, job in enumerate(jobs)]
-        dirs = [Path(self.staging, "jobs", job["labels"].get("hydra_job", str(i))) for i, job in enumerate(jobs)]
+        dirs = [Path(self.staging.job_dir(int(job["labels"].get("hydra_job", i)))) for i, job in enumerate(jobs)]
         with ThreadPoolExecutor(max_workers=self.max_parallel, thread_name_prefix="vertex-local") as pool:
             futures = [
                 pool.submit(run_custom_job, job, job_id=job_id, workdir=workdir, cancel=cancel,
@@ -267,15 +62,12 @@ class LocalBackend(Backend):
             done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
             for f in done:
                 i = futures.index(f)
-                outcome = f.result()
-                log.info(
-                    "[%d/%d done] %s: %s", len(futures) - len(pending), len(futures),
-                    jobs[i]["displayName"], outcome.state.replace("JOB_STATE_", ""),
-                )
+                log.info("[%d/%d done] %s: %s", len(futures) - len(pending), len(futures),
+                         jobs[i]["displayName"], short_state(f.result().state))
 
-    def run_tuning_job(self, job: Dict[str, Any]) -> TuningOutcome:
+    def run_tuning_job(self, job: Dict[str, Any], outputs: Optional[Outputs] = None) -> TuningOutcome:
         """Run the study on this machine; the engine runs in a thread so Ctrl-C can stop it cleanly."""
-        from .local_study import run_tuning_job, summarize_trials
+        from .local_study import run_tuning_job
 
         cancel = threading.Event()
         maximize = job["studySpec"]["metrics"][0].get("goal") == "MAXIMIZE"
@@ -287,7 +79,7 @@ class LocalBackend(Backend):
                 last_line[0] = line
                 log.info("[local study] %s", line)
 
-        workdir = Path(self.staging, "trials")
+        workdir = Path(self.staging.trials_dir)
         job_id = job["labels"].get("hydra_uid", "study")
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="local-study") as engine:
             future = engine.submit(run_tuning_job, job, job_id=job_id, workdir=workdir, cancel=cancel, on_update=progress)

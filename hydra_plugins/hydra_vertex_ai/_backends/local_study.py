@@ -14,11 +14,13 @@ import statistics
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
-from .base import CANCELLED, FAILED, SUCCEEDED, JobOutcome, TuningOutcome
-from .local import run_custom_job, thread_env
+from .._vertex_facts import CANCELLED, FAILED, SUCCEEDED
+from .base import JobOutcome, TuningOutcome
+from .processes import run_custom_job, thread_env
 
 log = logging.getLogger(__name__)
 
@@ -229,7 +231,7 @@ class _LocalStudy:
             value, text = _suggest(optuna_trial, spec)
             params.append({"parameterId": spec["parameterId"], "value": value})
             flags.append(f"--{spec['parameterId']}={text}")
-        rest = {"id": trial_id, "state": "ACTIVE", "parameters": params}
+        rest = {"id": trial_id, "state": "ACTIVE", "parameters": params, "startTime": _now()}
         trial = _Trial(optuna_trial, rest, self.workdir / trial_id)
         trial.workdir.mkdir(parents=True, exist_ok=True)
         trial.future = pool.submit(
@@ -262,7 +264,7 @@ class _LocalStudy:
 
         measurements = read_measurements(trial.workdir / METRICS_FILE, self.metric_id)
         final = select_measurement(measurements, self.selection, self.maximize)
-        trial.rest["measurements"] = measurements
+        trial.rest.update(measurements=measurements, endTime=_now())
         if (outcome.state == SUCCEEDED or trial.stopped_early) and final is not None:
             trial.rest.update(state="SUCCEEDED", finalMeasurement=final)
             self.study.tell(trial.optuna_trial, final["metrics"][0]["value"])
@@ -285,19 +287,7 @@ class _LocalStudy:
         return TuningOutcome(FAILED if error else SUCCEEDED, trials, error, str(self.workdir))
 
 
-def summarize_trials(trials: List[Mapping[str, Any]], maximize: bool) -> str:
-    """One progress line: trials by state and the best value so far."""
-    done = [t for t in trials if t.get("state") == "SUCCEEDED"]
-    failed = sum(t.get("state") == "INFEASIBLE" for t in trials)
-    running = sum(t.get("state") in ("ACTIVE", "REQUESTED", "STOPPING") for t in trials)
-    line = f"trials: {len(done)} succeeded, {failed} failed, {running} running"
-    if done:
-        pick = max if maximize else min
-        best = pick(done, key=_final_value)
-        line += f"; best {_final_value(best):.6g} (trial {best['id']})"
-    return line
+def _now() -> str:
+    """A REST timestamp (RFC 3339, UTC), as Vertex gives a Trial's startTime and endTime."""
+    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
 
-
-def _final_value(trial: Mapping[str, Any]) -> float:
-    # proto3 JSON leaves a 0.0 out: a missing value is zero
-    return float(trial["finalMeasurement"]["metrics"][0].get("value", 0.0))

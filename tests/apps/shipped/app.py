@@ -1,8 +1,7 @@
 """An app that imports its own, uninstalled module and composes a config group from its own folder."""
 import hydra
-from omegaconf import DictConfig
-
 from mylib.words import shout  # travels in the source snapshot, not by value
+from omegaconf import DictConfig
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")

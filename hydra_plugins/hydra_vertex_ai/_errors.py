@@ -1,0 +1,19 @@
+"""User-facing errors. Each is a `CompactHydraException`: Hydra prints its one-line message, not our stack.
+
+Standard library and hydra only: the container entry imports this module too.
+"""
+from hydra.errors import CompactHydraException
+
+
+class ConfigError(CompactHydraException):
+    """A setting we or Vertex would refuse; the message starts with the config key to fix.
+
+    Raised before anything is staged or submitted."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+
+
+class VertexAPIError(CompactHydraException):
+    """A Vertex API call failed for good; the message carries the server's."""

@@ -1,0 +1,144 @@
+"""Where everything of a sweep is staged, in one place, and `stage()` that writes it.
+
+Layout under the configured `staging_dir` (a local folder or a gs:// URI):
+
+    snapshots/<sha256>.tar.gz        source snapshots, shared by every sweep (content-addressed)
+    hydra/<sweep dir>/...            vertex: the jobs' Hydra output dirs, seen through the FUSE mount
+    <sweep_id>/manifest.json         what was launched: the record a re-attach or the CLI reads
+    <sweep_id>/context-<batch>.pkl   shared by the jobs of one launch batch (HydraContext, task, singletons)
+    <sweep_id>/jobs/<num>/           one launcher job: payload.pkl, result.pkl, workerpool<i>-<r>.log (local)
+    <sweep_id>/outputs/<num>/        its base output directory (AIP_MODEL_DIR & co), unless the job sets one
+    <sweep_id>/context.pkl, study/payload.pkl   a study's shared context and its one payload
+    <sweep_id>/trials/<trial id>/    one trial: result.pkl, logs and metrics (local)
+"""
+import os
+import secrets
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+from . import _storage
+from ._vertex_facts import sanitize_label
+
+# payloads written at once: staging may be a bucket
+_STAGING_THREADS = 16
+# a trial's id in the study payload's result path, filled in by the container
+TRIAL_ID_FIELD = "{trial_id}"
+
+
+def new_sweep_id(job_name: str) -> str:
+    """Unique, label-safe, and short enough that `<sweep_id>-<job num>` stays a valid label value."""
+    name = sanitize_label(job_name)[:30].strip("-") or "hydra"
+    return f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+
+
+@dataclass(frozen=True)
+class Staging:
+    """Every staged location of one sweep: `staging_dir` as configured, and the sweep's id."""
+
+    staging_dir: str
+    sweep_id: str
+
+    @staticmethod
+    def of(staging_dir: str, sweep_id: str) -> "Staging":
+        base = staging_dir.rstrip("/") if _storage.is_gcs(staging_dir) else os.path.abspath(staging_dir)
+        return Staging(base, sweep_id)
+
+    @property
+    def root(self) -> str:
+        return _storage.join(self.staging_dir, self.sweep_id)
+
+    def snapshot(self, digest: str) -> str:
+        return _storage.join(self.staging_dir, "snapshots", f"{digest}.tar.gz")
+
+    @property
+    def manifest(self) -> str:
+        return _storage.join(self.root, "manifest.json")
+
+    # --- launcher jobs -----------------------------------------------------------------------------------
+
+    def context(self, batch: int) -> str:
+        return _storage.join(self.root, f"context-{batch}.pkl")
+
+    def job_dir(self, num: int) -> str:
+        return _storage.join(self.root, "jobs", str(num))
+
+    def payload(self, num: int) -> str:
+        return _storage.join(self.job_dir(num), "payload.pkl")
+
+    def result(self, num: int) -> str:
+        return _storage.join(self.job_dir(num), "result.pkl")
+
+    def outputs(self, configured: Optional[str]) -> str:
+        """The base output directory of a study's trials (Vertex adds the trial id), or the parent of jobs'."""
+        return configured or _storage.join(self.root, "outputs")
+
+    def base_output(self, num: int, configured: Optional[str]) -> str:
+        """A launcher job's base output directory: its own folder under `outputs`."""
+        return _storage.join(self.outputs(configured), str(num))
+
+    # --- a study -----------------------------------------------------------------------------------------
+
+    @property
+    def study_context(self) -> str:
+        return _storage.join(self.root, "context.pkl")
+
+    @property
+    def study_payload(self) -> str:
+        return _storage.join(self.root, "study", "payload.pkl")
+
+    @property
+    def trials_dir(self) -> str:
+        return _storage.join(self.root, "trials")
+
+    def trial_dir(self, trial_id: str) -> str:
+        return _storage.join(self.trials_dir, trial_id)
+
+    def trial_result(self, trial_id: str = TRIAL_ID_FIELD) -> str:
+        """A trial's result; with no id, the template the container fills in."""
+        return _storage.join(self.trial_dir(trial_id), "result.pkl")
+
+    @staticmethod
+    def of_study_payload(payload_uri: str) -> "Staging":
+        """The staging of the study whose payload is `payload_uri` (how a resumed study finds its trials)."""
+        root = _storage.parent(_storage.parent(payload_uri))
+        return Staging(_storage.parent(root), _storage.basename(root))
+
+    # --- outputs -----------------------------------------------------------------------------------------
+
+    def bucket_mirror(self, local_path: str) -> str:
+        """Where a job running on Vertex writes what this machine calls `local_path` (its sweep dir):
+        `<staging_dir>/hydra/<path relative to the cwd>`, or the absolute path mirrored outside the cwd."""
+        absolute = os.path.abspath(local_path)
+        relative = os.path.relpath(absolute)
+        if relative == os.curdir or relative.startswith(os.pardir):
+            relative = absolute.lstrip(os.sep)
+        return _storage.join(self.staging_dir, "hydra", *Path(relative).parts)
+
+
+def stage(
+    staging: Staging,
+    snapshot_conf: Any,
+    key: str,
+    hydra_context: Any,
+    task_function: Any,
+    context_uri: str,
+    payloads: Mapping[str, Any],
+) -> None:
+    """Stage the source snapshot, the shared context (once) and every job's small payload (in parallel).
+
+    Every file's header names the snapshot, so the container can put the user's code on sys.path before it
+    unpickles anything."""
+    from hydra.core.singleton import Singleton
+
+    from . import _payload, _snapshot
+
+    snapshot = _snapshot.stage_snapshot(snapshot_conf, staging, task_function, hydra_context.config_loader, key)
+    header = {"snapshot": snapshot.to_json() if snapshot else None}
+    context = _payload.SweepContext(hydra_context, task_function, Singleton.get_state())
+    blobs = {context_uri: _payload.dumps(context, **header)}
+    blobs.update({uri: _payload.dumps(payload, **header) for uri, payload in payloads.items()})
+    with ThreadPoolExecutor(max_workers=_STAGING_THREADS) as pool:
+        list(pool.map(lambda item: _storage.write_bytes(*item), blobs.items()))

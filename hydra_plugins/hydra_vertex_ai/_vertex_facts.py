@@ -1,0 +1,160 @@
+"""What Vertex AI is, in one place: job states, label rules, machine facts, the container's environment.
+
+The backends, the local backend, the container entry and the emulator all read these facts from here, so a
+rule learned about Vertex is taught to every stand-in at once. Standard library only: the container entry
+imports it.
+"""
+import ipaddress
+import json
+import re
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+# --- job states: google/cloud/aiplatform/v1/job_state.proto -----------------------------------------------
+QUEUED = "JOB_STATE_QUEUED"
+PENDING = "JOB_STATE_PENDING"
+RUNNING = "JOB_STATE_RUNNING"
+SUCCEEDED = "JOB_STATE_SUCCEEDED"
+FAILED = "JOB_STATE_FAILED"
+CANCELLING = "JOB_STATE_CANCELLING"
+CANCELLED = "JOB_STATE_CANCELLED"
+PAUSED = "JOB_STATE_PAUSED"  # stalled until resumed: not done
+EXPIRED = "JOB_STATE_EXPIRED"
+PARTIALLY_SUCCEEDED = "JOB_STATE_PARTIALLY_SUCCEEDED"
+TERMINAL_STATES = frozenset({SUCCEEDED, FAILED, CANCELLED, EXPIRED, PARTIALLY_SUCCEEDED})
+# Progress lines list states in the order a job moves through them.
+STATE_ORDER = ("QUEUED", "PENDING", "RUNNING", "PAUSED", "CANCELLING", "SUCCEEDED", "FAILED", "CANCELLED",
+               "EXPIRED", "PARTIALLY_SUCCEEDED")
+
+
+def short_state(state: str) -> str:
+    """`JOB_STATE_SUCCEEDED` -> `SUCCEEDED`, as users read it."""
+    return state[len("JOB_STATE_"):] if state.startswith("JOB_STATE_") else state
+
+
+# --- labels -----------------------------------------------------------------------------------------------
+# custom_job.proto `labels`: "Label keys and values can be no longer than 64 characters"; Cloud's resource
+# label rules say 63. The stricter reading wins: keys 1-63 characters starting with a lowercase letter,
+# values 0-63, both of lowercase letters, digits, '_' and '-'; at most 64 labels.
+MAX_LABEL_LENGTH = 63
+MAX_LABELS = 64
+_LABEL_KEY = re.compile(rf"^[a-z][a-z0-9_-]{{0,{MAX_LABEL_LENGTH - 1}}}$")
+_LABEL_VALUE = re.compile(rf"^[a-z0-9_-]{{0,{MAX_LABEL_LENGTH}}}$")
+# Labels the plugins set on every job: the sweep, the job's number in it, and a unique id per create.
+SYSTEM_LABELS = ("hydra_sweep", "hydra_job", "hydra_uid")
+
+
+def label_problem(key: str, value: str) -> Optional[str]:
+    """Why Vertex would refuse the label `key=value`, or None."""
+    if not _LABEL_KEY.match(key):
+        return (f"label key '{key}' must be 1-{MAX_LABEL_LENGTH} lowercase letters, digits, '_' or '-', "
+                "starting with a letter")
+    if not _LABEL_VALUE.match(value):
+        return f"label value '{value}' must be at most {MAX_LABEL_LENGTH} lowercase letters, digits, '_' or '-'"
+    return None
+
+
+def sanitize_label(text: str) -> str:
+    """Any text as a valid label value (Hydra values never go into labels as they are)."""
+    value = re.sub(r"[^a-z0-9_-]+", "-", text.lower()).strip("-")
+    return value[:MAX_LABEL_LENGTH]
+
+
+# --- machines ---------------------------------------------------------------------------------------------
+# aiplatform_v1.AcceleratorType without UNSPECIFIED (a test keeps this list equal to the proto enum).
+ACCELERATOR_TYPES = (
+    "NVIDIA_TESLA_K80", "NVIDIA_TESLA_P100", "NVIDIA_TESLA_V100", "NVIDIA_TESLA_P4", "NVIDIA_TESLA_T4",
+    "NVIDIA_TESLA_A100", "NVIDIA_A100_80GB", "NVIDIA_L4", "NVIDIA_H100_80GB", "NVIDIA_H100_MEGA_80GB",
+    "NVIDIA_H200_141GB", "NVIDIA_B200", "NVIDIA_GB200", "NVIDIA_RTX_PRO_6000",
+    "TPU_V2", "TPU_V3", "TPU_V4_POD", "TPU_V5_LITEPOD",
+)  # fmt: skip
+# CustomJobSpec.worker_pool_specs: the chief, workers, parameter (or reduction) servers, evaluators.
+MAX_WORKER_POOLS = 4
+
+# --- the container's environment: https://cloud.google.com/vertex-ai/docs/training/code-requirements -----
+JOB_ID_ENV = "CLOUD_ML_JOB_ID"
+TRIAL_ID_ENV = "CLOUD_ML_TRIAL_ID"
+CLUSTER_SPEC_ENV = "CLUSTER_SPEC"
+CHIEF_POOL = "workerpool0"
+
+
+def output_dirs(base_output_dir: str) -> Dict[str, str]:
+    """The AIP_* directories Vertex derives from a job's base output directory."""
+    base = base_output_dir.rstrip("/")
+    return {
+        "AIP_MODEL_DIR": f"{base}/model/",
+        "AIP_CHECKPOINT_DIR": f"{base}/checkpoints/",
+        "AIP_TENSORBOARD_LOG_DIR": f"{base}/logs/",
+    }
+
+
+def cluster_spec_json(cluster: Mapping[str, List[str]], task: Mapping[str, Any], job_spec: Mapping[str, Any]) -> str:
+    """CLUSTER_SPEC as Vertex writes it: the whole cluster, this replica's task, and the job spec as JSON."""
+    return json.dumps({"cluster": dict(cluster), "environment": "cloud", "task": dict(task), "job": json.dumps(job_spec)})
+
+
+def cluster_spec(environ: Mapping[str, str]) -> Dict[str, Any]:
+    """The parsed CLUSTER_SPEC of this replica; {} outside a Vertex job."""
+    text = environ.get(CLUSTER_SPEC_ENV)
+    if not text:
+        return {}
+    try:
+        spec = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{CLUSTER_SPEC_ENV} is not JSON: {e}") from e
+    if not isinstance(spec, dict) or not isinstance(spec.get("cluster", {}), dict):
+        raise ValueError(f"{CLUSTER_SPEC_ENV} has no 'cluster' mapping: {text[:200]}")
+    return spec
+
+
+def replica_task(environ: Mapping[str, str]) -> Dict[str, Any]:
+    """This replica's place in the job (`{"type": "workerpool1", "index": 0}`); a lone container is the chief."""
+    task = cluster_spec(environ).get("task")
+    return dict(task) if isinstance(task, dict) else {"type": CHIEF_POOL, "index": 0}
+
+
+def is_chief(environ: Mapping[str, str]) -> bool:
+    return replica_task(environ).get("type", CHIEF_POOL) == CHIEF_POOL
+
+
+def split_address(address: str, what: str = "address") -> Tuple[str, int]:
+    """'host:port' (or '[v6]:port') -> (host, port), the port checked to be a TCP port."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{what} '{address}' is not host:port (with a port from 1 to 65535)")
+    return host.strip("[]"), int(port)
+
+
+# --- endpoints --------------------------------------------------------------------------------------------
+CONSOLE = "https://console.cloud.google.com"
+
+
+def regional_endpoint(location: str) -> str:
+    return f"{location}-aiplatform.googleapis.com"
+
+
+def is_loopback(host: str) -> bool:
+    """A loopback host: the only place an emulator (plain text, no credentials) may listen or be dialled."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def console_link(name: str) -> str:
+    """The Cloud Console page of a CustomJob or HyperparameterTuningJob resource name."""
+    parts = name.split("/")
+    project, location, kind, job_id = parts[1], parts[3], parts[-2], parts[-1]
+    page = "training" if kind == "customJobs" else "training/hyperparameter-tuning-jobs"
+    return f"{CONSOLE}/vertex-ai/locations/{location}/{page}/{job_id}?project={project}"
+
+
+def logging_filter(name: str) -> str:
+    """The Cloud Logging query of a job's container logs."""
+    return f'resource.type="ml_job" resource.labels.job_id="{name.split("/")[-1]}"'
+
+
+def where(name: str) -> str:
+    """Where a user looks at a job: its console page and its Cloud Logging query."""
+    return f"{console_link(name)}\nCloud Logging filter: {logging_filter(name)}"
