@@ -6,12 +6,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping
 
 from hydra.core.utils import JobReturn, setup_globals
-from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
 from . import _payload, _report, _search_space, _storage, _tuning_spec
 from ._backends import factory
 from ._backends.base import Backend, TuningOutcome, final_value
+from ._errors import ConfigError, StudyFailedError
 from ._staging import Staging, new_sweep_id, stage
 from ._vertex_facts import SUCCEEDED, short_state
 from .config import Goal, VertexVizierSweeperConf
@@ -42,7 +42,7 @@ def sweep(sweeper: "VertexVizierSweeper", arguments: List[str]) -> List[List[Job
     staging = backend.staging
     job = _tuning_spec.build_tuning_job(
         conf, space,
-        display_name=f"{config.hydra.job.name}-{sweep_id}",
+        display_name=sweep_id,  # starts with the job name already
         labels={"hydra_sweep": sweep_id, "hydra_job": "study", "hydra_uid": f"{sweep_id}-study"},
         payload_uri=staging.study_payload,
         base_output_dir=staging.outputs(conf.job.base_output_dir),
@@ -64,8 +64,8 @@ def sweep(sweeper: "VertexVizierSweeper", arguments: List[str]) -> List[List[Job
     results = write_results(sweep_dir / RESULTS_FILE, conf, parameter_map, list(space.fixed), outcome)
     _report.report_sweep(sweep_dir, results, outcome, job["studySpec"], backend)  # never raises
     if outcome.state != SUCCEEDED:
-        raise HydraException(f"the tuning job ended {short_state(outcome.state)}: {outcome.error} "
-                             f"(partial results in {sweep_dir / RESULTS_FILE})")
+        raise StudyFailedError(f"the tuning job ended {short_state(outcome.state)}: {outcome.error} "
+                               f"(partial results in {sweep_dir / RESULTS_FILE})")
     log.info("Best %s = %s with %s", conf.metric_id, results["best_value"], " ".join(results["best_params"]))
     # A resumed study's trials wrote their results next to its own payload, not under this run's staging.
     if outcome.payload_uri:
@@ -82,8 +82,8 @@ def _check_composes(
         overrides = list(space.fixed) + _search_space.overrides_from_values(parameter_map, values)
         try:
             sweeper.hydra_context.config_loader.load_sweep_config(sweeper.config, overrides)
-        except Exception as e:
-            raise HydraException(f"a trial with overrides {overrides} cannot be composed: {e}") from e
+        except Exception as e:  # the search space names a key or an option the config does not have
+            raise ConfigError(f"{CONFIG_KEY}.params", f"a trial with overrides {overrides} cannot be composed: {e}") from e
 
 
 def _sample_values(space: "_search_space.SearchSpace") -> List[Dict[str, Any]]:

@@ -19,7 +19,8 @@ def make_backend(conf: VertexBackendConf, key: str, sweep_id: str, *, connect: b
             raise ConfigError(
                 f"{key}.max_parallel", f"must be at least 1 (or null: one job per core), got {conf.max_parallel}"
             )
-        backend: Backend = LocalBackend(Staging.of(conf.staging_dir, sweep_id), conf.max_parallel)
+        backend: Backend = LocalBackend(Staging.of(conf.staging_dir, sweep_id), conf.max_parallel,
+                                        conf.local_env_passthrough)
     else:
         from .vertex import VertexBackend
 

@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from .._staging import Staging
 from .._vertex_facts import CANCELLED, short_state
-from .base import Backend, JobOutcome, Outputs, TuningOutcome, summarize_trials
+from .base import Backend, FailureWatch, JobOutcome, Outputs, TuningOutcome, summarize_trials
 from .processes import run_custom_job, sigterm_interrupts, thread_env
 
 log = logging.getLogger(__name__)
@@ -21,9 +21,11 @@ log = logging.getLogger(__name__)
 class LocalBackend(Backend):
     """Runs jobs as local processes, at most `max_parallel` at once; logs go to each job's staging folder."""
 
-    def __init__(self, staging: Staging, max_parallel: Optional[int] = None) -> None:
+    def __init__(self, staging: Staging, max_parallel: Optional[int] = None, env_passthrough: Sequence[str] = ()) -> None:
         self.staging = staging
         self.max_parallel = max_parallel or os.cpu_count() or 1
+        # host variables the jobs see besides the documented few (processes.LOCAL_ENV_PASSTHROUGH)
+        self.env_passthrough = tuple(env_passthrough)
 
     def container_path(self, local_path: str) -> str:
         return os.path.abspath(local_path)
@@ -38,7 +40,8 @@ class LocalBackend(Backend):
         with ThreadPoolExecutor(max_workers=self.max_parallel, thread_name_prefix="vertex-local") as pool:
             futures = [
                 pool.submit(run_custom_job, job, job_id=job_id, workdir=workdir, cancel=cancel,
-                            extra_env=thread_env(job, min(self.max_parallel, len(jobs))))
+                            extra_env=thread_env(job, min(self.max_parallel, len(jobs))),
+                            env_passthrough=self.env_passthrough)
                 for job, job_id, workdir in zip(jobs, ids, dirs)
             ]
             try:
@@ -67,8 +70,9 @@ class LocalBackend(Backend):
 
     def run_tuning_job(self, job: Dict[str, Any], outputs: Optional[Outputs] = None) -> TuningOutcome:
         """Run the study on this machine; the engine runs in a thread so Ctrl-C can stop it cleanly."""
-        from .local_study import run_tuning_job
+        from .local_study import require_optuna, run_tuning_job
 
+        require_optuna()  # fails here, in the main thread, with what to install
         cancel = threading.Event()
         maximize = job["studySpec"]["metrics"][0].get("goal") == "MAXIMIZE"
         last_line: List[str] = [""]
@@ -82,7 +86,9 @@ class LocalBackend(Backend):
         workdir = Path(self.staging.trials_dir)
         job_id = job["labels"].get("hydra_uid", "study")
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="local-study") as engine:
-            future = engine.submit(run_tuning_job, job, job_id=job_id, workdir=workdir, cancel=cancel, on_update=progress)
+            future = engine.submit(run_tuning_job, job, job_id=job_id, workdir=workdir, cancel=cancel, on_update=progress,
+                                   env_passthrough=self.env_passthrough,
+                                   watch=FailureWatch(int(job.get("parallelTrialCount") or 1)))
             try:
                 with sigterm_interrupts():
                     while not future.done():
