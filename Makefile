@@ -11,7 +11,7 @@ $(STAMP): setup.py $(EXAMPLE_REQS)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
 	# compat mode: a plain .pth entry, so Hydra's plugin scan of the hydra_plugins namespace sees our code
-	$(PY) -m pip install --quiet -e '.[test,pipelines,report]' --config-settings editable_mode=compat
+	$(PY) -m pip install --quiet -e '.[test,pipelines,report,local-sweeps]' --config-settings editable_mode=compat
 	# the Lightning example's torch, torchvision, lightning, scikit-learn (pinned: see the file)
 	$(PY) -m pip install --quiet -r $(EXAMPLE_REQS)
 	touch $(STAMP)

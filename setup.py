@@ -27,14 +27,16 @@ setup(
         "cloudml-hypertune>=0.1.0.dev6",
         "google-cloud-aiplatform>=1.60",
         "google-cloud-storage>=2.10",
-        "optuna>=3.4",
         "rich>=13",
     ],
     extras_require={
+        # the local study engine (hydra.sweeper.backend=local, the emulator's tuning jobs); an extra so that
+        # installing us never conflicts with hydra-optuna-sweeper's optuna<3 pin
+        "local-sweeps": ["optuna>=3.4"],
         # Vertex AI Pipelines components (hydra_plugins.hydra_vertex_ai.pipelines)
         "pipelines": ["kfp>=2.14,<3", "google-cloud-pipeline-components>=2.22,<3"],
         # a Cloud Storage emulator beside the JobService emulator (`python -m ...emulator --gcs-port`)
-        "emulator": ["gcp-storage-emulator>=2024.8"],
+        "emulator": ["gcp-storage-emulator>=2024.8", "optuna>=3.4"],
         # report.html's plots (hydra_plugins.hydra_vertex_ai._report)
         "report": ["plotly>=5.18"],
         "test": [
@@ -42,6 +44,7 @@ setup(
             "pytest-timeout>=2.3",
             "hypothesis>=6.100",
             "gcp-storage-emulator>=2024.8",
+            "optuna>=3.4",
             "ruff>=0.6",
             "mypy>=1.10",
         ],

@@ -190,21 +190,41 @@ def test_entry_runs_an_untouched_payload(staged: Dict[str, Path]) -> None:
     assert staged["record"].exists() and staged["result"].exists()
 
 
-@pytest.mark.parametrize("key", ["python", "hydra-core", "cloudpickle"])
+@pytest.mark.parametrize("key", ["hydra-core", "omegaconf"])
 def test_entry_refuses_a_payload_from_another_runtime(staged: Dict[str, Path], key: str, tmp_path: Path) -> None:
     drifted = tmp_path / "payload.pkl"
     drifted.write_bytes(_with_versions(staged["payload"].read_bytes(), **{key: "0.0.1"}))
     _assert_refused(_run_entry(staged, drifted), staged, key)
 
 
+def _with_code_by_value(data: bytes) -> bytes:
+    header, _, body = data.partition(b"\n")
+    meta = json.loads(header)
+    meta["by_value"] = ["__main__.my_task"]
+    return json.dumps(meta).encode() + b"\n" + body
+
+
+@pytest.mark.parametrize("key", ["python", "cloudpickle"])
+def test_entry_refuses_code_by_value_from_another_runtime(staged: Dict[str, Path], key: str, tmp_path: Path) -> None:
+    """Bytecode pickled by value (a task defined inside a function) needs the same Python and cloudpickle."""
+    drifted = tmp_path / "payload.pkl"
+    drifted.write_bytes(_with_code_by_value(_with_versions(staged["payload"].read_bytes(), **{key: "0.0.1"})))
+    _assert_refused(_run_entry(staged, drifted), staged, key)
+
+
+def test_the_probe_task_travels_by_reference(staged: Dict[str, Path]) -> None:
+    meta = _payload.header(staged["payload"].read_bytes())
+    assert meta["task_ref"].endswith("/probe/my_app.py:my_app") and meta["by_value"] == []
+
+
 def test_entry_refuses_a_shared_context_from_another_runtime(staged: Dict[str, Path], tmp_path: Path) -> None:
     payload: _payload.JobPayload = _payload.loads(staged["payload"].read_bytes())
     context = tmp_path / "context.pkl"
-    context.write_bytes(_with_versions(Path(payload.context_uri).read_bytes(), python="2.7"))
+    context.write_bytes(_with_versions(Path(payload.context_uri).read_bytes(), **{"hydra-core": "0.1"}))
     payload.context_uri = str(context)
     repointed = tmp_path / "payload.pkl"
     repointed.write_bytes(_payload.dumps(payload))
-    _assert_refused(_run_entry(staged, repointed), staged, "python")
+    _assert_refused(_run_entry(staged, repointed), staged, "hydra-core")
 
 
 def _assert_refused(proc: "subprocess.CompletedProcess[str]", staged: Dict[str, Path], key: str) -> None:

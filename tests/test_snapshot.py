@@ -62,13 +62,16 @@ def test_snapshot_ships_tracked_and_unignored_files_only(app: Path, tmp_path: Pa
     (app.parent / ".gitignore").write_text("secret.txt\n")
     (app / "secret.txt").write_text("do not ship")
     (app / "data").mkdir()
-    (app / "data" / "train.csv").write_text("1,2,3\n")  # a data folder never ships; the conf/data group does
+    (app / "data" / "train.csv").write_text("1,2,3\n")  # not ignored: ships, as git would ship it
+    (app / "mylib" / "data").mkdir()
+    (app / "mylib" / "data" / "__init__.py").write_text("")  # a code package named like a data folder
     staging = tmp_path / "staging"
     run(app, "hydra/launcher=vertex_ai", f"hydra.launcher.staging_dir={staging}", f"hydra.sweep.dir={tmp_path / 's'}")
     with tarfile.open(archives(staging)[0]) as tar:
         names = set(tar.getnames())
-    assert {"app/app.py", "app/mylib/words.py", "app/conf/data/hello.yaml", ".gitignore"} <= names
-    assert not any(n.startswith(("app/outputs", "app/data/", ".git/")) or n.endswith("secret.txt") for n in names)
+    assert {"app/app.py", "app/mylib/words.py", "app/conf/data/hello.yaml", ".gitignore", "app/data/train.csv",
+            "app/mylib/data/__init__.py"} <= names
+    assert not any(n.startswith(("app/outputs", ".git/")) or n.endswith("secret.txt") for n in names)
 
 
 def test_without_snapshot_the_job_cannot_import_user_code(app: Path, tmp_path: Path) -> None:

@@ -39,7 +39,8 @@ def test_study_runs_as_one_tuning_job_and_resume_collects_it_again(vertex_emulat
     assert sorted(first["best_params"]) == ["opt=b", "x=2"] and first["best_value"] == 0.02
     # each trial's Hydra output dir lived in the bucket (through the /gcs mount) and was synced back
     for trial in first["trials"]:
-        assert (tmp_path / "sweep" / trial["id"] / ".hydra" / "overrides.yaml").exists()
+        # trial N (numbered from 1, as Vertex does) is hydra.job.num N - 1
+        assert (tmp_path / "sweep" / str(int(trial["id"]) - 1) / ".hydra" / "overrides.yaml").exists()
 
     (tmp_path / "sweep" / "optimization_results.yaml").unlink()
     run_sweep(tmp_path, f"hydra.sweeper.resume={first['tuning_job']}", "x=choice(0,2,3)", "opt=a,b", "n=2")

@@ -54,7 +54,7 @@ def test_grid_sweep_finds_the_known_optimum(tmp_path: Path) -> None:
         assert trial["state"] == "SUCCEEDED"
         assert trial["value"] == pytest.approx(value_of(trial["params"], n=3))
         # each trial ran in its own Hydra output dir, numbered by trial id
-        out = tmp_path / "sweep" / trial["id"]
+        out = tmp_path / "sweep" / str(int(trial["id"]) - 1)  # trial N (from 1, as Vertex) is job N - 1
         assert (out / ".hydra" / "config.yaml").exists()
         x, opt, n, _ = (out / "trial.txt").read_text().split()
         assert (float(x), opt, int(n)) == (float(dict(p.split("=") for p in trial["params"])["x"]),
@@ -177,7 +177,7 @@ def test_median_early_stopping_stops_a_trial_worse_than_the_completed_ones(tmp_p
     assert [t["state"] for t in res["trials"]] == ["SUCCEEDED"] * 3
     done, stopped = res["trials"][:2], res["trials"][2]
     for trial in done:  # ran to the end: the task wrote its file and reported its final objective
-        assert (tmp_path / "sweep" / trial["id"] / "trial.txt").exists()
+        assert (tmp_path / "sweep" / str(int(trial["id"]) - 1) / "trial.txt").exists()
         assert trial["value"] == pytest.approx(value_of(trial["params"]))
     assert not (tmp_path / "sweep" / stopped["id"] / "trial.txt").exists()  # killed mid-curve
     assert stopped["value"] > value_of(stopped["params"])  # its last intermediate value, above its final one

@@ -651,11 +651,15 @@ def _session(pid: str) -> int:
 
 
 def _set_fuse_env(pools: List[Dict[str, Any]], root: str) -> None:
-    """Point each replica's FUSE root at the stand-in: outputs land there, gs:// I/O goes to the client."""
+    """Point each replica's FUSE root at the stand-in: outputs land there, gs:// I/O goes to the client (the
+    Cloud Storage emulator's host, passed explicitly: jobs do not inherit the host's environment)."""
+    storage_host = os.environ.get("STORAGE_EMULATOR_HOST")
     for pool in pools:
         if pool:
             env = pool.setdefault("containerSpec", {}).setdefault("env", [])
             env.append({"name": _storage.FUSE_ROOT_ENV, "value": root})
+            if storage_host:
+                env.append({"name": "STORAGE_EMULATOR_HOST", "value": storage_host})
 
 
 @contextlib.contextmanager

@@ -17,3 +17,11 @@ class ConfigError(CompactHydraException):
 
 class VertexAPIError(CompactHydraException):
     """A Vertex API call failed for good; the message carries the server's."""
+
+
+class MissingDependencyError(CompactHydraException):
+    """An optional dependency a feature needs is not installed; the message says what to install."""
+
+
+class StudyFailedError(CompactHydraException):
+    """A tuning job (study) ended without succeeding; the message says why and where its partial results are."""

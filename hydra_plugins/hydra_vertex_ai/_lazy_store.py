@@ -5,7 +5,7 @@ paid at plugin discovery by every Hydra app of the environment even when it neve
 (benchmarks/bench_startup.py). Hydra reads an entry through `ConfigStore.load()`, which shallow-copies the
 stored ConfigNode and then reads its `.node`: so the node is built on that first read.
 """
-from typing import Any
+from typing import Any, Sequence, Tuple
 
 from hydra.core.config_store import ConfigNode, ConfigStore
 from omegaconf import DictConfig, OmegaConf
@@ -16,14 +16,14 @@ PROVIDER = "hydra_vertex_ai"
 class _LazyConfigNode(ConfigNode):
     """A ConfigStore entry whose DictConfig is built on first use."""
 
-    def __init__(self, name: str, schema: type, group: str, provider: str) -> None:
+    def __init__(self, name: str, schema: type, group: str, provider: str, open_dicts: Tuple[str, ...] = ()) -> None:
         self.name, self.group, self.package, self.provider = name, group, None, provider
-        self._schema = schema
+        self._schema, self._open_dicts = schema, open_dicts
 
     def __getattr__(self, attr: str) -> Any:  # only called while `node` is not built yet
         if attr != "node":
             raise AttributeError(attr)
-        node: DictConfig = OmegaConf.structured(self._schema)
+        node = build(self._schema, self._open_dicts)
         self.node = node
         return node
 
@@ -31,12 +31,20 @@ class _LazyConfigNode(ConfigNode):
         return ConfigNode(name=self.name, node=self.node, group=self.group, package=None, provider=self.provider)
 
 
-def store_lazily(group: str, name: str, schema: type) -> None:
+def build(schema: type, open_dicts: Sequence[str] = ()) -> DictConfig:
+    """The DictConfig of `schema`; the mappings at `open_dicts` accept new keys (no `+` on the command line)."""
+    node: DictConfig = OmegaConf.structured(schema)
+    for key in open_dicts:
+        OmegaConf.set_struct(OmegaConf.select(node, key), False)
+    return node
+
+
+def store_lazily(group: str, name: str, schema: type, open_dicts: Sequence[str] = ()) -> None:
     """Register `schema` as `group/name`, built when Hydra first loads it (eagerly if the store looks unfamiliar)."""
     store = ConfigStore.instance()
     store.store(group=group, name=name, node={}, provider=PROVIDER)  # creates the group's folders
     folder = store._open(group)
     if isinstance(folder, dict) and isinstance(folder.get(f"{name}.yaml"), ConfigNode):
-        folder[f"{name}.yaml"] = _LazyConfigNode(f"{name}.yaml", schema, group, PROVIDER)
+        folder[f"{name}.yaml"] = _LazyConfigNode(f"{name}.yaml", schema, group, PROVIDER, tuple(open_dicts))
     else:  # a ConfigStore laid out differently from hydra-core 1.3's: store eagerly, as Hydra intends
-        store.store(group=group, name=name, node=schema, provider=PROVIDER)
+        store.store(group=group, name=name, node=build(schema, open_dicts), provider=PROVIDER)

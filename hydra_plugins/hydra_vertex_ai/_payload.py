@@ -1,15 +1,18 @@
 """What crosses between the submitting process and the container, and the JobReturn coming back.
 
-A payload file is one JSON header line (format and the versions it was pickled with) followed by a
-cloudpickle body. The header is read first, so a container whose Python, hydra-core or cloudpickle differs
-from the laptop's fails with one clear line instead of an obscure unpickling error.
+A payload file is one JSON header line (format, the versions it was pickled with, and the functions its body
+carries by value) followed by a cloudpickle body. The header is read first, so a container whose runtime cannot
+read the body fails with one clear line instead of an obscure unpickling error. What really breaks: another
+hydra-core or omegaconf minor version (their objects are pickled), and, only for a body holding code by value
+(a task defined inside a function, a resolver lambda), another Python minor version or cloudpickle version.
 """
 import json
 import os
 import platform
 import traceback
+import types
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.types import HydraContext, TaskFunction
@@ -38,8 +41,16 @@ class SweepContext:
     """Shared by every job of one launch (or every trial of one study): pickled once, staged once."""
 
     hydra_context: HydraContext
-    task_function: TaskFunction
+    # None when the task travels by reference (the header's `task`): the container imports it
+    task_function: Optional[TaskFunction]
+    # Hydra's Singleton state, less the OmegaConf resolvers (below)
     singleton_state: Any
+    # user resolvers as (name, function, use_cache), registered in the container unless its imports did already
+    resolvers: List[Tuple[str, Any, bool]] = field(default_factory=list)
+    # resolvers whose function could not be told apart from OmegaConf's wrapper: restored as they are
+    raw_resolvers: Dict[str, Any] = field(default_factory=dict)
+    # resolvers the task's script registered here, which importing it in the container registers again
+    from_import: List[str] = field(default_factory=list)
 
 
 @dataclass
@@ -60,23 +71,59 @@ class JobPayload:
     sweep_dir: Optional[str] = None
 
 
+# Versions compared by major.minor whatever the body holds, and those compared only for code by value.
+_ALWAYS_CHECKED = ("hydra-core", "omegaconf")
+_CHECKED_FOR_CODE = ("python", "cloudpickle")
+# Names of by-value functions listed in a header (the rest is counted).
+_BY_VALUE_LISTED = 10
+
+
 def runtime_versions() -> Dict[str, str]:
     import cloudpickle
     import hydra
+    import omegaconf
 
     return {
         "python": ".".join(platform.python_version_tuple()[:2]),
         "hydra-core": hydra.__version__,
+        "omegaconf": omegaconf.__version__,
         "cloudpickle": cloudpickle.__version__,
     }
 
 
-def dumps(obj: Any, **header_fields: Any) -> bytes:
-    """Header line (format, versions, and e.g. the source snapshot the body needs) + cloudpickle body."""
+def pickle_tracking(obj: Any) -> Tuple[bytes, List[str]]:
+    """cloudpickle's bytes, and the functions it pickled by value (their bytecode ties the body to this Python)."""
+    import io
+
     import cloudpickle
 
-    header = json.dumps({"format": FORMAT, "versions": runtime_versions(), **header_fields})
-    return header.encode() + b"\n" + cloudpickle.dumps(obj)
+    try:
+        from cloudpickle.cloudpickle import _should_pickle_by_reference as by_reference
+    except ImportError:  # another cloudpickle layout: say every function went by value (the strict check)
+        def by_reference(fn: Any) -> bool:
+            return False
+
+    by_value: List[str] = []
+
+    class _Tracking(cloudpickle.Pickler):
+        def reducer_override(self, item: Any) -> Any:
+            if isinstance(item, types.FunctionType) and not by_reference(item):
+                by_value.append(f"{item.__module__}.{item.__qualname__}")
+            return super().reducer_override(item)
+
+    out = io.BytesIO()
+    _Tracking(out, protocol=cloudpickle.DEFAULT_PROTOCOL).dump(obj)
+    return out.getvalue(), by_value
+
+
+def dumps(obj: Any, **header_fields: Any) -> bytes:
+    """Header line (format, versions, code by value, and e.g. the source snapshot the body needs) + body."""
+    body, by_value = pickle_tracking(obj)
+    listed = sorted(set(by_value))
+    fields = {"format": FORMAT, "versions": runtime_versions(), **header_fields,
+              "by_value": listed[:_BY_VALUE_LISTED] + ([f"... {len(listed) - _BY_VALUE_LISTED} more"]
+                                                       if len(listed) > _BY_VALUE_LISTED else [])}
+    return json.dumps(fields).encode() + b"\n" + body
 
 
 def header(data: bytes) -> Dict[str, Any]:
@@ -87,19 +134,33 @@ def header(data: bytes) -> Dict[str, Any]:
 
 
 def loads(data: bytes) -> Any:
-    check_versions(header(data)["versions"])
+    meta = header(data)
+    check_versions(meta["versions"], meta.get("by_value", ["unknown"]))
     import cloudpickle
 
     return cloudpickle.loads(data.partition(b"\n")[2])
 
 
-def check_versions(built_with: Dict[str, str]) -> None:
+def _minor(version: Optional[str]) -> Tuple[str, ...]:
+    return tuple((version or "").split(".")[:2])
+
+
+def check_versions(built_with: Dict[str, str], by_value: Sequence[str] = ("unknown",)) -> None:
+    """Refuse what this runtime cannot read: another hydra-core or omegaconf minor version; for a body holding
+    code by value (`by_value` names it), another Python minor or another cloudpickle version."""
     here = runtime_versions()
-    diff = [f"{name} {built_with.get(name)} (here {have})" for name, have in here.items() if built_with.get(name) != have]
+    diff = [f"{name} {built_with.get(name)} (here {here[name]})" for name in _ALWAYS_CHECKED
+            if name in built_with and _minor(built_with.get(name)) != _minor(here[name])]
+    if by_value:
+        diff += [f"{name} {built_with.get(name)} (here {here[name]})" for name in _CHECKED_FOR_CODE
+                 if (_minor(built_with.get(name)) if name == "python" else built_with.get(name)) !=
+                 (_minor(here[name]) if name == "python" else here[name])]
     if diff:
+        why = f" for code pickled by value ({', '.join(by_value[:3])})" if by_value and any(
+            n in d for d in diff for n in _CHECKED_FOR_CODE) else ""
         raise VersionMismatchError(
-            "payload was built with " + ", ".join(diff) + "; install the same versions in the image as on the "
-            "submitting machine"
+            "payload was built with " + ", ".join(diff) + why + "; install the same versions in the image as on "
+            "the submitting machine"
         )
 
 

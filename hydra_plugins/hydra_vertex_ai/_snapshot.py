@@ -1,10 +1,12 @@
 """Source snapshot: the application's own code and config files, shipped to the container.
 
-cloudpickle carries the task function by value, but the user's modules (`from mypkg.models import Net`) travel
-by reference and their config files by path. Before submitting, the application's source tree (the files git
-tracks or would track, or a configured root) is packed into one deterministic tar.gz named by its content
-hash under `<staging_dir>/snapshots/`, so unchanged code is never uploaded twice. The entry module unpacks it,
-puts it first on sys.path before unpickling anything, and points Hydra's config search path at it.
+The task function, the user's modules (`from mypkg.models import Net`) and their config files travel by
+reference (see `_task_ref`). Before submitting, the application's source tree (what git would ship: tracked
+and untracked-but-not-ignored files, or every file under a configured root) plus every config file of Hydra's
+search path under it (ignored or not) is packed into one deterministic tar.gz named by its content hash under
+`<staging_dir>/snapshots/`, so unchanged code is never uploaded twice. The entry module unpacks it, puts it
+first on sys.path before unpickling anything, starts the job in the copy of the launch directory, and points
+Hydra's config search path at it.
 """
 import fnmatch
 import gzip
@@ -18,7 +20,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
@@ -42,13 +44,17 @@ class Snapshot:
     root: str
     # sys.path entries of the submitting process that lie under root, relative to it ("." = root)
     sys_path: Tuple[str, ...]
+    # the directory the user launched from, relative to root; None when it lies outside root
+    launch_dir: Optional[str] = None
+    # the shipped files, relative to root (not in the header)
+    files: Tuple[str, ...] = field(default=(), repr=False, compare=False)
 
     def to_json(self) -> Dict[str, Any]:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if k != "files"}
 
     @staticmethod
     def from_json(data: Dict[str, Any]) -> "Snapshot":
-        return Snapshot(data["uri"], data["digest"], data["root"], tuple(data["sys_path"]))
+        return Snapshot(data["uri"], data["digest"], data["root"], tuple(data["sys_path"]), data.get("launch_dir"))
 
 
 def stage_snapshot(
@@ -58,7 +64,7 @@ def stage_snapshot(
     if not conf.enabled:
         return None
     root = source_root(conf.root, task_function)
-    # Config files a trial composes always ship, even where an exclude pattern (say `data`) names their group.
+    # Config files a trial composes always ship, even where an exclude pattern or .gitignore names them.
     keep = [os.path.relpath(d, root) for d in config_dirs(config_loader) if _is_under(d, root)]
     files = list_files(root, conf.include, conf.exclude, keep)
     _check_size(root, files, conf.max_size_mb, key)
@@ -71,7 +77,8 @@ def stage_snapshot(
         _storage.write_bytes(uri, data)
         log.info("Source snapshot of %s: %d files, %.1f kB, staged as %s", root, len(files), len(data) / 1e3, uri)
     entries = tuple(sorted({os.path.relpath(p, root) for p in _sys_path() if _is_under(p, root)}))
-    return Snapshot(uri, digest, str(root), entries)
+    launch_dir = os.path.relpath(Path.cwd().resolve(), root) if _is_under(os.getcwd(), root) else None
+    return Snapshot(uri, digest, str(root), entries, launch_dir, tuple(files))
 
 
 def source_root(configured: Optional[str], task_function: Any) -> Path:
@@ -117,7 +124,8 @@ def config_dirs(config_loader: Any) -> List[str]:
 def list_files(root: Path, include: Sequence[str], exclude: Sequence[str], keep: Sequence[str] = ()) -> List[str]:
     """Relative paths to ship: git's tracked and untracked-but-not-ignored files, or every file under root.
 
-    Files under a `keep` directory ship whatever the include/exclude patterns say."""
+    Files git lists under a `keep` directory (Hydra's config dirs) ship whatever the include/exclude patterns
+    say, and so does every config file on disk there, ignored or not (see `config_files`)."""
     listed = _git(root, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
     if listed is not None:
         candidates = [p for p in listed.split("\0") if p]
@@ -125,7 +133,24 @@ def list_files(root: Path, include: Sequence[str], exclude: Sequence[str], keep:
         candidates = [os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs]
     kept = [p for p in candidates if any(_is_under(str(root / p), root / k) for k in keep)]
     wanted = [p for p in candidates if _wanted(p, include, exclude)]
-    return sorted(p for p in set(kept + wanted) if os.path.isfile(root / p))
+    configs = [p for k in keep for p in config_files(root, k, exclude)]
+    return sorted(p for p in set(kept + wanted + configs) if os.path.isfile(root / p))
+
+
+# What Hydra's file config source reads.
+_CONFIG_SUFFIXES = (".yaml", ".yml")
+
+
+def config_files(root: Path, config_dir: str, exclude: Sequence[str]) -> List[str]:
+    """Every config file on disk under `config_dir`, gitignored ones included (say configs/local/default.yaml,
+    an `optional` default): a trial composes in the container exactly what it would compose here. Hidden folders
+    (`.hydra` of earlier runs, `.git`) and folders named by an exclude pattern (Hydra's `outputs`, when the
+    config dir is the app's own folder) are not walked."""
+    found = []
+    for folder, dirs, names in os.walk(root / config_dir):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and not any(fnmatch.fnmatch(d, pat) for pat in exclude)]
+        found += [os.path.relpath(os.path.join(folder, n), root) for n in names if n.endswith(_CONFIG_SUFFIXES)]
+    return found
 
 
 def _wanted(path: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
@@ -199,8 +224,13 @@ def _extract(tar: tarfile.TarFile, into: Path) -> None:
 
 
 def activate(snapshot: Snapshot, target: Path) -> None:
-    """Put the unpacked source where the submitting process had it on sys.path."""
+    """Put the unpacked source where the submitting process had it on sys.path, and start in the copy of the
+    directory the user launched from (as Hydra's basic launcher starts its jobs in that directory)."""
     sys.path[0:0] = [str((target / rel).resolve()) for rel in snapshot.sys_path] or [str(target)]
+    if snapshot.launch_dir is not None:
+        start = target / snapshot.launch_dir
+        start.mkdir(parents=True, exist_ok=True)  # a launch dir holding nothing shipped is not in the archive
+        os.chdir(start)
 
 
 def remap_config_search_path(config_loader: Any, snapshot: Snapshot, target: Path) -> None:

@@ -14,16 +14,19 @@ Layout under the configured `staging_dir` (a local folder or a gs:// URI):
     <sweep_id>/trials/<trial id>/    one trial: result.pkl, logs and metrics (local)
 """
 import json
+import logging
 import os
 import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from . import _storage
 from ._vertex_facts import sanitize_label
+
+log = logging.getLogger(__name__)
 
 # payloads written at once: staging may be a bucket
 _STAGING_THREADS = 16
@@ -132,15 +135,24 @@ def stage(
 ) -> None:
     """Stage the source snapshot, the shared context (once) and every job's small payload (in parallel).
 
-    Every file's header names the snapshot, so the container can put the user's code on sys.path before it
-    unpickles anything."""
+    Every file's header names the snapshot and how the task travels (`task_ref`: "module:qualname", or
+    "path/of/script.py:qualname" in the snapshot), so the container can put the user's code on sys.path and
+    import the task's module before it unpickles anything."""
     from hydra.core.singleton import Singleton
 
-    from . import _payload, _snapshot
+    from . import _payload, _snapshot, _task_ref
 
     snapshot = _snapshot.stage_snapshot(snapshot_conf, staging, task_function, hydra_context.config_loader, key)
-    header = {"snapshot": snapshot.to_json() if snapshot else None}
-    context = _payload.SweepContext(hydra_context, task_function, Singleton.get_state())
+    ref, why = _task_ref.reference(task_function, snapshot.root if snapshot else None,
+                                   set(snapshot.files) if snapshot else None)
+    if ref is None:
+        log.warning("The task function travels by value (cloudpickle), so the image needs this machine's Python "
+                    "minor version: %s", why)
+    header = {"snapshot": snapshot.to_json() if snapshot else None,
+              "task": ref.to_json() if ref else None, "task_ref": str(ref) if ref else None}
+    imported = ref is not None and getattr(task_function, "__module__", None) == "__main__"
+    state, resolvers, raw, from_import = split_resolvers(Singleton.get_state(), imported)
+    context = _payload.SweepContext(hydra_context, None if ref else task_function, state, resolvers, raw, from_import)
     blobs = {context_uri: _payload.dumps(context, **header)}
     blobs.update({uri: _payload.dumps(payload, **header) for uri, payload in payloads.items()})
     with ThreadPoolExecutor(max_workers=_STAGING_THREADS) as pool:
@@ -221,3 +233,40 @@ def list_manifests(staging_dir: Optional[str] = None, search_root: str = ".") ->
         return sorted(uri for uri, _ in _storage.list_gcs(prefix)
                       if uri.endswith("/" + MANIFEST_NAME) and uri[len(prefix):].count("/") == 1)
     return sorted(str(p) for p in Path(staging_dir).resolve().glob(f"*/{MANIFEST_NAME}"))
+
+
+def split_resolvers(state: Any, main_imported: bool) -> Tuple[Any, List[Tuple[str, Any, bool]], Dict[str, Any], List[str]]:
+    """Hydra's Singleton state without its OmegaConf resolvers, and the resolvers the container needs from us.
+
+    OmegaConf keeps a resolver as a wrapper closure, which cloudpickle could only carry by value (bytecode).
+    We send the user's function itself instead (by reference when importable), and nothing for resolvers the
+    container registers on its own: OmegaConf's and Hydra's, and, when the container imports the task's script,
+    those the script registers (their names are returned, so the container can say if one went missing)."""
+    resolvers = state.get("omegaconf_resolvers") or {}
+    kept: List[Tuple[str, Any, bool]] = []
+    raw: Dict[str, Any] = {}
+    from_import: List[str] = []
+    for name, wrapper in resolvers.items():
+        fn, use_cache = _resolver_parts(wrapper)
+        module = str(getattr(fn, "__module__", "") or "")
+        if fn is None:
+            raw[name] = wrapper
+        elif module.split(".")[0] == "omegaconf" or module == "hydra.core.utils":  # OmegaConf's, setup_globals'
+            continue
+        elif module == "__main__" and main_imported:
+            from_import.append(name)
+        else:
+            kept.append((name, fn, use_cache))
+    return {**state, "omegaconf_resolvers": {}}, kept, raw, from_import
+
+
+def _resolver_parts(wrapper: Any) -> Tuple[Any, bool]:
+    """The function and use_cache flag inside OmegaConf's resolver wrapper; (None, False) if it is not one."""
+    code, cells = getattr(wrapper, "__code__", None), getattr(wrapper, "__closure__", None) or ()
+    try:
+        free = dict(zip(code.co_freevars, (c.cell_contents for c in cells))) if code else {}
+    except ValueError:  # an empty cell
+        return None, False
+    if not callable(free.get("resolver")):
+        return None, False
+    return free["resolver"], bool(free.get("use_cache", False))

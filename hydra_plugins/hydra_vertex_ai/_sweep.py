@@ -9,13 +9,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, AbstractSet, Any, Dict, List, Mapping, Optional, Set
 
 from hydra.core.utils import JobReturn, setup_globals
-from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
 from . import _payload, _report, _search_space, _storage, _tuning_spec
 from ._backends import factory
 from ._backends.base import Backend, TuningOutcome, final_value
-from ._errors import ConfigError
+from ._errors import ConfigError, StudyFailedError
 from ._staging import (
     ManifestNotFound,
     Staging,
@@ -64,7 +63,7 @@ def sweep(sweeper: "VertexVizierSweeper", arguments: List[str]) -> List[List[Job
     staging = backend.staging
     job = _tuning_spec.build_tuning_job(
         conf, space,
-        display_name=f"{config.hydra.job.name}-{sweep_id}",
+        display_name=sweep_id,  # starts with the job name already
         labels={"hydra_sweep": sweep_id, "hydra_job": "study", "hydra_uid": f"{sweep_id}-study"},
         payload_uri=staging.study_payload,
         base_output_dir=staging.outputs(conf.job.base_output_dir),
@@ -97,8 +96,8 @@ def sweep(sweeper: "VertexVizierSweeper", arguments: List[str]) -> List[List[Job
         log.info("Stopped early by the early stopping rule (reported with their last measurement): trial(s) %s",
                  ", ".join(sorted(early, key=lambda i: (len(i), i))))
     if outcome.state != SUCCEEDED:
-        raise HydraException(f"the tuning job ended {short_state(outcome.state)}: {outcome.error} "
-                             f"(partial results in {sweep_dir / RESULTS_FILE})")
+        raise StudyFailedError(f"the tuning job ended {short_state(outcome.state)}: {outcome.error} "
+                               f"(partial results in {sweep_dir / RESULTS_FILE})")
     log.info("Best %s = %s with %s", conf.metric_id, results["best_value"], " ".join(results["best_params"]))
     return [_trial_returns(staging, config, parameter_map, list(space.fixed), outcome, early)]
 
@@ -168,8 +167,8 @@ def _check_composes(
         overrides = list(space.fixed) + _search_space.overrides_from_values(parameter_map, values)
         try:
             sweeper.hydra_context.config_loader.load_sweep_config(sweeper.config, overrides)
-        except Exception as e:
-            raise HydraException(f"a trial with overrides {overrides} cannot be composed: {e}") from e
+        except Exception as e:  # the search space names a key or an option the config does not have
+            raise ConfigError(f"{CONFIG_KEY}.params", f"a trial with overrides {overrides} cannot be composed: {e}") from e
 
 
 def _sample_values(space: "_search_space.SearchSpace") -> List[Dict[str, Any]]:

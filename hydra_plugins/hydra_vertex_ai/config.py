@@ -129,11 +129,11 @@ class SnapshotConf:
     root: Optional[str] = None
     # glob patterns (relative paths) to ship only; empty ships everything not excluded
     include: List[str] = field(default_factory=list)
-    # glob patterns matched against relative paths and each path component; never shipped
+    # glob patterns matched against relative paths and each path component; never shipped (config files excepted)
     exclude: List[str] = field(
         default_factory=lambda: [
             ".git", "outputs", "multirun", ".vertex_ai", "lightning_logs", "__pycache__", "*.pyc", ".venv",
-            "venv", "data", "datasets", "checkpoints", "*.ckpt", "*.pt", "*.pth", "*.safetensors",
+            "venv", "*.ckpt", "*.pt", "*.pth", "*.safetensors",
         ]
     )
     # fail before submission when the packed source is larger than this many MB
@@ -162,6 +162,8 @@ class VertexBackendConf:
     snapshot: SnapshotConf = field(default_factory=SnapshotConf)
     # local backend: jobs run at once; None = the number of CPU cores
     max_parallel: Optional[int] = None
+    # local backend: host variables a job sees besides Vertex's, job.env and the documented few (PATH, HOME, ...)
+    local_env_passthrough: List[str] = field(default_factory=list)
     # vertex backend: seconds between two status polls of the whole sweep
     poll_interval_s: float = 15.0
     # vertex backend: job creations per minute (Vertex allows about 60 per region)
@@ -183,7 +185,8 @@ class VertexAILauncherConf(VertexBackendConf):
     wait: bool = True
 
 
-store_lazily("hydra/launcher", "vertex_ai", VertexAILauncherConf)
+# job.env accepts new names: `hydra.launcher.job.env.NAME=value` needs no `+`
+store_lazily("hydra/launcher", "vertex_ai", VertexAILauncherConf, open_dicts=["job.env"])
 
 
 @dataclass
@@ -213,4 +216,4 @@ class VertexVizierSweeperConf(VertexBackendConf):
     resume: Optional[str] = None
 
 
-store_lazily("hydra/sweeper", "vertex_vizier", VertexVizierSweeperConf)
+store_lazily("hydra/sweeper", "vertex_vizier", VertexVizierSweeperConf, open_dicts=["job.env"])

@@ -88,20 +88,36 @@ def _outputs_on_local_disk(config: Any) -> Any:
 
 
 def _load(payload_uri: str) -> Tuple[Any, Any]:
-    """The job's payload and the shared context, with the shipped source and Hydra's state in place."""
+    """The job's payload and the shared context, with the shipped source, the task's module and Hydra's state
+    in place. The task's module is imported first, from the snapshot, so its module-level code runs (and
+    registers its resolvers) as it did on the submitting machine."""
     from . import _payload, _storage
 
     raw = _storage.read_bytes(payload_uri)
-    _payload.check_versions(_payload.header(raw)["versions"])
-    shipped = _use_snapshot(_payload.header(raw).get("snapshot"))  # before unpickling: user types live there
+    meta = _payload.header(raw)
+    _payload.check_versions(meta["versions"], meta.get("by_value", ["unknown"]))
+    shipped = _use_snapshot(meta.get("snapshot"))  # before unpickling: user types live there
+    task = _import_task(meta.get("task"), shipped[1] if shipped else None)
     payload = _payload.loads(raw)
     context = _payload.loads(_storage.read_bytes(payload.context_uri))
     _restore(context)
+    if task is not None:
+        context.task_function = task
     if shipped:  # needs the restored singletons: Hydra's config source registry
         from ._snapshot import remap_config_search_path
 
         remap_config_search_path(context.hydra_context.config_loader, *shipped)
     return payload, context
+
+
+def _import_task(data: Optional[dict], snapshot_dir: Any) -> Any:
+    """The task function, imported by reference from the snapshot (None when it travels by value)."""
+    if not data:
+        return None
+    from ._task_ref import TaskRef, import_module, task_of
+
+    ref = TaskRef.from_json(data)
+    return task_of(import_module(ref, snapshot_dir), ref)
 
 
 def _finish(payload: Any, ret: Any, trial_id: Optional[str]) -> int:
@@ -134,15 +150,29 @@ def _use_snapshot(data: Optional[dict]) -> Optional[Tuple[Any, Any]]:
 
 
 def _restore(context: Any) -> None:
-    """Hydra's singletons and resolvers as they were on the submitting machine; torch.distributed's env."""
+    """Hydra's singletons as they were on the submitting machine, the resolvers this process registered (OmegaConf's,
+    Hydra's, the task module's) plus the user's others from the context; torch.distributed's env."""
     from hydra.core.singleton import Singleton
     from hydra.core.utils import setup_globals
+    from omegaconf import OmegaConf
+    from omegaconf.basecontainer import BaseContainer
 
     from ._distributed import torch_env
 
     os.environ.update(torch_env(os.environ))
+    registered = dict(BaseContainer._resolvers)
     Singleton.set_state(context.singleton_state)
+    BaseContainer._resolvers.update(registered)
     setup_globals()
+    for name, fn, use_cache in getattr(context, "resolvers", []):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn, use_cache=use_cache)
+    for name, wrapper in getattr(context, "raw_resolvers", {}).items():
+        BaseContainer._resolvers.setdefault(name, wrapper)
+    missing = [name for name in getattr(context, "from_import", []) if not OmegaConf.has_resolver(name)]
+    if missing:
+        log.warning("hydra-vertex-ai: importing the task's script did not register the resolver(s) %s it registered "
+                    "on the submitting machine: register them at module level", ", ".join(missing))
 
 
 def _job_config(payload: Any, context: Any, trial_flags: List[str], trial_id: Optional[str]) -> Any:
@@ -156,7 +186,8 @@ def _job_config(payload: Any, context: Any, trial_flags: List[str], trial_id: Op
         overrides = list(payload.fixed_overrides) + trial_overrides(payload.parameters, trial_flags)
         config = context.hydra_context.config_loader.load_sweep_config(payload.config, overrides)
         with open_dict(config):
-            config.hydra.job.num = int(trial_id) if trial_id.isdigit() else 0
+            # Vertex numbers trials from 1 (CLOUD_ML_TRIAL_ID); Hydra's sweepers number jobs from 0
+            config.hydra.job.num = int(trial_id) - 1 if trial_id.isdigit() and int(trial_id) > 0 else 0
         with read_write(config.hydra.sweep):
             config.hydra.sweep.dir = payload.sweep_dir
         from .metrics import METRIC_ID_ENV
@@ -164,6 +195,8 @@ def _job_config(payload: Any, context: Any, trial_flags: List[str], trial_id: Op
         os.environ[METRIC_ID_ENV] = payload.metric_id  # user code's report_metric() reports under it
     elif trial_flags:
         raise ValueError(f"unexpected arguments {trial_flags}")
+    with read_write(config.hydra.runtime):  # composed on the submitting machine: its cwd is not ours
+        config.hydra.runtime.cwd = os.getcwd()
     job_id = os.environ.get("CLOUD_ML_JOB_ID")
     if job_id:
         with open_dict(config):

@@ -1,5 +1,7 @@
 """What the plugins need from a backend, how a job or a study ended, and how trials read on a progress line."""
+import logging
 import os
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence
@@ -8,6 +10,8 @@ from .._errors import ConfigError
 
 if TYPE_CHECKING:
     from .._staging import Staging
+
+log = logging.getLogger(__name__)
 
 # Outputs to copy back when a backend is done: local directory -> the gs:// URI its jobs wrote it to.
 Outputs = Mapping[str, str]
@@ -103,3 +107,44 @@ def summarize_trials(trials: Sequence[Mapping[str, Any]], maximize: bool) -> str
         best = (max if maximize else min)(done, key=lambda t: final_value(t) or 0.0)
         line += f"; best {final_value(best):.6g} (trial {best['id']})"
     return line
+
+
+# The early stop of a study whose first trials fail alike: once this many trials (or parallel_trial_count, if
+# more) have failed, before any trial succeeded, all with the same error (the last line of their log tail, e.g.
+# the exception), the study stops: the next trials would fail the same way and only burn the budget.
+SAME_FAILURE_MIN_TRIALS = 2
+_LOG_PATH = re.compile(r"(\S+\.log)\b")
+
+
+def failure_line(reason: str) -> str:
+    """One line saying why a trial failed: the last non-empty line of its log tail (the exception, as a rule)."""
+    head, sep, tail = reason.partition(":\n")
+    lines = [ln.strip() for ln in (tail if sep else reason).splitlines() if ln.strip()]
+    return lines[-1] if lines else head.strip()
+
+
+class FailureWatch:
+    """Says (once) why the first trial failed, where its log is, and when to stop a study failing alike."""
+
+    def __init__(self, parallel_trial_count: int, where: Optional[str] = None) -> None:
+        self.needed = max(SAME_FAILURE_MIN_TRIALS, parallel_trial_count)
+        self.where = where
+        self.reported = False
+
+    def update(self, trials: Sequence[Mapping[str, Any]]) -> Optional[str]:
+        """Report the first failed trial; return why the study should stop now, or None."""
+        failed = [t for t in trials if t.get("state") == "INFEASIBLE"]
+        if failed and not self.reported:
+            self.reported = True
+            first = failed[0]
+            reason = str(first.get("infeasibleReason") or "no reason given")
+            found = _LOG_PATH.search(reason)
+            where = found.group(1) if found else self.where
+            log.error("Trial %s failed: %s%s", first.get("id"), failure_line(reason), f" (log: {where})" if where else "")
+        if any(t.get("state") == "SUCCEEDED" for t in trials) or len(failed) < self.needed:
+            return None
+        lines = {failure_line(str(t.get("infeasibleReason") or "")) for t in failed}
+        if len(lines) != 1:
+            return None
+        return (f"stopped the study: its first {len(failed)} trials all failed with the same error: {lines.pop()} "
+                f"(a study stops when its first max({SAME_FAILURE_MIN_TRIALS}, parallel_trial_count) trials fail alike)")

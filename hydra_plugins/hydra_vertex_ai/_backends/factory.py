@@ -26,7 +26,8 @@ def make_backend(conf: VertexBackendConf, key: str, sweep_id: str, *, connect: b
                     f"[] runs the entrypoint of {pool.image_uri or 'the image'}; the local backend runs commands "
                     "as processes, not images: give the pool a command or drop it for local runs",
                 )
-        backend: Backend = LocalBackend(Staging.of(conf.staging_dir, sweep_id), conf.max_parallel)
+        backend: Backend = LocalBackend(Staging.of(conf.staging_dir, sweep_id), conf.max_parallel,
+                                        conf.local_env_passthrough)
     else:
         from .vertex import VertexBackend
 

@@ -22,7 +22,7 @@ from .. import _storage
 from .._progress import JobRow, Progress
 from .._staging import Staging
 from .._vertex_facts import CANCELLED, QUEUED, RUNNING
-from .base import Backend, JobOutcome, Outputs, TuningOutcome, summarize_trials
+from .base import Backend, FailureWatch, JobOutcome, Outputs, TuningOutcome, summarize_trials
 from .processes import (
     adopt,
     pid_alive,
@@ -42,9 +42,11 @@ SUPERVISOR_FILE = "supervisor.json"
 class LocalBackend(Backend):
     """Runs jobs as local processes, at most `max_parallel` at once; logs go to each job's staging folder."""
 
-    def __init__(self, staging: Staging, max_parallel: Optional[int] = None) -> None:
+    def __init__(self, staging: Staging, max_parallel: Optional[int] = None, env_passthrough: Sequence[str] = ()) -> None:
         self.staging = staging
         self.max_parallel = max_parallel or os.cpu_count() or 1
+        # host variables the jobs see besides the documented few (processes.LOCAL_ENV_PASSTHROUGH)
+        self.env_passthrough = tuple(env_passthrough)
 
     def container_path(self, local_path: str) -> str:
         return os.path.abspath(local_path)
@@ -104,7 +106,8 @@ class LocalBackend(Backend):
                 return adopt(workdir, cancel, lambda: _storage.exists(result))
         if not cancel.is_set():
             log.info("%s started: log %s", job["displayName"], workdir / "workerpool0-0.log")
-        return run_custom_job(job, job_id=job_id, workdir=workdir, cancel=cancel, extra_env=thread_env(job, parallel))
+        return run_custom_job(job, job_id=job_id, workdir=workdir, cancel=cancel, extra_env=thread_env(job, parallel),
+                              env_passthrough=self.env_passthrough)
 
     def _wait(self, futures: List["Future[JobOutcome]"], jobs: Sequence[Dict[str, Any]], dirs: List[Path],
               progress: Progress) -> None:
@@ -139,8 +142,9 @@ class LocalBackend(Backend):
 
     def run_tuning_job(self, job: Dict[str, Any], outputs: Optional[Outputs] = None) -> TuningOutcome:
         """Run the study on this machine; the engine runs in a thread so Ctrl-C can stop it cleanly."""
-        from .local_study import run_tuning_job
+        from .local_study import require_optuna, run_tuning_job
 
+        require_optuna()  # fails here, in the main thread, with what to install
         cancel = threading.Event()
         maximize = job["studySpec"]["metrics"][0].get("goal") == "MAXIMIZE"
         last_line: List[str] = [""]
@@ -154,7 +158,9 @@ class LocalBackend(Backend):
         workdir = Path(self.staging.trials_dir)
         job_id = job["labels"].get("hydra_uid", "study")
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="local-study") as engine:
-            future = engine.submit(run_tuning_job, job, job_id=job_id, workdir=workdir, cancel=cancel, on_update=progress)
+            future = engine.submit(run_tuning_job, job, job_id=job_id, workdir=workdir, cancel=cancel, on_update=progress,
+                                   env_passthrough=self.env_passthrough,
+                                   watch=FailureWatch(int(job.get("parallelTrialCount") or 1)))
             try:
                 with sigterm_interrupts():
                     while not future.done():

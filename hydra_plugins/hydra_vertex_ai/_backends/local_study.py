@@ -16,10 +16,11 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from .._errors import MissingDependencyError
 from .._vertex_facts import CANCELLED, FAILED, SUCCEEDED
-from .base import JobOutcome, TuningOutcome
+from .base import FailureWatch, JobOutcome, TuningOutcome
 from .processes import KillHook, run_custom_job, thread_env
 
 log = logging.getLogger(__name__)
@@ -42,18 +43,37 @@ def run_tuning_job(
     cancel: threading.Event,
     on_update: Optional[TrialsCallback] = None,
     on_kill: Optional[KillHook] = None,
+    env_passthrough: Sequence[str] = (),
+    watch: Optional[FailureWatch] = None,
 ) -> TuningOutcome:
-    """Run every trial of `job` (REST HyperparameterTuningJob) to the study's end, or until `cancel`."""
+    """Run every trial of `job` (REST HyperparameterTuningJob) to the study's end, or until `cancel`.
+
+    With a `watch` (the local backend's; not the emulator's, which behaves as Vertex does) the first failed trial
+    is reported at once and a study whose first trials fail alike stops early (see base.FailureWatch)."""
     try:
         study = _LocalStudy(job, job_id, Path(workdir), cancel, on_update or (lambda trials: None))
         study.on_kill = on_kill
     except StudySpecError as e:
         return TuningOutcome(FAILED, [], str(e), str(workdir))
+    study.env_passthrough, study.watch = tuple(env_passthrough), watch
     return study.run()
 
 
+def require_optuna() -> Any:
+    """optuna, which only the local study engine needs (an extra, so that installing us never conflicts with
+    hydra-optuna-sweeper's pin); a one-line error saying what to install when it is missing."""
+    try:
+        import optuna
+    except ImportError:
+        raise MissingDependencyError(
+            "the local study engine (hydra.sweeper.backend=local, and the emulator's tuning jobs) needs optuna: "
+            "pip install 'hydra-vertex-ai[local-sweeps]'"
+        ) from None
+    return optuna
+
+
 def _sampler(study_spec: Mapping[str, Any]) -> Any:
-    import optuna
+    optuna = require_optuna()
 
     algorithm = study_spec.get("algorithm", "ALGORITHM_UNSPECIFIED")
     if algorithm in ("RANDOM_SEARCH", "GRID_SEARCH"):  # grid points are enqueued, see _LocalStudy
@@ -170,7 +190,7 @@ class _LocalStudy:
     def __init__(
         self, job: Mapping[str, Any], job_id: str, workdir: Path, cancel: threading.Event, on_update: TrialsCallback
     ) -> None:
-        import optuna
+        optuna = require_optuna()
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         spec = job["studySpec"]
@@ -199,6 +219,8 @@ class _LocalStudy:
         self.trials: List[_Trial] = []
         self.failed = 0
         self.on_kill: Optional[KillHook] = None  # the emulator's FUSE stand-in: see processes.KillHook
+        self.env_passthrough: Tuple[str, ...] = ()
+        self.watch: Optional[FailureWatch] = None
 
     def run(self) -> TuningOutcome:
         error: Optional[str] = None
@@ -224,10 +246,15 @@ class _LocalStudy:
                     error = f"{self.failed} trials failed, reaching max_failed_trial_count={self.max_failed}"
                     log.error("Stopping the study: %s", error)
                     self.stop.set()
+                if error is None and self.watch is not None:
+                    error = self.watch.update([t.rest for t in self.trials])
+                    if error:
+                        log.error("%s", error)
+                        self.stop.set()
         return self._outcome(error)
 
     def _start(self, pool: ThreadPoolExecutor) -> _Trial:
-        trial_id = str(len(self.trials) + 1)
+        trial_id = str(len(self.trials) + 1)  # Vertex numbers trials from 1; the entry makes hydra.job.num id - 1
         optuna_trial = self.study.ask()
         params, flags = [], []
         for spec in self.parameters:
@@ -248,6 +275,7 @@ class _LocalStudy:
             extra_env={"CLOUD_ML_HP_METRIC_FILE": str(trial.workdir / METRICS_FILE),
                        **thread_env(self.trial_job, self.parallel)},
             on_kill=self.on_kill,
+            env_passthrough=self.env_passthrough,
         )
         self.trials.append(trial)
         self._notify()
@@ -264,7 +292,7 @@ class _LocalStudy:
             trial.stop.set()
 
     def _finish(self, trial: _Trial, outcome: JobOutcome) -> None:
-        import optuna
+        optuna = require_optuna()
 
         measurements = read_measurements(trial.workdir / METRICS_FILE, self.metric_id)
         final = select_measurement(measurements, self.selection, self.maximize)

@@ -2,7 +2,9 @@
 
 Each replica of each worker pool is one process started with the pool's container command and args (the
 image's `python` becomes this environment's interpreter), in its own working directory, with the
-environment Vertex gives a container. Nothing is passed through a shell. A replica that fails fails the
+environment Vertex gives a container: Vertex's variables, the spec's env, and only the few host variables
+a local process needs (LOCAL_ENV_PASSTHROUGH, plus `local_env_passthrough` of the config). Anything else a
+job needs comes from job.env or its own code, as on Vertex. Nothing is passed through a shell. A replica that fails fails the
 job and stops the others, as on Vertex; SIGTERM to the launcher stops them too.
 
 Each job's folder records its replicas' PIDs (`pids.json`) as they start and how the job ended
@@ -41,13 +43,28 @@ log = logging.getLogger(__name__)
 
 _LOG_TAIL_LINES = 20
 _KILL_GRACE_S = 5.0
-# The submitting shell's PYTHONPATH does not exist in a container; keeping it would hide missing code.
-_HOST_ONLY_ENV = ("PYTHONPATH",)
 PIDS_FILE = "pids.json"
 OUTCOME_FILE = "outcome.json"
 # Told a replica's session id (its pid: each replica leads its own session) when a signal ends it, before a
 # SIGKILL or after it died of one: the emulator's FUSE stand-in drops the files it still held open.
 KillHook = Callable[[int], None]
+
+
+# The host variables a local job keeps: where programs and this interpreter's environment are, the home
+# folder (gcloud's default credentials), the temp dir, the locale, and the credentials and project a Vertex
+# container gets from its service account. Everything else of the host (PYTHONPATH, variables the shell or
+# the launching script set) stays out: a Vertex container would not have it, and keeping it hides bugs.
+LOCAL_ENV_PASSTHROUGH = (
+    "PATH", "HOME", "TMPDIR", "LANG", "LANGUAGE", "VIRTUAL_ENV",
+    "GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CLOUD_PROJECT", "CLOUDSDK_CONFIG",
+)
+LOCAL_ENV_PASSTHROUGH_PREFIXES = ("LC_",)
+
+
+def host_env(passthrough: Sequence[str] = ()) -> Dict[str, str]:
+    """The host variables a local job sees: the documented list plus `passthrough` (names from the config)."""
+    names = set(LOCAL_ENV_PASSTHROUGH) | set(passthrough)
+    return {k: v for k, v in os.environ.items() if k in names or k.startswith(LOCAL_ENV_PASSTHROUGH_PREFIXES)}
 
 
 @dataclass(frozen=True)
@@ -78,10 +95,11 @@ def container_env(
     cluster: Mapping[str, List[str]],
     trial_id: Optional[str] = None,
     extra_env: Optional[Mapping[str, str]] = None,
+    passthrough: Sequence[str] = (),
 ) -> Dict[str, str]:
-    """The environment of one replica: the host's (less host-only paths), the spec's env, Vertex's vars."""
+    """The environment of one replica: a few documented host variables, the spec's env, Vertex's vars."""
     spec = job["jobSpec"]
-    env = {k: v for k, v in os.environ.items() if k not in _HOST_ONLY_ENV}
+    env = host_env(passthrough)
     for item in spec["workerPoolSpecs"][replica.pool]["containerSpec"].get("env", []):
         env[item["name"]] = item["value"]
     task: Dict[str, Any] = {"type": f"workerpool{replica.pool}", "index": replica.index}
@@ -174,6 +192,7 @@ def run_custom_job(
     trial_id: Optional[str] = None,
     extra_env: Optional[Mapping[str, str]] = None,
     on_kill: Optional[KillHook] = None,
+    env_passthrough: Sequence[str] = (),
 ) -> JobOutcome:
     """Run every replica of `job` until all exit, one fails, or `cancel` is set."""
     if cancel.is_set():
@@ -195,7 +214,7 @@ def run_custom_job(
                     procs[replica] = subprocess.Popen(
                         command,
                         cwd=cwd,
-                        env=container_env(job, replica, job_id, cluster, trial_id, extra_env),
+                        env=container_env(job, replica, job_id, cluster, trial_id, extra_env, env_passthrough),
                         stdin=subprocess.DEVNULL,
                         stdout=out,
                         stderr=subprocess.STDOUT,
