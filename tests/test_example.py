@@ -100,5 +100,5 @@ def test_four_trial_local_sweep_best_beats_worst(tmp_path: Path) -> None:
     assert [t["state"] for t in results["trials"]] == ["SUCCEEDED"] * 4
     assert results["best_value"] == max(values) > min(values)
     assert "Best val_acc" in proc.stdout
-    for trial in results["trials"]:  # each trial's own output dir, with its logged accuracy
-        assert logged_accuracy(sweep_dir / trial["id"]) == pytest.approx(trial["value"], abs=5e-5)
+    for trial in results["trials"]:  # each trial's own output dir (hydra.job.num = Vertex's id - 1), its accuracy
+        assert logged_accuracy(sweep_dir / str(int(trial["id"]) - 1)) == pytest.approx(trial["value"], abs=5e-5)

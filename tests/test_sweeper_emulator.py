@@ -54,7 +54,7 @@ def test_study_runs_as_one_tuning_job_and_resume_collects_it_again(vertex_emulat
     fresh.mkdir()
     run_sweep(fresh, f"hydra.sweeper.resume={first['tuning_job']}", "x=choice(0,2,3)", "opt=a,b", "n=2")
     for trial in first["trials"]:
-        out = fresh / "sweep" / trial["id"]
+        out = fresh / "sweep" / str(int(trial["id"]) - 1)
         assert (out / ".hydra" / "config.yaml").exists() and (out / ".hydra" / "overrides.yaml").exists()
         assert list(out.glob("*.log")), f"trial {trial['id']}'s log was not copied back"
 
