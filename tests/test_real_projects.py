@@ -37,7 +37,7 @@ SWEEP = Path("logs", "train", "multiruns", "run")  # hydra.sweep.dir of the app,
 
 def sweep_of(tag: str) -> Path:
     """The sweep dir of a run with `run_tag=TAG`. Emulator tests use a tag of their own: the session's bucket
-    is shared, and the vertex backend stages outputs under <staging>/hydra/<sweep dir relative to cwd>."""
+    is shared, and the vertex backend stages outputs under <staging>/sweeps/<sweep dir relative to cwd>."""
     return Path("logs", "train", "multiruns", tag)
 LAUNCHER_LOCAL = ["hydra/launcher=vertex_ai", "hydra.launcher.backend=local", "hydra.launcher.max_parallel=2"]
 # The same backend settings for the sweeper (the emulator's, and the local backend's).

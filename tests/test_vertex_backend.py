@@ -46,8 +46,8 @@ class TestVertexLauncherSuite(LauncherTestSuite):
 class TestVertexIntegrationSuite(IntegrationTestSuite):
     @pytest.fixture(autouse=True)
     def _jobs_dir(self, fuse_standin: Path) -> None:
-        # Jobs run in the emulator's /gcs stand-in: <staging_dir>/hydra/<sweep dir relative to the app's cwd>.
-        self.app_dir = fuse_standin / "staging" / "hydra"
+        # Jobs run in the emulator's /gcs stand-in: <staging_dir>/sweeps/<sweep dir relative to the app's cwd>.
+        self.app_dir = fuse_standin / "staging" / "sweeps"
 
     def get_test_app_working_dir(self) -> Path:
         return self.app_dir

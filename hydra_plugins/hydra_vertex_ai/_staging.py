@@ -3,7 +3,7 @@
 Layout under the configured `staging_dir` (a local folder or a gs:// URI):
 
     snapshots/<sha256>.tar.gz        source snapshots, shared by every sweep (content-addressed)
-    hydra/<sweep dir>/...            vertex: the jobs' Hydra output dirs, seen through the FUSE mount
+    sweeps/<sweep dir>/...           vertex: the jobs' Hydra output dirs, seen through the FUSE mount
     <sweep_id>/manifest.json         what was launched: the record a re-attach or the CLI reads
     <sweep_id>/context-<batch>.pkl   shared by the jobs of one launch batch (HydraContext, task, singletons)
     <sweep_id>/jobs/<num>/           one launcher job: payload.pkl, result.pkl; local: workerpool<i>-<r>.log,
@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 
 # payloads written at once: staging may be a bucket
 _STAGING_THREADS = 16
+# the jobs' Hydra output dirs in the bucket, below the staging dir (a staging dir named `hydra` no longer reads
+# `.../hydra/hydra/...`)
+SWEEPS_DIR = "sweeps"
 # a trial's id in the study payload's result path, filled in by the container
 TRIAL_ID_FIELD = "{trial_id}"
 
@@ -116,12 +119,12 @@ class Staging:
 
     def bucket_mirror(self, local_path: str) -> str:
         """Where a job running on Vertex writes what this machine calls `local_path` (its sweep dir):
-        `<staging_dir>/hydra/<path relative to the cwd>`, or the absolute path mirrored outside the cwd."""
+        `<staging_dir>/sweeps/<path relative to the cwd>`, or the absolute path mirrored outside the cwd."""
         absolute = os.path.abspath(local_path)
         relative = os.path.relpath(absolute)
         if relative == os.curdir or relative.startswith(os.pardir):
             relative = absolute.lstrip(os.sep)
-        return _storage.join(self.staging_dir, "hydra", *Path(relative).parts)
+        return _storage.join(self.staging_dir, SWEEPS_DIR, *Path(relative).parts)
 
 
 def stage(
