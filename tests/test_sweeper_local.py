@@ -136,7 +136,7 @@ def test_bad_sweeper_settings_name_their_key(tmp_path: Path, override: str, key:
     assert not (tmp_path / "sweep" / ".vertex_ai").exists()
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl_c", "sigterm"])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["ctrl_c", "sigterm", "sighup"])
 def test_interrupting_a_local_study_stops_its_trials(tmp_path: Path, sig: signal.Signals) -> None:
     cmd = [sys.executable, str(APP), "-m", "hydra/sweeper=vertex_vizier", f"hydra.sweep.dir={tmp_path / 'sweep'}",
            "hydra.sweeper.parallel_trial_count=2", "hydra.sweeper.max_trial_count=4", "sleep_s=120", "x=interval(0,4)"]

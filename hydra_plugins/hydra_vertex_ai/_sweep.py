@@ -2,8 +2,9 @@
 import json
 import logging
 import math
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional
 
 from hydra.core.utils import JobReturn, setup_globals
 from hydra.errors import HydraException
@@ -12,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from . import _payload, _report, _search_space, _storage, _tuning_spec
 from ._backends import factory
 from ._backends.base import Backend, TuningOutcome, final_value
+from ._signals import interrupts
 from ._staging import Staging, new_sweep_id, stage
 from ._vertex_facts import SUCCEEDED, short_state
 from .config import Goal, VertexVizierSweeperConf
@@ -24,9 +26,16 @@ CONFIG_KEY = "hydra.sweeper"
 RESULTS_FILE = "optimization_results.yaml"
 # Each categorical value is composed once on this machine before submission; beyond this, only the first.
 _MAX_CHECK_COMPOSITIONS = 32
+_COLLECT_THREADS = 16
 
 
 def sweep(sweeper: "VertexVizierSweeper", arguments: List[str]) -> List[List[JobReturn]]:
+    """The study to its end; SIGTERM and SIGHUP act as Ctrl-C throughout (the tuning job is cancelled)."""
+    with interrupts():
+        return _sweep(sweeper, arguments)
+
+
+def _sweep(sweeper: "VertexVizierSweeper", arguments: List[str]) -> List[List[JobReturn]]:
     assert sweeper.config is not None and sweeper.hydra_context is not None
     setup_globals()
     config = sweeper.config
@@ -70,7 +79,7 @@ def sweep(sweeper: "VertexVizierSweeper", arguments: List[str]) -> List[List[Job
     # A resumed study's trials wrote their results next to its own payload, not under this run's staging.
     if outcome.payload_uri:
         staging = Staging.of_study_payload(outcome.payload_uri)
-    return [_trial_returns(staging, config, parameter_map, list(space.fixed), outcome)]
+    return [_trial_returns(staging, config, parameter_map, list(space.fixed), outcome, conf.retry_timeout_s)]
 
 
 def _check_composes(
@@ -168,17 +177,25 @@ def _trial_summary(trial: Mapping[str, Any], parameter_map: Mapping[str, Any]) -
 
 
 def _trial_returns(
-    staging: Staging, config: DictConfig, parameter_map: Mapping[str, Any], fixed: List[str], outcome: TuningOutcome
+    staging: Staging, config: DictConfig, parameter_map: Mapping[str, Any], fixed: List[str], outcome: TuningOutcome,
+    deadline_s: Optional[float] = None,
 ) -> List[JobReturn]:
-    """Each trial's JobReturn as its container wrote it, or a FAILED one saying why there is none."""
-    returns = []
-    for trial in outcome.trials:
+    """Each trial's JobReturn as its container wrote it, or a FAILED one saying why there is none.
+
+    One unreadable result (truncated, or storage gone: reads give up after `deadline_s`) fails that trial only."""
+
+    def collect(trial: Mapping[str, Any]) -> JobReturn:
         uri = staging.trial_result(str(trial.get("id")))
-        if _storage.exists(uri):
-            returns.append(_payload.load_result(_storage.read_bytes(uri)))
-            continue
         overrides = fixed + _trial_summary(trial, parameter_map)["params"]
+        try:
+            if _storage.exists(uri, deadline_s):
+                return _payload.load_result(_storage.read_bytes(uri, deadline_s))
+        except Exception as e:
+            reason = f"trial {trial.get('id')} ended {trial.get('state')}; its result {uri} cannot be read here: {e!r}"
+            return _payload.failed_return(config, overrides, _payload.RemoteJobError(reason))
         reason = trial.get("infeasibleReason") or f"trial ended {trial.get('state')} without a result"
-        returns.append(_payload.failed_return(config, overrides, _payload.RemoteJobError(reason)))
-    return returns
+        return _payload.failed_return(config, overrides, _payload.RemoteJobError(reason))
+
+    with ThreadPoolExecutor(max_workers=_COLLECT_THREADS, thread_name_prefix="vertex-collect") as pool:
+        return list(pool.map(collect, outcome.trials))
 

@@ -4,7 +4,9 @@ Loads the staged payload, restores Hydra's state, runs the task with Hydra's `ru
 JobReturn back to staging. In a tuning trial it first turns Vertex's `--<parameter_id>=<value>` flags back
 into the trial's Hydra overrides, and afterwards reports the objective with cloudml-hypertune.
 Exit codes: 0 the task succeeded, 1 it failed, 2 bad usage or bad trial flags, 3 the image's runtime does
-not match the one that built the payload, 4 a trial produced no usable objective.
+not match the one that built the payload, 4 a trial produced no usable objective, 5 a staged file (the
+payload, the sweep context or the source snapshot) is missing, truncated, corrupt or not the one staged:
+one line names the file and what is wrong.
 
 Hydra's plugin scan imports this module, so it imports only the standard library at top level; it never
 imports the Vertex SDK at all.
@@ -13,11 +15,15 @@ import logging
 import math
 import os
 import sys
-from typing import Any, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_TASK_FAILED, EXIT_USAGE, EXIT_VERSION_MISMATCH, EXIT_NO_METRIC = 0, 1, 2, 3, 4
+EXIT_OK, EXIT_TASK_FAILED, EXIT_USAGE, EXIT_VERSION_MISMATCH, EXIT_NO_METRIC, EXIT_BAD_INPUT = 0, 1, 2, 3, 4, 5
+
+
+class BadInputError(Exception):
+    """A staged file cannot be used; the message names it and says why, on one line."""
 
 
 def replica_task() -> Any:
@@ -45,6 +51,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except VersionMismatchError as e:
         print(f"hydra-vertex-ai: {e}", file=sys.stderr)
         return EXIT_VERSION_MISMATCH
+    except BadInputError as e:
+        print(f"hydra-vertex-ai: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     trial_id = os.environ.get("CLOUD_ML_TRIAL_ID", "0") if payload.parameters else None
     try:
         config = _job_config(payload, context, args[1:], trial_id)
@@ -58,17 +67,34 @@ def _load(payload_uri: str) -> Tuple[Any, Any]:
     """The job's payload and the shared context, with the shipped source and Hydra's state in place."""
     from . import _payload, _storage
 
-    raw = _storage.read_bytes(payload_uri)
-    _payload.check_versions(_payload.header(raw)["versions"])
-    shipped = _use_snapshot(_payload.header(raw).get("snapshot"))  # before unpickling: user types live there
-    payload = _payload.loads(raw)
-    context = _payload.loads(_storage.read_bytes(payload.context_uri))
+    raw = _step("payload", payload_uri, lambda: _storage.read_bytes(payload_uri))
+    head = _step("payload", payload_uri, lambda: _payload.header(raw))
+    _payload.check_versions(head["versions"])
+    snapshot = head.get("snapshot")
+    # before unpickling: user types live there
+    shipped = _step("source snapshot", (snapshot or {}).get("uri", "?"), lambda: _use_snapshot(snapshot))
+    payload = _step("payload", payload_uri, lambda: _payload.loads(raw))
+    context_raw = _step("sweep context", payload.context_uri, lambda: _storage.read_bytes(payload.context_uri))
+    context = _step("sweep context", payload.context_uri, lambda: _payload.loads(context_raw))
     _restore(context)
     if shipped:  # needs the restored singletons: Hydra's config source registry
         from ._snapshot import remap_config_search_path
 
         remap_config_search_path(context.hydra_context.config_loader, *shipped)
     return payload, context
+
+
+def _step(what: str, uri: str, fn: Callable[[], Any]) -> Any:
+    """`fn()`, any failure but a version mismatch turned into one line naming the file (no stack)."""
+    from ._payload import VersionMismatchError
+
+    try:
+        return fn()
+    except VersionMismatchError:
+        raise
+    except Exception as e:
+        why = (str(e).strip().splitlines() or [""])[0][:300]
+        raise BadInputError(f"the {what} {uri} cannot be used: {type(e).__name__}: {why}") from None
 
 
 def _finish(payload: Any, ret: Any, trial_id: Optional[str]) -> int:

@@ -1,7 +1,7 @@
 """The local backend: runs the very CustomJob specs Vertex would run, as local processes (`processes`).
 
 Jobs run at most `max_parallel` at once; each job's replica logs go to its staging folder. A study runs in
-the local study engine (`local_study`). Ctrl-C and SIGTERM stop every job.
+the local study engine (`local_study`). Ctrl-C, SIGTERM and SIGHUP stop every job.
 """
 import logging
 import os
@@ -10,10 +10,11 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+from .._signals import interrupts
 from .._staging import Staging
 from .._vertex_facts import CANCELLED, short_state
 from .base import Backend, JobOutcome, Outputs, TuningOutcome, summarize_trials
-from .processes import run_custom_job, sigterm_interrupts, thread_env
+from .processes import run_custom_job, thread_env
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ class LocalBackend(Backend):
                 for job, job_id, workdir in zip(jobs, ids, dirs)
             ]
             try:
-                with sigterm_interrupts():
+                with interrupts():
                     self._wait(futures, jobs)
             except BaseException:
                 cancel.set()
@@ -84,7 +85,7 @@ class LocalBackend(Backend):
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="local-study") as engine:
             future = engine.submit(run_tuning_job, job, job_id=job_id, workdir=workdir, cancel=cancel, on_update=progress)
             try:
-                with sigterm_interrupts():
+                with interrupts():
                     while not future.done():
                         wait([future], timeout=0.5)
             except BaseException:

@@ -3,7 +3,7 @@
 Each replica of each worker pool is one process started with the pool's container command and args (the
 image's `python` becomes this environment's interpreter), in its own working directory, with the
 environment Vertex gives a container. Nothing is passed through a shell. A replica that fails fails the
-job and stops the others, as on Vertex; SIGTERM to the launcher stops them too.
+job and stops the others, as on Vertex; SIGTERM or SIGHUP to the launcher stops them too (`_signals`).
 """
 import logging
 import os
@@ -13,10 +13,9 @@ import subprocess
 import sys
 import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from .. import _storage
 from .._vertex_facts import (
@@ -198,29 +197,3 @@ def _supervise(procs: Dict[Replica, "subprocess.Popen[bytes]"], workdir: Path, c
                 return JobOutcome(FAILED, f"{message}; last lines of {log_path}:\n{tail}", str(log_path))
         time.sleep(0.05)
     return JobOutcome(SUCCEEDED, None, str(workdir))
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (a CI cancel, `kill`, a scheduler) handled as Ctrl-C: the launcher stops its jobs, then exits.
-
-    The job processes run in their own sessions, so without this they would outlive a terminated launcher.
-    """
-
-
-@contextmanager
-def sigterm_interrupts() -> Iterator[None]:
-    """Turn SIGTERM into `Terminated` while the block runs (signal handlers live in the main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise Terminated(f"received {signal.Signals(signum).name}")
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
