@@ -303,6 +303,8 @@ class JobServiceEmulator:
             raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "study_spec needs metrics and parameters")
         if job.max_trial_count <= 0 or job.parallel_trial_count <= 0:
             raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "max_trial_count and parallel_trial_count must be positive")
+        if job.parallel_trial_count > job.max_trial_count:  # stricter than documented: never more at once than in all
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "parallel_trial_count exceeds max_trial_count")
         if not job.trial_job_spec.worker_pool_specs:
             raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "trial_job_spec.worker_pool_specs is required")
         _check_labels(job.labels)

@@ -10,7 +10,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from .._signals import interrupts
+from .._signals import interrupts, shielded
 from .._staging import Staging
 from .._vertex_facts import CANCELLED, short_state
 from .base import Backend, JobOutcome, Outputs, TuningOutcome, summarize_trials
@@ -46,13 +46,14 @@ class LocalBackend(Backend):
                 with interrupts():
                     self._wait(futures, jobs)
             except BaseException:
-                cancel.set()
-                never_started = sum(f.cancel() for f in futures)
-                # Waits for every running job to be stopped; a job that raised must not hide the interrupt.
-                stopped = sum(
-                    f.exception() is None and f.result().state == CANCELLED for f in futures if not f.cancelled()
-                )
-                log.warning("Interrupted: stopped %d running and %d queued local job(s)", stopped, never_started)
+                with shielded(lambda: "stopping the local jobs"):  # a second Ctrl-C must not orphan them
+                    cancel.set()
+                    never_started = sum(f.cancel() for f in futures)
+                    # Waits for every running job to be stopped; a job that raised must not hide the interrupt.
+                    stopped = sum(
+                        f.exception() is None and f.result().state == CANCELLED for f in futures if not f.cancelled()
+                    )
+                    log.warning("Interrupted: stopped %d running and %d queued local job(s)", stopped, never_started)
                 raise
         return [f.result() for f in futures]
 
@@ -89,8 +90,9 @@ class LocalBackend(Backend):
                     while not future.done():
                         wait([future], timeout=0.5)
             except BaseException:
-                cancel.set()
-                future.result()
-                log.warning("Interrupted: cancelled the local study and its running trials")
+                with shielded(lambda: "stopping the local study"):
+                    cancel.set()
+                    future.result()
+                    log.warning("Interrupted: cancelled the local study and its running trials")
                 raise
             return future.result()
