@@ -12,6 +12,7 @@ import sys
 import tarfile
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
@@ -346,13 +347,20 @@ def test_the_wait_ends_when_every_job_has_ended_though_creates_back_off(vertex_e
                                   fault_methods=("CreateCustomJob",))
     backend = _backend(sweep, retry_initial_s=60)
     result: List[Any] = []
-    thread = threading.Thread(target=lambda: result.append(backend.run_jobs([_job(sweep, i) for i in range(2)])),
-                              daemon=True)
+
+    def run() -> None:
+        try:
+            result.append(backend.run_jobs([_job(sweep, i) for i in range(2)]))
+        except BaseException as e:
+            result.append(e)
+
+    thread = threading.Thread(target=run, daemon=True)
     thread.start()
     thread.join(timeout=30)  # well under the backoff
     vertex_emulator.knobs = Knobs()
 
     assert not thread.is_alive(), "the wait went on for creates of jobs that had ended"
+    assert isinstance(result[0], list), result[0]
     assert [o.state for o in result[0]] == ["JOB_STATE_SUCCEEDED"] * 2
     assert [vertex_emulator.creates_by_uid[f"{sweep}-{i}"] for i in range(2)] == [1, 1]
 
@@ -506,7 +514,7 @@ def test_a_snapshot_that_does_not_match_its_digest_is_not_cached(tmp_path: Path)
     with tarfile.open(fileobj=data, mode="w:gz") as tar:
         tar.addfile(tarfile.TarInfo("a.txt"), io.BytesIO(b""))
     (tmp_path / "s.tar.gz").write_bytes(data.getvalue())
-    claimed = hashlib.sha256(f"claimed {tmp_path}".encode()).hexdigest()
+    claimed = hashlib.sha256(f"claimed {uuid.uuid4()}".encode()).hexdigest()  # never cached before
     with pytest.raises(ValueError, match="sha256"):
         unpack(Snapshot(str(tmp_path / "s.tar.gz"), claimed, str(tmp_path), ()))
     import tempfile

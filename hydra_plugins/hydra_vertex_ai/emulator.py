@@ -16,8 +16,6 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from ._signals import interrupts
-
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m hydra_plugins.hydra_vertex_ai.emulator", description=__doc__.split("\n")[0])
@@ -60,6 +58,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
     from . import _emulator
+    from ._signals import interrupts
 
     storage = None
     if args.gcs_port is not None:

@@ -2,8 +2,11 @@
 
 The REST-shaped dicts built by `_jobspec` and `_tuning_spec` are the single source: they are parsed into the
 real `aiplatform_v1` protos by `vertex_client`. Waiting costs one ListCustomJobs per poll for the whole sweep
-(other calls are rate-limited too); creates are concurrent, rate-limited and exactly once; Ctrl-C cancels
-every unfinished job. Tuning jobs live in `vertex_tuning`, the copy of outputs back in `vertex_outputs`.
+(other calls are rate-limited too); creates are concurrent, rate-limited, exactly once and at most
+`max_parallel` unfinished at once; a used-up GPU quota waits for the sweep's own jobs. Ctrl-C (and SIGTERM,
+SIGHUP: `_signals`) cancels every unfinished job concurrently, shielded from further interrupts; an outage
+longer than retry_timeout_s cancels nothing. Tuning jobs live in `vertex_tuning`, the copy of outputs back in
+`vertex_outputs`.
 """
 import logging
 import sys

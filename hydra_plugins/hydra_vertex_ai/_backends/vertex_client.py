@@ -238,9 +238,11 @@ class VertexClient:
                     raise QuotaExceeded(f"{what}: {describe(e)}", quota_metrics(e)) from e
                 if not isinstance(e, transient_types()):
                     raise api_error(what, e) from e
-                pause = min(delay, RETRY_MAX_DELAY_S) * random.uniform(0.5, 1.0)
-                if time.monotonic() + pause > deadline:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
                     raise Unreachable(f"{what}: still failing after {budget:g} s of retries (retry_timeout_s): {describe(e)}") from e
+                # the last attempt comes at the deadline, not a whole backoff before it
+                pause = min(min(delay, RETRY_MAX_DELAY_S) * random.uniform(0.5, 1.0), remaining)
                 log.debug("Vertex API call failed, retrying in %.1f s: %s", pause, e)
             if stop is not None:
                 if stop.wait(pause):
