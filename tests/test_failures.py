@@ -91,7 +91,7 @@ def _wait_for(predicate: Any, timeout: float, what: str) -> None:
         time.sleep(0.1)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl_c", "sigterm"])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["ctrl_c", "sigterm", "sighup"])
 def test_interrupt_cancels_running_jobs_and_exits(tmp_path: Path, sig: signal.Signals) -> None:
     out = tmp_path / "rec"
     args = [

@@ -126,6 +126,9 @@ def test_explicit_worker_pools_with_their_own_images() -> None:
 # --- the bad-config catalogue, through a real `python my_app.py -m hydra/launcher=vertex_ai ...` -----------
 
 JOB = "hydra.launcher.job"
+# The vertex backend in a dry run: its settings are checked, nothing connects.
+VERTEX_DRY = ["hydra.launcher.backend=vertex", "hydra.launcher.dry_run=true", "hydra.launcher.project=p",
+              "hydra.launcher.staging_dir=gs://bucket/staging", "hydra.launcher.job.image_uri=img"]
 BAD_CONFIGS: Dict[str, List[str]] = {
     # id: [overrides..., the config key the error must name]
     "unknown_accelerator": [f"{JOB}.accelerator_type=NVIDIA_TESLA_Z9", f"{JOB}.accelerator_count=1",
@@ -151,6 +154,15 @@ BAD_CONFIGS: Dict[str, List[str]] = {
         "reductionserver:latest'}]", f"{JOB}.worker_pools[1].command"],
     # the local backend runs commands, not images: a pool on its image's entrypoint cannot run here
     "image_entrypoint_on_local": [f"{JOB}.worker_pools=[{{image_uri:img/rs,command:[]}}]", f"{JOB}.worker_pools[0].command"],
+    "empty_machine_type": [f"{JOB}.machine_type=''", f"{JOB}.machine_type"],
+    # vertex-only settings, checked in a dry run (no client, no network)
+    "negative_retry_timeout": [*VERTEX_DRY, "hydra.launcher.retry_timeout_s=-1", "hydra.launcher.retry_timeout_s"],
+    "zero_retry_initial": [*VERTEX_DRY, "hydra.launcher.retry_initial_s=0", "hydra.launcher.retry_initial_s"],
+    "endpoint_port_out_of_range": [*VERTEX_DRY, "hydra.launcher.api_endpoint=127.0.0.1:99999",
+                                   "hydra.launcher.api_endpoint"],
+    "endpoint_with_scheme": [*VERTEX_DRY, "hydra.launcher.api_endpoint='http://127.0.0.1:8470'",
+                             "hydra.launcher.api_endpoint"],
+    "zero_max_parallel_on_vertex": [*VERTEX_DRY, "hydra.launcher.max_parallel=0", "hydra.launcher.max_parallel"],
 }  # fmt: skip
 
 

@@ -130,7 +130,9 @@ def test_an_override_that_does_not_compose_fails_before_any_trial(tmp_path: Path
     "override, key",
     [("hydra.sweeper.goal=up", "hydra.sweeper.goal"), ("hydra.sweeper.algorithm=anneal", "hydra.sweeper.algorithm"),
      ("hydra.sweeper.max_trial_count=0", "hydra.sweeper.max_trial_count"),
-     ("hydra.sweeper.job.accelerator_count=2", "hydra.sweeper.job.accelerator_count")],
+     ("hydra.sweeper.job.accelerator_count=2", "hydra.sweeper.job.accelerator_count"),
+     ("hydra.sweeper.parallel_trial_count=11", "hydra.sweeper.parallel_trial_count"),  # above max_trial_count=10
+     ("hydra.sweeper.job.machine_type=''", "hydra.sweeper.job.machine_type")],
 )
 def test_bad_sweeper_settings_name_their_key(tmp_path: Path, override: str, key: str) -> None:
     proc = run_sweep(tmp_path, override, "x=interval(0,1)", check=False)
@@ -138,7 +140,7 @@ def test_bad_sweeper_settings_name_their_key(tmp_path: Path, override: str, key:
     assert not (tmp_path / "sweep" / ".vertex_ai").exists()
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl_c", "sigterm"])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["ctrl_c", "sigterm", "sighup"])
 def test_interrupting_a_local_study_stops_its_trials(tmp_path: Path, sig: signal.Signals) -> None:
     cmd = [sys.executable, str(APP), "-m", "hydra/sweeper=vertex_vizier", f"hydra.sweep.dir={tmp_path / 'sweep'}",
            "hydra.sweeper.parallel_trial_count=2", "hydra.sweeper.max_trial_count=4", "sleep_s=120", "x=interval(0,4)"]
@@ -155,6 +157,14 @@ def test_interrupting_a_local_study_stops_its_trials(tmp_path: Path, sig: signal
     assert app.returncode != 0
     assert "cancelled the local study" in (app.stdout.read() if app.stdout else "")
     wait_for(lambda: trials() == [], 15, "the trial processes to end")
+
+
+def test_a_choice_of_more_than_a_thousand_strings_is_refused(tmp_path: Path) -> None:
+    many = ",".join(f"v{i}" for i in range(1001))
+    proc = run_sweep(tmp_path, f"+label=choice({many})", "x=interval(0,1)", check=False)
+    assert proc.returncode != 0 and "1001 choices; Vertex allows at most 1000" in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr  # a SearchSpaceError is one message
+    assert not (tmp_path / "sweep" / ".vertex_ai").exists()
 
 
 def test_search_space_from_sweeper_params_and_the_command_line_wins(tmp_path: Path) -> None:

@@ -280,6 +280,7 @@ def test_settings_are_checked_before_anything_is_submitted(
     assert info.value.key == key
 
 
+@pytest.mark.usefixtures("vertex_emulator")  # the backend connects before it is used
 def test_project_falls_back_to_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "from-env")
     backend = VertexBackend.from_config(_conf(project=None, api_endpoint=EMULATOR_ADDRESS), "hydra.launcher", "s")

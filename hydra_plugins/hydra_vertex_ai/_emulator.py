@@ -3,9 +3,10 @@
 It speaks the real protocol with the real proto messages, so the real `JobServiceClient` talks to it
 unchanged. CustomJobs run through the local backend (`_backends.local.run_custom_job`), tuning jobs
 through the local study engine. Knobs inject what the real service does on a bad day: latency, failed
-calls, calls that commit and then lose their reply, and a create quota. Create refuses what Vertex refuses
-(INVALID_ARGUMENT: labels, boot disk pairs, TensorBoard without a service account, FLEX_START limits, a study
-without parameters), from the same `_vertex_facts` rules as our client checks; no knob turns that off.
+calls, calls that commit and then lose their reply, a create rate quota and an accelerator quota. Create
+refuses what Vertex refuses (INVALID_ARGUMENT: labels, boot disk pairs, TensorBoard without a service account,
+FLEX_START limits, a study without parameters), from the same `_vertex_facts` rules as our client checks; no
+knob turns that off.
 
 FUSE: on Vertex, /gcs/<bucket> is the bucket. Here every job process gets
 HYDRA_VERTEX_AI_GCS_FUSE_ROOT=<workdir>/gcs, a plain directory standing in for the mount (its Hydra output
@@ -39,10 +40,13 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from . import _storage
 from ._vertex_facts import (
     CANCELLED,
+    CAPACITY_QUOTA_PREFIX,
     FAILED,
     MAX_LABELS,
+    SUBMISSION_RATE_METRIC,
     TENSORBOARD_NEEDS_SERVICE_ACCOUNT,
     TERMINAL_STATES,
+    accelerator_quota_metric,
     boot_disk_problem,
     flex_start_problem,
     label_problem,
@@ -69,8 +73,13 @@ class Knobs:
     # fraction of calls that do their work (a create commits) and then answer with a code from lose_reply_codes
     lose_reply_rate: float = 0.0
     lose_reply_codes: Sequence[str] = ("DEADLINE_EXCEEDED", "UNAVAILABLE")
-    # creates accepted per rolling minute; more answer RESOURCE_EXHAUSTED; None = no quota
+    # the methods (e.g. "CreateCustomJob") latency, fail_rate and lose_reply_rate apply to; None = every method
+    fault_methods: Optional[Sequence[str]] = None
+    # creates accepted per rolling minute; more answer RESOURCE_EXHAUSTED (a rate limit); None = no quota
     quota_creates_per_minute: Optional[int] = None
+    # AcceleratorType -> accelerators usable at once by unfinished jobs; a create beyond answers Vertex's
+    # capacity RESOURCE_EXHAUSTED naming the quota metric (e.g. {"NVIDIA_L4": 1})
+    accelerator_quota: Dict[str, int] = field(default_factory=dict)
     # the random draws of fail_rate and lose_reply_rate
     seed: Optional[int] = None
 
@@ -201,15 +210,20 @@ class JobServiceEmulator:
                 self.calls[method] += 1
                 draw = self._rng.random()
                 code_draw = self._rng.random()
-            if knobs.latency_s:
+            faulty = knobs.fault_methods is None or method in knobs.fault_methods
+            if knobs.latency_s and faulty:
                 time.sleep(knobs.latency_s)
             try:
-                if draw < knobs.fail_rate:
+                if faulty and draw < knobs.fail_rate:
                     raise _Abort(_code(knobs.fail_codes, code_draw), f"emulator: injected failure of {method}")
-                if method.startswith("Create"):
-                    self._take_quota()
-                response = fn(request)
-                if draw < knobs.fail_rate + knobs.lose_reply_rate:
+                # a create's quota checks and its commit are one step: two creates must not share a GPU
+                with self._lock if method.startswith("Create") else contextlib.nullcontext():
+                    if method.startswith("Create"):
+                        self._take_quota()
+                    if method == "CreateCustomJob":
+                        self._check_accelerators(request.custom_job)
+                    response = fn(request)
+                if faulty and draw < knobs.fail_rate + knobs.lose_reply_rate:
                     raise _Abort(_code(knobs.lose_reply_codes, code_draw), f"emulator: {method} done, reply lost")
                 return response if response is not None else _empty()
             except _Abort as e:
@@ -226,11 +240,33 @@ class JobServiceEmulator:
             while self._creates and now - self._creates[0] > 60.0:
                 self._creates.popleft()
             if len(self._creates) >= limit:
+                # The generic Google API form of a rate limit (the "Job or LRO submission requests" quota,
+                # https://cloud.google.com/vertex-ai/docs/quotas); not a capacity quota (see _vertex_facts).
                 raise _Abort(
                     grpc.StatusCode.RESOURCE_EXHAUSTED,
-                    f"Quota exceeded for aiplatform.googleapis.com/custom_job_creation_requests: {limit} per minute",
+                    f"Quota exceeded for quota metric '{SUBMISSION_RATE_METRIC}' and limit 'Job or LRO submission "
+                    f"requests per minute per region' ({limit}) of service 'aiplatform.googleapis.com' for consumer "
+                    "'project_number:0'.",
                 )
             self._creates.append(now)
+
+    def _check_accelerators(self, job: Any) -> None:
+        """Vertex answers a create beyond the concurrent accelerator quota with RESOURCE_EXHAUSTED naming the
+        metric (e.g. github.com/GoogleCloudPlatform/stable-diffusion-on-gcp/issues/12); called under the lock."""
+        quota = self.knobs.accelerator_quota
+        if not quota:
+            return
+        for accelerator, limit in quota.items():
+            wanted = _accelerators(job, accelerator)
+            if not wanted:
+                continue
+            in_use = sum(
+                _accelerators(r.job, accelerator) for r in self._records.values()
+                if r.kind == "customJobs" and self._state_name(r.job.state) not in TERMINAL_STATES
+            )
+            if in_use + wanted > limit:
+                raise _Abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                             f"{CAPACITY_QUOTA_PREFIX}{accelerator_quota_metric(accelerator)}")
 
     # --- resources -------------------------------------------------------------------------------------
 
@@ -271,6 +307,9 @@ class JobServiceEmulator:
             raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "CustomJob.display_name is required")
         if not any(pool.replica_count for pool in job.job_spec.worker_pool_specs):
             raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "CustomJob.job_spec.worker_pool_specs needs a replica")
+        for i, pool in enumerate(job.job_spec.worker_pool_specs):
+            if pool.replica_count and not pool.machine_spec.machine_type:  # machine_resources.proto: required
+                raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"worker_pool_specs[{i}].machine_spec.machine_type is required")
         _check_labels(job.labels)
         _check_job_spec(job.job_spec, "custom_job.job_spec")
         return self._commit(_Record("customJobs", _copy(job)), request.parent)
@@ -284,6 +323,8 @@ class JobServiceEmulator:
                 raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, _required(f"hyperparameter_tuning_job.study_spec.{required}"))
         if job.max_trial_count <= 0 or job.parallel_trial_count <= 0:
             raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "max_trial_count and parallel_trial_count must be positive")
+        if job.parallel_trial_count > job.max_trial_count:  # stricter than documented: never more at once than in all
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "parallel_trial_count exceeds max_trial_count")
         if not job.trial_job_spec.worker_pool_specs:
             raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "trial_job_spec.worker_pool_specs is required")
         _check_labels(job.labels)
@@ -480,6 +521,15 @@ class JobServiceEmulator:
             if label is None or labels.get(label[0]) == label[1]:
                 out[labels.get("hydra_uid", job["name"])] = job["state"]
         return out
+
+
+def _accelerators(job: Any, accelerator: str) -> int:
+    """Accelerators of type `accelerator` a CustomJob uses: every replica of every pool."""
+    from google.cloud.aiplatform_v1.types import AcceleratorType
+
+    wanted = int(getattr(AcceleratorType, accelerator))
+    return sum(pool.machine_spec.accelerator_count * pool.replica_count
+               for pool in job.job_spec.worker_pool_specs if pool.machine_spec.accelerator_type == wanted)
 
 
 def _code(names: Sequence[str], draw: float) -> grpc.StatusCode:

@@ -75,6 +75,9 @@ def _validate_pool_layout(spec: JobSpecConf, key: str) -> None:
 def _validate_pool(pool: WorkerPoolConf, key: str, chief: bool = False) -> None:
     if pool.replica_count < 0 or (pool.replica_count == 0 and chief):  # only a later pool may be an empty placeholder
         raise ConfigError(f"{key}.replica_count", f"must be at least 1, got {pool.replica_count}")
+    if pool.replica_count and not (pool.machine_type or "").strip():
+        # MachineSpec.machine_type is required for a pool with replicas (machine_resources.proto)
+        raise ConfigError(f"{key}.machine_type", "a Compute Engine machine type is required, e.g. n1-standard-4")
     if pool.accelerator_type is not None and pool.accelerator_type not in ACCELERATOR_TYPES:
         raise ConfigError(
             f"{key}.accelerator_type",

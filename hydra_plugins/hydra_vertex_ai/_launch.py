@@ -5,6 +5,7 @@ import os
 import shlex
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
@@ -16,6 +17,7 @@ from . import _jobspec, _payload, _report, _storage
 from ._backends import factory
 from ._backends.base import Backend, JobOutcome
 from ._errors import ConfigError
+from ._signals import interrupts
 from ._staging import (
     ManifestNotFound,
     Staging,
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 CONFIG_KEY = "hydra.launcher"
+_COLLECT_THREADS = 16
 
 
 @dataclass
@@ -49,6 +52,12 @@ class PreparedJob:
 
 
 def launch(launcher: "VertexAILauncher", job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> List[JobReturn]:
+    """The sweep's jobs to their end; SIGTERM and SIGHUP act as Ctrl-C throughout (the jobs are cancelled)."""
+    with interrupts():
+        return _launch(launcher, job_overrides, initial_job_idx)
+
+
+def _launch(launcher: "VertexAILauncher", job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> List[JobReturn]:
     assert launcher.config is not None and launcher.hydra_context is not None
     assert launcher.task_function is not None
     setup_globals()
@@ -91,7 +100,9 @@ def launch(launcher: "VertexAILauncher", job_overrides: Sequence[Sequence[str]],
     if not conf.wait:
         print(follow_hint(launcher.sweep_id, staging, f"Submitted {len(jobs)} job(s), not waiting"), flush=True)
         return [_unknown_return(job) for job in jobs]
-    returns = [_collect(job, outcome) for job, outcome in zip(jobs, outcomes)]
+    # Storage reads give up after retry_timeout_s, all jobs at once: Cloud Storage gone must not hang the sweep.
+    with ThreadPoolExecutor(max_workers=_COLLECT_THREADS, thread_name_prefix="vertex-collect") as pool:
+        returns = list(pool.map(lambda j, o: _collect(j, o, conf.retry_timeout_s), jobs, outcomes))
     _report.report_launch(sweep_dir, launcher.sweep_id, jobs, outcomes, returns)
     return returns
 
@@ -128,20 +139,21 @@ def _prepare(
     return PreparedJob(num, overrides, config, staging.payload(num), staging.result(num), custom_job)
 
 
-def _collect(job: PreparedJob, outcome: JobOutcome) -> JobReturn:
+def _collect(job: PreparedJob, outcome: JobOutcome, deadline_s: Optional[float] = None) -> JobReturn:
     """The job's own JobReturn when the job as a whole succeeded (or the task itself failed); otherwise a
     FAILED one saying what happened: no result, an unreadable one, or another replica that failed."""
     name = f"job #{job.num} ({job.custom_job['displayName']})"
     state = short_state(outcome.state)
     ret = None
-    if _storage.exists(job.result_uri):
-        try:
-            ret = _payload.load_result(_storage.read_bytes(job.result_uri))
-        except Exception as e:  # e.g. the container pickled a type this environment lacks: one job, not the sweep
-            message = f"{name} ended {state}; its result cannot be read here: {e!r}"
-            return _payload.failed_return(job.config, job.overrides, _payload.RemoteJobError(message))
-        if ret.status != JobStatus.COMPLETED or outcome.state == SUCCEEDED:
-            return ret
+    try:
+        found = _storage.exists(job.result_uri, deadline_s)
+        if found:
+            ret = _payload.load_result(_storage.read_bytes(job.result_uri, deadline_s))
+    except Exception as e:  # a truncated pickle, a type this environment lacks, storage gone: one job, not the sweep
+        message = f"{name} ended {state}; its result {job.result_uri} cannot be read here: {e!r}"
+        return _payload.failed_return(job.config, job.overrides, _payload.RemoteJobError(message))
+    if ret is not None and (ret.status != JobStatus.COMPLETED or outcome.state == SUCCEEDED):
+        return ret
     message = f"{name} ended {state} " + ("although its chief completed" if ret else "without a result")
     if outcome.error:
         message += f": {outcome.error}"

@@ -270,6 +270,8 @@ def _discrete_or_categorical(
     if scale == _LOG:
         raise SearchSpaceError(text, "log scale applies to numbers; these choices are categorical")
     categories = list(dict.fromkeys(_render_exact(parser, v, text) for v in values))
+    if len(categories) > MAX_DISCRETE_VALUES:  # the same cap as for DISCRETE values
+        raise SearchSpaceError(text, f"{len(categories)} choices; Vertex allows at most {MAX_DISCRETE_VALUES}")
     spec = {"parameterId": pid, "categoricalValueSpec": {"values": categories}}
     return Parameter(pid, key, CATEGORICAL, False, spec)
 

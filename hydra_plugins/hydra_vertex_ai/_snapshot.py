@@ -198,14 +198,25 @@ def _is_under(path: str, root: Path) -> bool:
 
 
 def unpack(snapshot: Snapshot) -> Path:
-    """Unpack once per machine (replicas and trials share it); an atomic rename makes concurrent unpacks safe."""
+    """Unpack once per machine (replicas and trials share it); an atomic rename makes concurrent unpacks safe.
+
+    The archive must hash to the digest it is named by (checked before it is cached under that digest)."""
     target = Path(tempfile.gettempdir(), "hydra_vertex_ai", "snapshots", snapshot.digest)
     if target.is_dir():
         return target
+    data = _storage.read_bytes(snapshot.uri)
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != snapshot.digest:  # never cache another archive under the claimed digest
+        raise ValueError(f"source snapshot {snapshot.uri} is not the one staged: its sha256 is {actual}, "
+                         f"expected {snapshot.digest}")
     target.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(dir=target.parent))
-    with tarfile.open(fileobj=io.BytesIO(_storage.read_bytes(snapshot.uri)), mode="r:gz") as tar:
-        _extract(tar, scratch)
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+            _extract(tar, scratch)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
     try:
         scratch.rename(target)
     except OSError:  # another replica won the race: use its copy

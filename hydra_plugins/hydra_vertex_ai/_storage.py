@@ -94,10 +94,10 @@ def _blob(uri: str) -> Any:
     return _client().bucket(bucket).blob(path)
 
 
-def list_gcs(prefix: str) -> List[Tuple[str, int]]:
+def list_gcs(prefix: str, deadline_s: Optional[float] = None) -> List[Tuple[str, int]]:
     """(uri, size) of every object under the gs:// `prefix`."""
     bucket, path = split_gcs(prefix)
-    blobs = _client().list_blobs(bucket, prefix=path)
+    blobs = _client().list_blobs(bucket, prefix=path, **_bounded(deadline_s))
     return [(f"{GCS_PREFIX}{bucket}/{blob.name}", int(blob.size or 0)) for blob in blobs]
 
 
@@ -112,15 +112,28 @@ def write_bytes(uri: str, data: bytes) -> None:
     os.replace(tmp, path)  # readers never see half a file
 
 
-def read_bytes(uri: str) -> bytes:
+def _bounded(deadline_s: Optional[float]) -> Dict[str, Any]:
+    """Retry and timeout arguments that give up after about `deadline_s` (the client's default retries
+    for minutes when Cloud Storage is unreachable); {} keeps the client's defaults."""
+    if deadline_s is None:
+        return {}
+    from google.cloud.storage.retry import DEFAULT_RETRY
+
+    retry = DEFAULT_RETRY.with_timeout(deadline_s) if hasattr(DEFAULT_RETRY, "with_timeout") else \
+        DEFAULT_RETRY.with_deadline(deadline_s)
+    return {"retry": retry, "timeout": min(deadline_s, 60.0)}
+
+
+def read_bytes(uri: str, deadline_s: Optional[float] = None) -> bytes:
+    """The object's bytes; with `deadline_s`, a gs:// read gives up after about that long."""
     path = _local_path(uri)
     if path is None:
-        return bytes(_blob(uri).download_as_bytes())
+        return bytes(_blob(uri).download_as_bytes(**_bounded(deadline_s)))
     return Path(path).read_bytes()
 
 
-def exists(uri: str) -> bool:
+def exists(uri: str, deadline_s: Optional[float] = None) -> bool:
     path = _local_path(uri)
     if path is None:
-        return bool(_blob(uri).exists())
+        return bool(_blob(uri).exists(**_bounded(deadline_s)))
     return os.path.exists(path)

@@ -5,6 +5,7 @@ import math
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, AbstractSet, Any, Dict, List, Mapping, Optional, Set
 
@@ -15,6 +16,7 @@ from . import _payload, _report, _search_space, _storage, _tuning_spec
 from ._backends import factory
 from ._backends.base import Backend, TuningOutcome, final_value
 from ._errors import ConfigError, StudyFailedError
+from ._signals import interrupts
 from ._staging import (
     ManifestNotFound,
     Staging,
@@ -39,9 +41,16 @@ _MAX_CHECK_COMPOSITIONS = 32
 # StudySpec's automated stopping specs (study.proto `oneof automated_stopping_spec`) and a REST Trial.State
 _STOPPING_SPECS = ("medianAutomatedStoppingSpec", "decayCurveStoppingSpec", "convexAutomatedStoppingSpec")
 SUCCEEDED_TRIAL = "SUCCEEDED"
+_COLLECT_THREADS = 16
 
 
 def sweep(sweeper: "VertexVizierSweeper", arguments: List[str]) -> List[List[JobReturn]]:
+    """The study to its end; SIGTERM and SIGHUP act as Ctrl-C throughout (the tuning job is cancelled)."""
+    with interrupts():
+        return _sweep(sweeper, arguments)
+
+
+def _sweep(sweeper: "VertexVizierSweeper", arguments: List[str]) -> List[List[JobReturn]]:
     assert sweeper.config is not None and sweeper.hydra_context is not None
     setup_globals()
     config = sweeper.config
@@ -99,7 +108,7 @@ def sweep(sweeper: "VertexVizierSweeper", arguments: List[str]) -> List[List[Job
         raise StudyFailedError(f"the tuning job ended {short_state(outcome.state)}: {outcome.error} "
                                f"(partial results in {sweep_dir / RESULTS_FILE})")
     log.info("Best %s = %s with %s", conf.metric_id, results["best_value"], " ".join(results["best_params"]))
-    return [_trial_returns(staging, config, parameter_map, list(space.fixed), outcome, early)]
+    return [_trial_returns(staging, config, parameter_map, list(space.fixed), outcome, early, conf.retry_timeout_s)]
 
 
 def _resume_target(conf: VertexVizierSweeperConf) -> str:
@@ -283,20 +292,27 @@ def _trial_returns(
     fixed: List[str],
     outcome: TuningOutcome,
     stopped_early: AbstractSet[str] = frozenset(),
+    deadline_s: Optional[float] = None,
 ) -> List[JobReturn]:
     """Each trial's JobReturn as its container wrote it; a COMPLETED one whose return value is the last
-    measurement for a trial stopped early; or a FAILED one saying why there is none."""
-    returns = []
-    for trial in outcome.trials:
+    measurement for a trial stopped early; or a FAILED one saying why there is none.
+
+    One unreadable result (truncated, or storage gone: reads give up after `deadline_s`) fails that trial only."""
+
+    def collect(trial: Mapping[str, Any]) -> JobReturn:
         overrides = fixed + _trial_summary(trial, parameter_map)["params"]
         if str(trial.get("id")) in stopped_early:
-            returns.append(_payload.completed_return(config, overrides, final_value(trial)))
-            continue
+            return _payload.completed_return(config, overrides, final_value(trial))
         uri = staging.trial_result(str(trial.get("id")))
-        if _storage.exists(uri):
-            returns.append(_payload.load_result(_storage.read_bytes(uri)))
-            continue
+        try:
+            if _storage.exists(uri, deadline_s):
+                return _payload.load_result(_storage.read_bytes(uri, deadline_s))
+        except Exception as e:
+            reason = f"trial {trial.get('id')} ended {trial.get('state')}; its result {uri} cannot be read here: {e!r}"
+            return _payload.failed_return(config, overrides, _payload.RemoteJobError(reason))
         reason = trial.get("infeasibleReason") or f"trial ended {trial.get('state')} without a result"
-        returns.append(_payload.failed_return(config, overrides, _payload.RemoteJobError(reason)))
-    return returns
+        return _payload.failed_return(config, overrides, _payload.RemoteJobError(reason))
+
+    with ThreadPoolExecutor(max_workers=_COLLECT_THREADS, thread_name_prefix="vertex-collect") as pool:
+        return list(pool.map(collect, outcome.trials))
 

@@ -28,6 +28,10 @@ def validate(conf: VertexVizierSweeperConf, key: str) -> None:
     for name in ("max_trial_count", "parallel_trial_count"):
         if getattr(conf, name) < 1:
             raise ConfigError(f"{key}.{name}", "must be at least 1")
+    if conf.parallel_trial_count > conf.max_trial_count:
+        raise ConfigError(f"{key}.parallel_trial_count",
+                          f"{conf.parallel_trial_count} trials at once is more than the study's "
+                          f"max_trial_count={conf.max_trial_count}")
     if conf.max_failed_trial_count < 0:
         raise ConfigError(f"{key}.max_failed_trial_count", "must not be negative")
     if not conf.metric_id:

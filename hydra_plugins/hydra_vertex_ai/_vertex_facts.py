@@ -214,3 +214,42 @@ def logging_filter(name: str) -> str:
 def where(name: str) -> str:
     """Where a user looks at a job: its console page and its Cloud Logging query."""
     return f"{console_link(name)}\nCloud Logging filter: {logging_filter(name)}"
+
+
+# --- quotas: https://cloud.google.com/vertex-ai/docs/quotas -------------------------------------------------
+# Two different RESOURCE_EXHAUSTED (429) answers to a create. A *capacity* quota (accelerators or CPUs in
+# use at once) names its metrics after this prefix; it frees up only when a job ends. Everything else (the
+# 60-a-minute "Job or LRO submission requests" limit) is a *rate* limit, retried with backoff.
+CAPACITY_QUOTA_PREFIX = "The following quota metrics exceed quota limits: "
+_CAPACITY_METRIC = re.compile(r"aiplatform\.googleapis\.com/custom_model_training_[a-z0-9_]+")
+# The per-minute create limit's metric (unit 1/min/{project}/{region}).
+SUBMISSION_RATE_METRIC = "aiplatform.googleapis.com/job_or_lro_submission_requests"
+
+
+def accelerator_quota_metric(accelerator_type: str) -> str:
+    """The quota metric counting `accelerator_type` in use, e.g. NVIDIA_L4 -> ...custom_model_training_nvidia_l4_gpus.
+
+    Seen forms: custom_model_training_nvidia_{l4,t4,v100,k80,a100,a100_80gb,h100,h200}_gpus, ..._tpu_v2."""
+    name = accelerator_type.lower().replace("nvidia_tesla_", "nvidia_")
+    name = re.sub(r"^(nvidia_h\d00)(_mega)?_\d+gb$", r"\1\2", name)  # H100_80GB, H200_141GB: memory not named
+    suffix = "" if name.startswith("tpu") else "_gpus"
+    return f"aiplatform.googleapis.com/custom_model_training_{name}{suffix}"
+
+
+def capacity_quota_metrics(message: str) -> List[str]:
+    """The capacity quota metrics a RESOURCE_EXHAUSTED message names; [] for a rate limit."""
+    if CAPACITY_QUOTA_PREFIX not in message:
+        return []
+    return _CAPACITY_METRIC.findall(message.split(CAPACITY_QUOTA_PREFIX, 1)[1])
+
+
+def quota_console_url(project: str) -> str:
+    """Where a user sees and raises the project's quotas."""
+    return f"{CONSOLE}/iam-admin/quotas?project={project}"
+
+
+def cancel_command(name: str) -> str:
+    """The gcloud command that cancels the CustomJob or HyperparameterTuningJob `name`."""
+    parts = name.split("/")
+    group = "custom-jobs" if parts[-2] == "customJobs" else "hp-tuning-jobs"
+    return f"gcloud ai {group} cancel {parts[-1]} --region={parts[3]} --project={parts[1]}"

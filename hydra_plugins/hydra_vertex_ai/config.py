@@ -160,7 +160,7 @@ class VertexBackendConf:
     job: JobSpecConf = field(default_factory=JobSpecConf)
     # the application's source shipped with every job, staged once per content hash
     snapshot: SnapshotConf = field(default_factory=SnapshotConf)
-    # local backend: jobs run at once; None = the number of CPU cores
+    # jobs of a sweep running at once; None = CPU cores (local), no limit (vertex: the next is created as one ends)
     max_parallel: Optional[int] = None
     # local backend: host variables a job sees besides Vertex's, job.env and the documented few (PATH, HOME, ...)
     local_env_passthrough: List[str] = field(default_factory=list)
@@ -170,7 +170,7 @@ class VertexBackendConf:
     create_rate_per_minute: int = 60
     # vertex backend: first backoff of a retried API call, in seconds (doubles with jitter, at most 60 s)
     retry_initial_s: float = 1.0
-    # vertex backend: stop retrying one API call after this many seconds and fail with its last error
+    # vertex backend: stop retrying one API call (or a Cloud Storage read) after this many seconds; nothing is cancelled
     retry_timeout_s: float = 600.0
     # vertex backend: copy each job's .hydra/ and *.log from the bucket into the local sweep dir at the end
     sync_outputs: bool = True

@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,8 +31,22 @@ def _parser() -> argparse.ArgumentParser:
     faults.add_argument("--fail-codes", default="UNAVAILABLE", help="comma-separated gRPC codes of refusals")
     faults.add_argument("--lose-reply-rate", type=float, default=0.0, help="fraction of calls done, reply lost")
     faults.add_argument("--quota-creates-per-minute", type=int, default=None, help="RESOURCE_EXHAUSTED beyond")
+    faults.add_argument("--accelerator-quota", action="append", default=[], metavar="TYPE=N",
+                        help="at most N accelerators of TYPE (e.g. NVIDIA_L4=1) in use at once; repeatable")
     faults.add_argument("--seed", type=int, default=None)
     return p
+
+
+def _accelerator_quota(items: List[str]) -> Dict[str, int]:
+    from ._vertex_facts import ACCELERATOR_TYPES
+
+    quota = {}
+    for item in items:
+        name, sep, count = item.partition("=")
+        if not sep or name not in ACCELERATOR_TYPES or not count.isdigit():
+            raise ValueError(f"'{item}' is not TYPE=N with TYPE one of {', '.join(ACCELERATOR_TYPES)}")
+        quota[name] = int(count)
+    return quota
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -44,17 +58,24 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
     from . import _emulator
+    from ._signals import interrupts
 
     storage = None
     if args.gcs_port is not None:
         storage = _emulator.StorageEmulator(args.gcs_port, args.bucket)
         os.environ["STORAGE_EMULATOR_HOST"] = storage.host  # the jobs inherit it
+    try:
+        accelerator_quota = _accelerator_quota(args.accelerator_quota)
+    except ValueError as e:
+        print(f"--accelerator-quota: {e}", file=sys.stderr)
+        return 2
     knobs = _emulator.Knobs(
         latency_s=args.latency_ms / 1000.0,
         fail_rate=args.fail_rate,
         fail_codes=tuple(c.strip().upper() for c in args.fail_codes.split(",") if c.strip()),
         lose_reply_rate=args.lose_reply_rate,
         quota_creates_per_minute=args.quota_creates_per_minute,
+        accelerator_quota=accelerator_quota,
         seed=args.seed,
     )
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="vertex-emulator-"))
@@ -67,10 +88,11 @@ def main(argv: Optional[List[str]] = None) -> int:
           "hydra.launcher.project=local hydra.launcher.staging_dir=gs://BUCKET/staging "
           "hydra.launcher.job.image_uri=local", flush=True)
     try:
-        while True:
-            time.sleep(3600)
+        with interrupts():  # SIGTERM and SIGHUP stop the jobs as Ctrl-C does: their processes are not orphaned
+            while True:
+                time.sleep(3600)
     except KeyboardInterrupt:
-        print("stopping: cancelling running jobs", file=sys.stderr)
+        print("stopping: cancelling running jobs", file=sys.stderr, flush=True)
     finally:
         emulator.stop()
         if storage is not None:

@@ -4,7 +4,9 @@ Loads the staged payload, restores Hydra's state, runs the task with Hydra's `ru
 JobReturn back to staging. In a tuning trial it first turns Vertex's `--<parameter_id>=<value>` flags back
 into the trial's Hydra overrides, and afterwards reports the objective with cloudml-hypertune.
 Exit codes: 0 the task succeeded, 1 it failed, 2 bad usage or bad trial flags, 3 the image's runtime does
-not match the one that built the payload, 4 a trial produced no usable objective.
+not match the one that built the payload, 4 a trial produced no usable objective, 5 a staged file (the
+payload, the sweep context or the source snapshot) is missing, truncated, corrupt or not the one staged:
+one line names the file and what is wrong.
 
 Hydra's plugin scan imports this module, so it imports only the standard library at top level; it never
 imports the Vertex SDK at all.
@@ -13,11 +15,15 @@ import logging
 import math
 import os
 import sys
-from typing import Any, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_TASK_FAILED, EXIT_USAGE, EXIT_VERSION_MISMATCH, EXIT_NO_METRIC = 0, 1, 2, 3, 4
+EXIT_OK, EXIT_TASK_FAILED, EXIT_USAGE, EXIT_VERSION_MISMATCH, EXIT_NO_METRIC, EXIT_BAD_INPUT = 0, 1, 2, 3, 4, 5
+
+
+class BadInputError(Exception):
+    """A staged file cannot be used; the message names it and says why, on one line."""
 
 
 def replica_task() -> Any:
@@ -64,6 +70,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except VersionMismatchError as e:
         print(f"hydra-vertex-ai: {e}", file=sys.stderr)
         return EXIT_VERSION_MISMATCH
+    except BadInputError as e:
+        print(f"hydra-vertex-ai: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     trial_id = os.environ.get("CLOUD_ML_TRIAL_ID", "0") if payload.parameters else None
     flags, spawned = _spawned_overrides(args[1:])
     try:
@@ -93,13 +102,16 @@ def _load(payload_uri: str) -> Tuple[Any, Any]:
     registers its resolvers) as it did on the submitting machine."""
     from . import _payload, _storage
 
-    raw = _storage.read_bytes(payload_uri)
-    meta = _payload.header(raw)
+    raw = _step("payload", payload_uri, lambda: _storage.read_bytes(payload_uri))
+    meta = _step("payload", payload_uri, lambda: _payload.header(raw))
     _payload.check_versions(meta["versions"], meta.get("by_value", ["unknown"]))
-    shipped = _use_snapshot(meta.get("snapshot"))  # before unpickling: user types live there
+    snapshot = meta.get("snapshot")
+    # before unpickling: user types live there
+    shipped = _step("source snapshot", (snapshot or {}).get("uri", "?"), lambda: _use_snapshot(snapshot))
     task = _import_task(meta.get("task"), shipped[1] if shipped else None)
-    payload = _payload.loads(raw)
-    context = _payload.loads(_storage.read_bytes(payload.context_uri))
+    payload = _step("payload", payload_uri, lambda: _payload.loads(raw))
+    context_raw = _step("sweep context", payload.context_uri, lambda: _storage.read_bytes(payload.context_uri))
+    context = _step("sweep context", payload.context_uri, lambda: _payload.loads(context_raw))
     _restore(context)
     if task is not None:
         context.task_function = task
@@ -118,6 +130,19 @@ def _import_task(data: Optional[dict], snapshot_dir: Any) -> Any:
 
     ref = TaskRef.from_json(data)
     return task_of(import_module(ref, snapshot_dir), ref)
+
+
+def _step(what: str, uri: str, fn: Callable[[], Any]) -> Any:
+    """`fn()`, any failure but a version mismatch turned into one line naming the file (no stack)."""
+    from ._payload import VersionMismatchError
+
+    try:
+        return fn()
+    except VersionMismatchError:
+        raise
+    except Exception as e:
+        why = (str(e).strip().splitlines() or [""])[0][:300]
+        raise BadInputError(f"the {what} {uri} cannot be used: {type(e).__name__}: {why}") from None
 
 
 def _finish(payload: Any, ret: Any, trial_id: Optional[str]) -> int:

@@ -9,16 +9,17 @@ def make_backend(conf: VertexBackendConf, key: str, sweep_id: str, *, connect: b
     """The backend named by `<key>.backend`, staging under `<staging_dir>/<sweep_id>`.
 
     With `connect=False` (a dry run) the vertex backend checks its settings but builds no client."""
+    if conf.max_parallel is not None and conf.max_parallel < 1:
+        raise ConfigError(
+            f"{key}.max_parallel", f"must be at least 1 (or null: no limit on vertex, one job per core on local), "
+            f"got {conf.max_parallel}"
+        )
     if conf.backend == BackendKind.local:
         from .. import _storage
         from .local import LocalBackend
 
         if _storage.is_gcs(conf.staging_dir):
             raise ConfigError(f"{key}.staging_dir", "the local backend stages in a local directory, not gs://")
-        if conf.max_parallel is not None and conf.max_parallel < 1:
-            raise ConfigError(
-                f"{key}.max_parallel", f"must be at least 1 (or null: one job per core), got {conf.max_parallel}"
-            )
         for i, pool in enumerate(conf.job.worker_pools):
             if pool.command == [] and pool.replica_count > 0:  # an image's own entrypoint: no image runs locally
                 raise ConfigError(

@@ -1,7 +1,7 @@
 """The local backend: runs the very CustomJob specs Vertex would run, as local processes (`processes`).
 
 Jobs run at most `max_parallel` at once; each job's replica logs go to its staging folder. A study runs in
-the local study engine (`local_study`). Ctrl-C and SIGTERM stop every job.
+the local study engine (`local_study`). Ctrl-C, SIGTERM and SIGHUP stop every job.
 
 Re-attaching (`attach`): a job whose folder records how it ended is not run again, one whose replicas still
 run (they live in their own sessions and outlive a killed launcher) is waited for, the others are started.
@@ -20,6 +20,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from .. import _storage
 from .._progress import JobRow, Progress
+from .._signals import interrupts, shielded
 from .._staging import Staging
 from .._vertex_facts import CANCELLED, QUEUED, RUNNING
 from .base import Backend, FailureWatch, JobOutcome, Outputs, TuningOutcome, summarize_trials
@@ -29,7 +30,6 @@ from .processes import (
     recorded_outcome,
     recorded_pids,
     run_custom_job,
-    sigterm_interrupts,
     thread_env,
 )
 
@@ -74,20 +74,22 @@ class LocalBackend(Backend):
             ]
             progress = Progress(f"local sweep {self.staging.sweep_id}", self.job_overrides)
             try:
-                with sigterm_interrupts():
+                with interrupts():
                     self._wait(futures, jobs, dirs, progress)
             except BaseException:
-                cancel.set()
-                never_started = sum(f.cancel() for f in futures)
-                # Waits for every running job to be stopped; a job that raised must not hide the interrupt.
-                stopped = [
-                    jobs[i]["displayName"] for i, f in enumerate(futures)
-                    if not f.cancelled() and f.exception() is None and f.result().state == CANCELLED
-                ]
-                progress.close()
-                for name in stopped:
-                    print(f"Interrupted: cancelled local job {name}", file=sys.stderr, flush=True)
-                log.warning("Interrupted: stopped %d running and %d queued local job(s)", len(stopped), never_started)
+                with shielded(lambda: "stopping the local jobs"):  # a second Ctrl-C must not orphan them
+                    cancel.set()
+                    never_started = sum(f.cancel() for f in futures)
+                    # Waits for every running job to be stopped; a job that raised must not hide the interrupt.
+                    stopped = [
+                        jobs[i]["displayName"] for i, f in enumerate(futures)
+                        if not f.cancelled() and f.exception() is None and f.result().state == CANCELLED
+                    ]
+                    progress.close()
+                    for name in stopped:
+                        print(f"Interrupted: cancelled local job {name}", file=sys.stderr, flush=True)
+                    log.warning("Interrupted: stopped %d running and %d queued local job(s)", len(stopped),
+                                never_started)
                 raise
             progress.close()
         return [f.result() for f in futures]
@@ -162,13 +164,14 @@ class LocalBackend(Backend):
                                    env_passthrough=self.env_passthrough,
                                    watch=FailureWatch(int(job.get("parallelTrialCount") or 1)))
             try:
-                with sigterm_interrupts():
+                with interrupts():
                     while not future.done():
                         wait([future], timeout=0.5)
             except BaseException:
-                cancel.set()
-                self.partial_tuning = future.result()  # the trials that finished, for optimization_results.yaml
-                print("Interrupted: cancelled the local study and its running trials", file=sys.stderr, flush=True)
+                with shielded(lambda: "stopping the local study"):
+                    cancel.set()
+                    self.partial_tuning = future.result()  # the trials that finished, for optimization_results.yaml
+                    print("Interrupted: cancelled the local study and its running trials", file=sys.stderr, flush=True)
                 raise
             return future.result()
 

@@ -5,7 +5,7 @@ image's `python` becomes this environment's interpreter), in its own working dir
 environment Vertex gives a container: Vertex's variables, the spec's env, and only the few host variables
 a local process needs (LOCAL_ENV_PASSTHROUGH, plus `local_env_passthrough` of the config). Anything else a
 job needs comes from job.env or its own code, as on Vertex. Nothing is passed through a shell. A replica that fails fails the
-job and stops the others, as on Vertex; SIGTERM to the launcher stops them too.
+job and stops the others, as on Vertex; SIGTERM or SIGHUP to the launcher stops them too (`_signals`).
 
 Each job's folder records its replicas' PIDs (`pids.json`) as they start and how the job ended
 (`outcome.json`): the replicas run in their own sessions, so they outlive a launcher killed outright, and a
@@ -20,10 +20,9 @@ import subprocess
 import sys
 import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 from .. import _storage
 from .._vertex_facts import (
@@ -370,29 +369,3 @@ def _supervise(
                 return JobOutcome(FAILED, f"{message}; last lines of {log_path}:\n{tail}", str(log_path))
         time.sleep(0.05)
     return JobOutcome(SUCCEEDED, None, str(workdir))
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (a CI cancel, `kill`, a scheduler) handled as Ctrl-C: the launcher stops its jobs, then exits.
-
-    The job processes run in their own sessions, so without this they would outlive a terminated launcher.
-    """
-
-
-@contextmanager
-def sigterm_interrupts() -> Iterator[None]:
-    """Turn SIGTERM into `Terminated` while the block runs (signal handlers live in the main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise Terminated(f"received {signal.Signals(signum).name}")
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-

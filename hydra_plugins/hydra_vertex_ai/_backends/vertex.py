@@ -2,28 +2,46 @@
 
 The REST-shaped dicts built by `_jobspec` and `_tuning_spec` are the single source: they are parsed into the
 real `aiplatform_v1` protos by `vertex_client`. Waiting costs one ListCustomJobs per poll for the whole sweep
-(other calls are rate-limited too); creates are concurrent, rate-limited and exactly once; Ctrl-C cancels
-every unfinished job. Tuning jobs live in `vertex_tuning`, the copy of outputs back in `vertex_outputs`.
+(other calls are rate-limited too); creates are concurrent, rate-limited, exactly once and at most
+`max_parallel` unfinished at once; a used-up GPU quota waits for the sweep's own jobs. Ctrl-C (and SIGTERM,
+SIGHUP: `_signals`) cancels every unfinished job concurrently, shielded from further interrupts; an outage
+longer than retry_timeout_s cancels nothing. Tuning jobs live in `vertex_tuning`, the copy of outputs back in
+`vertex_outputs`.
 """
 import logging
 import sys
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple
 
 from .. import _storage
 from .._errors import ConfigError, VertexAPIError
 from .._progress import JobRow, Progress
+from .._signals import shielded
 from .._staging import Staging
-from .._vertex_facts import CANCELLING, PAUSED, QUEUED, SUCCEEDED, TERMINAL_STATES, console_link, short_state, where
+from .._vertex_facts import (
+    PAUSED,
+    QUEUED,
+    SUCCEEDED,
+    TERMINAL_STATES,
+    cancel_command,
+    console_link,
+    quota_console_url,
+    regional_endpoint,
+    short_state,
+    where,
+)
 from ..config import VertexBackendConf
 from .base import Backend, JobOutcome, Outputs, TuningOutcome
 from .vertex_client import (
     RPC_TIMEOUT_S,
+    QuotaExceeded,
+    Unreachable,
     VertexClient,
-    api_error,
+    check_connects,
     default_project,
     error_message,
     make_client,
@@ -39,12 +57,26 @@ log = logging.getLogger(__name__)
 # The fields a poll needs; Vertex returns whole jobs (specs and all) without a read mask.
 LIST_READ_MASK = ("name", "display_name", "state", "error", "labels")
 LIST_PAGE_SIZE = 100
-# After Ctrl-C: how long to wait for the cancellations to register (CANCELLING or terminal).
+# After Ctrl-C: how long to keep trying to cancel (and to wait for creates on the wire to end).
 CANCEL_WAIT_S = 30.0
 # Creates in flight at once: with a raised quota, N creates take about N * latency / CREATE_THREADS.
 CREATE_THREADS = 32
+# Cancels sent at once: a sweep's cancellation takes about one round trip.
+CANCEL_THREADS = 32
 
 __all__ = ["VertexAPIError", "VertexBackend", "make_client"]
+
+
+@dataclass
+class _CancelStatus:
+    """How a cancellation stands: what a further Ctrl-C prints, and the final report."""
+
+    confirmed: Dict[str, "_Tracked"] = field(default_factory=dict)
+    failed: Dict[str, Tuple["_Tracked", str]] = field(default_factory=dict)
+    left: int = 0
+
+    def text(self) -> str:
+        return f"{len(self.confirmed)} cancel(s) confirmed, {self.left} job(s) left"
 
 
 @dataclass
@@ -79,6 +111,7 @@ class VertexBackend(Backend):
         retry_initial_s: float = 1.0,
         retry_timeout_s: float = 600.0,
         sync_outputs: bool = True,
+        max_parallel: Optional[int] = None,
     ) -> None:
         self.api = VertexClient(
             client, project=project, location=location, retry_initial_s=retry_initial_s,
@@ -89,6 +122,8 @@ class VertexBackend(Backend):
         self.staging = Staging.of(staging_dir, sweep_id)
         self.poll_interval_s = poll_interval_s
         self.sync_outputs = sync_outputs
+        # jobs of this sweep unfinished at once (created or being created); None: all of them
+        self.max_parallel = max_parallel
         self.tuning = TuningJobs(self.api, poll_interval_s)
         # API calls made by the last poll (pages of one List): what the benchmark reports
         self.calls_last_poll = 0
@@ -115,15 +150,23 @@ class VertexBackend(Backend):
             )
         if conf.poll_interval_s <= 0:
             raise ConfigError(f"{key}.poll_interval_s", "must be positive")
-        if conf.create_rate_per_minute <= 0:
-            raise ConfigError(f"{key}.create_rate_per_minute", "must be positive")
+        for name in ("create_rate_per_minute", "retry_initial_s", "retry_timeout_s"):
+            if getattr(conf, name) <= 0:
+                raise ConfigError(f"{key}.{name}", f"must be positive, got {getattr(conf, name)}")
         if conf.api_endpoint:
+            if "://" in conf.api_endpoint:
+                raise ConfigError(f"{key}.api_endpoint",
+                                  f"'{conf.api_endpoint}': give HOST:PORT, without a scheme (gRPC, not a URL)")
             try:
                 parse_endpoint(conf.api_endpoint)
             except ValueError as e:
                 raise ConfigError(f"{key}.api_endpoint", str(e)) from None
+        client = None
+        if connect:
+            client = make_client(conf.location, conf.api_endpoint)
+            check_connects(client, conf.api_endpoint or regional_endpoint(conf.location), key)
         return cls(
-            make_client(conf.location, conf.api_endpoint) if connect else None,
+            client,
             project=project,
             location=conf.location,
             staging_dir=conf.staging_dir.rstrip("/"),
@@ -133,6 +176,7 @@ class VertexBackend(Backend):
             retry_initial_s=conf.retry_initial_s,
             retry_timeout_s=conf.retry_timeout_s,
             sync_outputs=conf.sync_outputs,
+            max_parallel=conf.max_parallel,
         )
 
     @property
@@ -157,23 +201,33 @@ class VertexBackend(Backend):
         tracked = [_Tracked(dict(job), str(job["labels"]["hydra_uid"])) for job in jobs]
         if self.attach:
             self._adopt_existing(tracked)
-        stop = threading.Event()
-        progress = Progress(f"Vertex AI sweep {self.sweep_id}", self.job_overrides)
-        pool = ThreadPoolExecutor(max_workers=min(CREATE_THREADS, len(jobs)) or 1, thread_name_prefix="vertex-create")
-        try:
-            futures = [pool.submit(self._create_custom_job, job, stop) for job in tracked if job.name is None]
-            self._wait(tracked, futures, progress)
-        except BaseException:
-            stop.set()
-            pool.shutdown(wait=True, cancel_futures=True)  # in-flight creates end at their next retry
-            progress.close()
-            self._cancel_unfinished(tracked)
-            raise
-        pool.shutdown()
-        progress.close()
+        self._run(tracked)
         if self.sync_outputs and outputs and self.wait:
-            sync_outputs(outputs)
+            sync_outputs(outputs, self.api.retry_timeout_s)
         return [self._outcome(job) for job in tracked]
+
+    def _run(self, tracked: List[_Tracked]) -> None:
+        """Create (at most max_parallel unfinished at once) and wait until every job of `tracked` has ended.
+
+        An interrupt or a permanent error cancels every unfinished job, shielded from further interrupts; an
+        outage longer than retry_timeout_s cancels nothing (the jobs may be fine): it says how to re-attach."""
+        creator = _Creator(self, tracked)
+        progress = Progress(f"Vertex AI sweep {self.sweep_id}", self.job_overrides)
+        try:
+            self._wait(tracked, creator, progress)
+        except Unreachable as e:
+            creator.stop()
+            progress.close()
+            raise VertexAPIError(self._outage_report(tracked, e)) from e
+        except BaseException as e:
+            status = _CancelStatus()
+            with shielded(status.text):
+                creator.stop()
+                progress.close()
+                self._cancel_unfinished(tracked, creator, e, status)
+            raise
+        creator.stop()  # creates still in backoff for jobs that have ended (found by their label) give up
+        progress.close()
 
     def _create_custom_job(self, job: _Tracked, stop: threading.Event) -> None:
         from google.cloud.aiplatform_v1 import CustomJob
@@ -186,7 +240,8 @@ class VertexBackend(Backend):
             lambda: self._find_custom_job(job.uid),
             stop,
         )
-        job.name, job.state = created.name, created.state.name
+        if job.name is None:  # a poll that listed the sweep may have found it first, with a newer state
+            job.name, job.state = created.name, created.state.name
         log.info("Created %s: %s", job.spec["displayName"], console_link(created.name))
 
     def _adopt_existing(self, tracked: List[_Tracked]) -> None:
@@ -205,7 +260,7 @@ class VertexBackend(Backend):
         )
         return next(iter(found), None)
 
-    def _list_sweep(self) -> Iterator[Any]:
+    def _list_sweep(self) -> List[Any]:
         """Every job of this sweep: one ListCustomJobs call (and its pages), however many jobs there are."""
         pager = self.client.list_custom_jobs(
             request={
@@ -214,23 +269,19 @@ class VertexBackend(Backend):
                 "read_mask": {"paths": list(LIST_READ_MASK)},
                 "page_size": LIST_PAGE_SIZE,
             },
-            retry=self.api.retry_policy(),
             timeout=RPC_TIMEOUT_S,
         )
         self.calls_last_poll = 0
+        listed: List[Any] = []
         for page in pager.pages:
             self.calls_last_poll += 1
-            yield from page.custom_jobs
+            listed.extend(page.custom_jobs)
+        return listed
 
-    def poll(self, tracked: Sequence[_Tracked]) -> None:
-        """Refresh every tracked job's state from one List of the sweep."""
-        from google.api_core import exceptions as ex
-
+    def poll(self, tracked: Sequence[_Tracked], budget_s: Optional[float] = None) -> None:
+        """Refresh every tracked job's state from one List of the sweep (retried for `budget_s`)."""
         by_uid = {job.uid: job for job in tracked}
-        try:
-            listed = list(self._list_sweep())
-        except (ex.GoogleAPICallError, ex.RetryError) as e:
-            raise api_error(f"listing the jobs of sweep {self.sweep_id}", e) from e
+        listed = self.api.call(f"listing the jobs of sweep {self.sweep_id}", self._list_sweep, budget_s=budget_s)
         for item in listed:
             job = by_uid.get(item.labels.get("hydra_uid", ""))
             if job is None:
@@ -240,55 +291,94 @@ class VertexBackend(Backend):
                 log.warning("%s is PAUSED: stalled until resumed in the console (%s)", job.name, console_link(job.name))
                 job.stalled_warned = True
 
-    def _wait(self, tracked: List[_Tracked], futures: List["Future[None]"], progress: Progress) -> None:
-        pending = set(futures)
+    def _wait(self, tracked: List[_Tracked], creator: "_Creator", progress: Progress) -> None:
         while True:
-            done, pending = wait(pending, timeout=0, return_when=FIRST_COMPLETED)
-            for future in done:
-                future.result()  # a permanent create error ends the sweep (the caller cancels the rest)
-            if any(job.name for job in tracked):
+            creator.pump()  # a permanent create error ends the sweep (the caller cancels the rest)
+            # once creates have had a poll interval, a poll also finds jobs whose create reply was lost
+            if creator.waited or any(job.name for job in tracked):
                 self.poll(tracked)
             progress.jobs([JobRow.of(job.spec, job.state if job.name else "NOT_CREATED",
                                      console_link(job.name) if job.name else "") for job in tracked])
-            if not pending and (all(job.done for job in tracked) or not self.wait):
-                return
-            if pending:
-                wait(pending, timeout=self.poll_interval_s)  # no return_when: sleeps a whole poll interval
-            else:
-                time.sleep(self.poll_interval_s)
+            if creator.all_submitted and all(job.done for job in tracked):
+                return  # finished is finished: a create in backoff for a job that has ended is not waited for
+            if not self.wait and creator.all_submitted and creator.settled():
+                return  # detached: every job exists
+            creator.wait(self.poll_interval_s)
 
-    def _cancel_unfinished(self, tracked: List[_Tracked]) -> None:
-        """Cancel every unfinished job of this run (those an ambiguous create made too), then say which."""
-        try:
-            self.poll(tracked)  # picks up jobs whose create reply was lost
-        except VertexAPIError as e:
-            log.warning("could not list the sweep's jobs before cancelling: %s", e)
-        targets = [job for job in tracked if job.name and not job.done]
-        for job in targets:
-            self._cancel_one(job.name or "")
+    def _cancel_unfinished(
+        self, tracked: List[_Tracked], creator: "_Creator", reason: BaseException, status: "_CancelStatus"
+    ) -> None:
+        """Cancel every unfinished job of this run, concurrently, then say which cancels were confirmed.
+
+        Creates in flight are waited for (they give up at once unless their call is on the wire): a job they
+        made is then found by its label and cancelled too, so nothing created is left running unknown."""
+        budget = min(self.api.retry_timeout_s, CANCEL_WAIT_S)
         deadline = time.monotonic() + CANCEL_WAIT_S
-        while targets and time.monotonic() < deadline:
-            try:
-                self.poll(tracked)
-            except VertexAPIError:
-                pass
-            if all(job.done or job.state == CANCELLING for job in targets):
-                break
-            time.sleep(min(self.poll_interval_s, 1.0))
-        if targets:
-            lines = "\n".join(f"  {job.spec['displayName']}: {job.name} ({short_state(job.state)})" for job in targets)
-            print(f"Interrupted: cancelled {len(targets)} unfinished Vertex AI job(s):\n{lines}", file=sys.stderr, flush=True)
-        else:
-            print("Interrupted: no unfinished Vertex AI job to cancel", file=sys.stderr, flush=True)
+        with ThreadPoolExecutor(max_workers=CANCEL_THREADS, thread_name_prefix="vertex-cancel") as pool:
+            while True:
+                creating = not creator.settled()
+                try:
+                    self.poll(tracked, budget_s=budget)  # picks up jobs whose create reply was lost
+                except VertexAPIError as e:
+                    log.warning("could not list the sweep's jobs while cancelling: %s", e)
+                targets = [job for job in tracked if job.name and not job.done and job.name not in status.confirmed]
+                status.left = len(targets)
+                for job, error in zip(targets, pool.map(lambda job: self._cancel_one(job.name or "", budget), targets)):
+                    if error is None:
+                        status.confirmed[job.name or ""] = job
+                        status.failed.pop(job.name or "", None)
+                    else:
+                        status.failed[job.name or ""] = (job, error)
+                status.left = len(status.failed)
+                if (not creating and not status.failed) or time.monotonic() > deadline:
+                    break
+                time.sleep(min(self.poll_interval_s, 1.0))
+        try:
+            self.poll(tracked, budget_s=min(budget, 5.0))  # the states the report shows
+        except VertexAPIError:
+            pass
+        print(self._cancel_report(reason, status), file=sys.stderr, flush=True)
 
-    def _cancel_one(self, name: str) -> None:
+    def _cancel_one(self, name: str, budget_s: float) -> Optional[str]:
+        """Cancel one job; None when Vertex took the cancel (or the job had already ended), else why not."""
         from google.api_core import exceptions as ex
 
         try:
-            self.api.call(f"cancelling {name}", lambda: self.client.cancel_custom_job(name=name, timeout=RPC_TIMEOUT_S))
+            self.api.call(f"cancelling {name}", lambda: self.client.cancel_custom_job(name=name, timeout=RPC_TIMEOUT_S),
+                          budget_s=budget_s)
         except VertexAPIError as e:
             if not isinstance(e.__cause__, (ex.FailedPrecondition, ex.NotFound)):  # not already finished
-                log.error("%s", e)
+                return str(e)
+        return None
+
+    def _cancel_report(self, reason: BaseException, status: "_CancelStatus") -> str:
+        """What was cancelled and what may still run; 'Interrupted' only when an interrupt was the reason."""
+        if isinstance(reason, KeyboardInterrupt):
+            head = f"Interrupted ({reason})" if str(reason) else "Interrupted"
+        else:
+            head = f"Stopped by an error ({type(reason).__name__})"
+        line = lambda job: f"  {job.spec['displayName']}: {job.name} ({short_state(job.state)})"  # noqa: E731
+        if not status.confirmed and not status.failed:
+            return f"{head}: no unfinished Vertex AI job to cancel"
+        text = f"{head}: cancelled {len(status.confirmed)} unfinished Vertex AI job(s):"
+        text += "".join(f"\n{line(job)}" for job in status.confirmed.values())
+        if status.failed:
+            text += (f"\nCould NOT confirm the cancellation of {len(status.failed)} job(s); they may still be "
+                     "running (and billed). Cancel them with:")
+            text += "".join(f"\n  {cancel_command(name)}   # {error}" for name, (_, error) in status.failed.items())
+            text += f"\nor re-attach to the sweep when the service answers: hydra.launcher.attach={self.sweep_id}"
+        return text
+
+    def _outage_report(self, tracked: List[_Tracked], error: Unreachable) -> str:
+        """An outage longer than retry_timeout_s: nothing was cancelled; what may run and how to come back."""
+        created = [job for job in tracked if job.name and not job.done]
+        text = (f"{error}\nVertex AI did not answer for longer than retry_timeout_s: nothing was cancelled and no "
+                f"more jobs were created. {len(created)} job(s) of sweep {self.sweep_id} may still be running:")
+        text += "".join(f"\n  {job.spec['displayName']}: {job.name} (last seen {short_state(job.state)}); "
+                        f"to cancel it: {cancel_command(job.name or '')}" for job in created)
+        text += (f"\nRe-attach when the service answers (finished jobs' results are kept): "
+                 f"hydra.launcher.attach={self.sweep_id}. A larger retry_timeout_s waits longer.")
+        return text
 
     def _outcome(self, job: _Tracked) -> JobOutcome:
         assert job.name is not None
@@ -312,7 +402,7 @@ class VertexBackend(Backend):
             self.partial_tuning = self.tuning_snapshot(name)
             raise
         if self.sync_outputs and outputs:
-            sync_outputs(outputs)
+            sync_outputs(outputs, self.api.retry_timeout_s)
         return outcome
 
     def tuning_snapshot(self, name: str) -> Optional[TuningOutcome]:
@@ -325,3 +415,84 @@ class VertexBackend(Backend):
         args = current.trial_job_spec.worker_pool_specs[0].container_spec.args
         return TuningOutcome(current.state.name, [trial_rest(t) for t in current.trials], error_message(current),
                              name, payload_uri=args[0] if args else None)
+
+class _Creator:
+    """Creates the jobs of one run: at most `max_parallel` unfinished at once, through the rate limiter.
+
+    A capacity quota refusal (GPUs in use) is not an error while one of this sweep's own jobs runs: the job
+    goes back to the queue until one of them ends (said once on the console). With none running, waiting
+    could last forever: it fails with the server's message and where to raise the quota. Jobs that already
+    have a name (created earlier) are not created again."""
+
+    def __init__(self, backend: VertexBackend, tracked: List[_Tracked]) -> None:
+        self.backend = backend
+        self.tracked = tracked
+        self.todo: Deque[_Tracked] = deque(job for job in tracked if job.name is None)
+        self.limit = backend.max_parallel or len(tracked) or 1
+        self.creating: Dict[Future[None], _Tracked] = {}
+        self.stop_event = threading.Event()
+        self.pool = ThreadPoolExecutor(max_workers=min(CREATE_THREADS, self.limit), thread_name_prefix="vertex-create")
+        # whether a poll interval has passed with creates in flight
+        self.waited = len(self.todo) < len(tracked)
+        # jobs of the sweep ended when a quota refusal came: creating resumes once more have ended
+        self.quota_block: Optional[int] = None
+        self.quota_said = False
+
+    @property
+    def all_submitted(self) -> bool:
+        return not self.todo
+
+    def unfinished(self) -> int:
+        """This sweep's jobs created (or being created) and not ended."""
+        creating = {id(job) for job in self.creating.values()}
+        named = sum(1 for job in self.tracked if job.name and not job.done and id(job) not in creating)
+        return named + len(self.creating)
+
+    def pump(self) -> None:
+        """Collect ended creates (re-raising a permanent error), then create what the limits allow."""
+        for future in [f for f in self.creating if f.done()]:
+            job = self.creating.pop(future)
+            try:
+                future.result()
+            except QuotaExceeded as e:
+                self.todo.appendleft(job)
+                self._quota_refused(e)
+        if self.quota_block is not None:
+            if sum(job.done for job in self.tracked) <= self.quota_block:
+                return
+            self.quota_block = None
+        while self.todo and self.unfinished() < self.limit and not self.stop_event.is_set():
+            job = self.todo.popleft()
+            self.creating[self.pool.submit(self.backend._create_custom_job, job, self.stop_event)] = job
+
+    def _quota_refused(self, error: QuotaExceeded) -> None:
+        project = self.backend.api.parent.split("/")[1]
+        if self.unfinished() == 0:
+            raise VertexAPIError(
+                f"{error}\nNone of this sweep's jobs is running, so none will free it: raise the quota "
+                f"{', '.join(error.metrics)} at {quota_console_url(project)} (or use another region or machine)"
+            ) from error
+        if self.quota_block is None:
+            self.quota_block = sum(job.done for job in self.tracked)
+        if not self.quota_said:
+            self.quota_said = True
+            log.warning("Vertex AI quota %s is used up: creating the next job when one of this sweep's %d running "
+                        "job(s) ends (raise it at %s)", ", ".join(error.metrics), self.unfinished(),
+                        quota_console_url(project))
+
+    def wait(self, timeout: float) -> None:
+        """Sleep a poll interval, or less when every create in flight ends sooner."""
+        if self.creating:
+            wait(list(self.creating), timeout=timeout)  # no return_when: polls stay one per interval
+            self.waited = True
+        else:
+            time.sleep(timeout)
+
+    def stop(self) -> None:
+        """No more creates: queued ones are dropped, those in backoff give up at once."""
+        self.stop_event.set()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    def settled(self) -> bool:
+        """Whether no create can still commit a job."""
+        return all(future.done() for future in self.creating)

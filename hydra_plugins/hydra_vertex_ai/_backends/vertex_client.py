@@ -1,7 +1,10 @@
 """Talking to Vertex AI's JobService: the client and its credentials, retries, exactly-once creates, the rate limit.
 
 Vertex facts that shape this module:
-- the JobService methods have no default retry: transient errors are retried here with backoff;
+- the JobService methods have no default retry: transient errors are retried here with backoff that a
+  stop (Ctrl-C) ends at once;
+- RESOURCE_EXHAUSTED is either the per-minute rate limit (retried) or a capacity quota such as GPUs in use
+  (`_vertex_facts.capacity_quota_metrics`), which only a job's end frees: that one is not retried here;
 - creates have no request id, so a create that failed ambiguously is looked up by its `hydra_uid` label
   before it is retried: every job is created exactly once;
 - submissions are limited to about 60 per minute per region: creates go through a token bucket.
@@ -9,25 +12,40 @@ Vertex facts that shape this module:
 import configparser
 import logging
 import os
+import random
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Type
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Type
 
 from hydra.errors import HydraException
 
-from .._errors import VertexAPIError
-from .._vertex_facts import is_loopback, regional_endpoint, split_address
+from .._errors import ConfigError, VertexAPIError
+from .._vertex_facts import capacity_quota_metrics, is_loopback, regional_endpoint, split_address
 
 log = logging.getLogger(__name__)
 
 # One RPC's deadline; a longer one would only delay the retry of a lost request.
 RPC_TIMEOUT_S = 60.0
 RETRY_MAX_DELAY_S = 60.0
+# How long the endpoint has to accept a connection before anything is staged.
+CONNECT_TIMEOUT_S = 10.0
 
 
 class Stopped(Exception):
     """Creation was stopped (Ctrl-C or another job's permanent error) before this job was created."""
+
+
+class Unreachable(VertexAPIError):
+    """Transient errors for longer than retry_timeout_s: an outage, or an endpoint where nothing answers."""
+
+
+class QuotaExceeded(VertexAPIError):
+    """A capacity quota (accelerators or CPUs in use at once) is used up; `metrics` names it."""
+
+    def __init__(self, message: str, metrics: List[str]) -> None:
+        super().__init__(message)
+        self.metrics = metrics
 
 
 def parse_endpoint(endpoint: str) -> Tuple[str, int]:
@@ -53,6 +71,22 @@ def make_client(location: str, api_endpoint: Optional[str] = None) -> Any:
     except DefaultCredentialsError as e:
         raise HydraException(
             f"no Google Cloud credentials for Vertex AI ({e}); run `gcloud auth application-default login`"
+        ) from None
+
+
+def check_connects(client: Any, endpoint: str, key: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """Fail before anything is staged when nothing answers at `endpoint` (else every call would be retried
+    for retry_timeout_s, twice). Opens the client's channel, which needs no credentials and no API call."""
+    import grpc
+
+    channel = getattr(getattr(client, "transport", None), "grpc_channel", None)
+    if channel is None:  # another transport (REST): its first call tells
+        return
+    try:
+        grpc.channel_ready_future(channel).result(timeout=timeout_s)
+    except grpc.FutureTimeoutError:
+        raise ConfigError(
+            f"{key}.api_endpoint", f"the Vertex AI endpoint {endpoint} did not answer within {timeout_s:g} s"
         ) from None
 
 
@@ -88,11 +122,16 @@ def ambiguous_types() -> Tuple[Type[Exception], ...]:
 
 
 def api_error(what: str, error: BaseException) -> VertexAPIError:
+    return VertexAPIError(f"{what}: {describe(error)}")
+
+
+def quota_metrics(error: BaseException) -> List[str]:
+    """The capacity quota metrics a RESOURCE_EXHAUSTED names; [] for a rate limit or another error."""
     from google.api_core import exceptions as ex
 
-    if isinstance(error, ex.RetryError) and error.cause is not None:
-        return VertexAPIError(f"{what}: gave up retrying: {describe(error.cause)}")
-    return VertexAPIError(f"{what}: {describe(error)}")
+    if not isinstance(error, ex.ResourceExhausted):
+        return []
+    return capacity_quota_metrics(str(getattr(error, "message", None) or error))
 
 
 def describe(error: BaseException) -> str:
@@ -175,31 +214,42 @@ class VertexClient:
         self.retry_timeout_s = retry_timeout_s
         self.limiter = RateLimiter(create_rate_per_minute)
 
-    def retry_policy(self, stop: Optional[threading.Event] = None) -> Any:
-        from google.api_core.retry import Retry, if_exception_type
+    def call(
+        self, what: str, fn: Callable[[], Any], stop: Optional[threading.Event] = None,
+        budget_s: Optional[float] = None,
+    ) -> Any:
+        """`fn()` with transient errors retried for `budget_s` (default retry_timeout_s).
 
-        def on_error(error: Exception) -> None:
-            if stop is not None and stop.is_set():
-                raise Stopped() from error  # Ctrl-C must not wait out a backoff
-            log.debug("Vertex API call failed, retrying: %s", error)
-
-        return Retry(
-            predicate=if_exception_type(*transient_types()),
-            initial=self.retry_initial_s,
-            maximum=RETRY_MAX_DELAY_S,
-            multiplier=2.0,
-            timeout=self.retry_timeout_s,
-            on_error=on_error,
-        )
-
-    def call(self, what: str, fn: Callable[[], Any], stop: Optional[threading.Event] = None) -> Any:
-        """`fn()` with transient errors retried; a permanent error raises VertexAPIError with the server's text."""
+        A permanent error raises VertexAPIError with the server's text; a capacity quota raises QuotaExceeded
+        at once (it frees up only when a job ends); an exhausted budget raises Unreachable. `stop` ends a
+        backoff at once (Ctrl-C must not wait it out)."""
         from google.api_core import exceptions as ex
 
-        try:
-            return self.retry_policy(stop)(fn)()
-        except (ex.GoogleAPICallError, ex.RetryError) as e:
-            raise api_error(what, e) from e
+        budget = self.retry_timeout_s if budget_s is None else budget_s
+        deadline = time.monotonic() + budget
+        delay = self.retry_initial_s
+        while True:
+            if stop is not None and stop.is_set():
+                raise Stopped()
+            try:
+                return fn()
+            except ex.GoogleAPICallError as e:
+                if quota_metrics(e):
+                    raise QuotaExceeded(f"{what}: {describe(e)}", quota_metrics(e)) from e
+                if not isinstance(e, transient_types()):
+                    raise api_error(what, e) from e
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise Unreachable(f"{what}: still failing after {budget:g} s of retries (retry_timeout_s): {describe(e)}") from e
+                # the last attempt comes at the deadline, not a whole backoff before it
+                pause = min(min(delay, RETRY_MAX_DELAY_S) * random.uniform(0.5, 1.0), remaining)
+                log.debug("Vertex API call failed, retrying in %.1f s: %s", pause, e)
+            if stop is not None:
+                if stop.wait(pause):
+                    raise Stopped()
+            else:
+                time.sleep(pause)
+            delay *= 2.0
 
     def create_once(
         self, what: str, create: Callable[[], Any], find: Callable[[], Optional[Any]], stop: threading.Event

@@ -1,18 +1,24 @@
-"""HyperparameterTuningJobs on Vertex AI: create exactly once, wait with progress, cancel on Ctrl-C, collect."""
+"""HyperparameterTuningJobs on Vertex AI: create exactly once, wait with progress, cancel on Ctrl-C, collect.
+
+The job's name is printed as soon as it is known (re-attaching needs it); an interrupt during the create
+still finds and cancels the job the create made."""
 import logging
 import sys
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any, Dict, Optional
 
+from .._errors import VertexAPIError
 from .._progress import Progress
-from .._vertex_facts import CANCELLING, PAUSED, SUCCEEDED, TERMINAL_STATES, console_link, short_state, where
+from .._signals import shielded
+from .._vertex_facts import PAUSED, SUCCEEDED, TERMINAL_STATES, cancel_command, console_link, short_state, where
 from .base import TuningOutcome, summarize_trials
-from .vertex_client import RPC_TIMEOUT_S, VertexClient, error_message, proto_of, trial_rest
+from .vertex_client import RPC_TIMEOUT_S, Unreachable, VertexClient, error_message, proto_of, trial_rest
 
 log = logging.getLogger(__name__)
 
-# After Ctrl-C: how long to wait for the cancellation to register (CANCELLING or terminal).
+# After Ctrl-C: how long to wait for a create on the wire, and to keep trying to cancel.
 CANCEL_WAIT_S = 30.0
 
 
@@ -25,28 +31,78 @@ class TuningJobs:
         self.poll_interval_s = poll_interval_s
 
     def create(self, job: Dict[str, Any]) -> str:
-        """Create the HyperparameterTuningJob `job` (REST dict) exactly once (by its `hydra_uid`); its name."""
+        """Create the HyperparameterTuningJob `job` (REST dict) exactly once (by its `hydra_uid`); its name.
+
+        The create runs in a thread so that Ctrl-C acts at once: a create in backoff gives up, one on the wire
+        is waited for, and the job it may have made is looked up by its label and cancelled."""
+        uid = job.get("labels", {}).get("hydra_uid")
+        stop = threading.Event()
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vertex-tuning-create")
+        future = pool.submit(self._create, job, uid, stop)
+        try:
+            while not future.done():
+                wait([future], timeout=0.2)
+            name = future.result()
+        except KeyboardInterrupt as e:
+            with shielded(lambda: "cancelling the tuning job being created"):
+                stop.set()
+                found = self._created_name(future, uid)
+                if found is None:
+                    print(f"Interrupted ({e}): no tuning job was created" if str(e) else
+                          "Interrupted: no tuning job was created", file=sys.stderr, flush=True)
+                else:
+                    announce(found)
+                    self._cancel(found, e)
+            raise
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+        announce(name)
+        return name
+
+    def _create(self, job: Dict[str, Any], uid: Optional[str], stop: threading.Event) -> str:
         from google.cloud.aiplatform_v1 import HyperparameterTuningJob
 
         proto = proto_of(HyperparameterTuningJob, job)
-        uid = job.get("labels", {}).get("hydra_uid")
         created = self.api.create_once(
             f"creating HyperparameterTuningJob '{job.get('displayName', '')}'",
             lambda: self.client.create_hyperparameter_tuning_job(
                 parent=self.api.parent, hyperparameter_tuning_job=proto, timeout=RPC_TIMEOUT_S
             ),
             (lambda: self._find(uid)) if uid else (lambda: None),
-            threading.Event(),
+            stop,
         )
-        log.info("Created HyperparameterTuningJob %s: %s", created.name, console_link(created.name))
         return str(created.name)
 
+    def _created_name(self, future: "Future[str]", uid: Optional[str]) -> Optional[str]:
+        """After an interrupt: the name of the job the create made, if it made one (looked up by its label)."""
+        done, _ = wait([future], timeout=CANCEL_WAIT_S)
+        if done and future.exception() is None:
+            return future.result()
+        if uid is None:
+            return None
+        try:
+            found = self.api.call("looking up the tuning job being created", lambda: self._find(uid),
+                                  budget_s=min(self.api.retry_timeout_s, CANCEL_WAIT_S))
+        except VertexAPIError as e:
+            print(f"could not look up the tuning job labelled hydra_uid={uid}: {e}; if it exists, cancel it",
+                  file=sys.stderr, flush=True)
+            return None
+        return str(found.name) if found is not None else None
+
     def wait(self, name: str) -> TuningOutcome:
-        """Wait for the tuning job `name` to end (Ctrl-C cancels it and re-raises); how it ended."""
+        """Wait for the tuning job `name` to end (Ctrl-C cancels it and re-raises); how it ended.
+
+        An outage longer than retry_timeout_s cancels nothing: it says how to re-attach."""
         try:
             final = self._wait(name)
-        except KeyboardInterrupt:
-            self.cancel(name)
+        except Unreachable as e:
+            raise VertexAPIError(
+                f"{e}\nVertex AI did not answer for longer than retry_timeout_s; the tuning job was not cancelled. "
+                f"Re-attach when the service answers: hydra.sweeper.resume={name} (or cancel it: {cancel_command(name)})"
+            ) from e
+        except KeyboardInterrupt as e:
+            with shielded(lambda: f"cancelling {name}"):
+                self._cancel(name, e)
             raise
         state = final.state.name
         error = error_message(final) if state != SUCCEEDED else None
@@ -85,24 +141,34 @@ class TuningJobs:
         finally:
             progress.close()
 
-    def cancel(self, name: str) -> None:
+    def _cancel(self, name: str, reason: BaseException) -> None:
+        """Cancel the tuning job and say whether Vertex confirmed it ('Interrupted' only for an interrupt)."""
         from google.api_core import exceptions as ex
 
+        budget = min(self.api.retry_timeout_s, CANCEL_WAIT_S)
+        error = None
         try:
             self.api.call(f"cancelling {name}", lambda: self.client.cancel_hyperparameter_tuning_job(
-                name=name, timeout=RPC_TIMEOUT_S))
-        except Exception as e:
+                name=name, timeout=RPC_TIMEOUT_S), budget_s=budget)
+        except VertexAPIError as e:
             if not isinstance(e.__cause__, (ex.FailedPrecondition, ex.NotFound)):  # not already finished
-                log.error("%s", e)
-        deadline = time.monotonic() + CANCEL_WAIT_S
+                error = str(e)
         state = "?"
-        while time.monotonic() < deadline:
-            try:
-                state = self.client.get_hyperparameter_tuning_job(name=name, timeout=RPC_TIMEOUT_S).state.name
-            except Exception:  # the interrupt wins over a flaky read
-                break
-            if state in TERMINAL_STATES or state == CANCELLING:
-                break
-            time.sleep(min(self.poll_interval_s, 1.0))
-        print(f"Interrupted: cancelled Vertex AI tuning job {name} ({short_state(state)})", file=sys.stderr, flush=True)
+        try:
+            state = self.api.call(f"reading {name}", lambda: self.client.get_hyperparameter_tuning_job(
+                name=name, timeout=RPC_TIMEOUT_S), budget_s=min(budget, 5.0)).state.name
+        except VertexAPIError:
+            pass
+        head = "Interrupted" if isinstance(reason, KeyboardInterrupt) else f"Stopped by an error ({type(reason).__name__})"
+        if error is None:
+            print(f"{head}: cancelled Vertex AI tuning job {name} ({short_state(state)})", file=sys.stderr, flush=True)
+        else:
+            print(f"{head}: could NOT confirm the cancellation of Vertex AI tuning job {name} ({error}); it may still "
+                  f"be running (and billed). Cancel it with: {cancel_command(name)}\nor re-attach: "
+                  f"hydra.sweeper.resume={name}", file=sys.stderr, flush=True)
 
+
+def announce(name: str) -> None:
+    """The tuning job's name as soon as it is known: what `hydra.sweeper.resume` needs after any failure."""
+    print(f"Vertex AI tuning job {name} ({console_link(name)}); re-attach with hydra.sweeper.resume={name}",
+          file=sys.stderr, flush=True)
