@@ -256,7 +256,8 @@ def test_an_unexpected_trial_argument_fails_with_exit_2_naming_it_and_the_parame
 
     staging = tmp_path / "staging"
     sweep = [sys.executable, str(QUADRATIC), "-m", "hydra/sweeper=vertex_vizier", "hydra.sweeper.algorithm=grid",
-             "hydra.sweeper.max_trial_count=1", f"hydra.sweeper.staging_dir={staging}",
+             "hydra.sweeper.max_trial_count=1", "hydra.sweeper.parallel_trial_count=1",
+             f"hydra.sweeper.staging_dir={staging}",
              f"hydra.sweep.dir={tmp_path / 'sweep'}", "x=choice(0,2)", "opt=a,b"]
     subprocess.run(sweep, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=True)
     payload = next(staging.glob("*/study/payload.pkl"))

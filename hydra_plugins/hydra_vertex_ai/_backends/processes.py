@@ -49,12 +49,14 @@ OUTCOME_FILE = "outcome.json"
 KillHook = Callable[[int], None]
 
 
-# The host variables a local job keeps: where programs and this interpreter's environment are, the home
-# folder (gcloud's default credentials), the temp dir, the locale, and the credentials and project a Vertex
-# container gets from its service account. Everything else of the host (PYTHONPATH, variables the shell or
-# the launching script set) stays out: a Vertex container would not have it, and keeping it hides bugs.
+# The host variables a local job keeps: where programs, shared libraries and this interpreter's environment
+# are (what an image's ENV gives a container), the home folder (gcloud's default credentials), the temp dir,
+# the locale, the GPUs this machine lends its jobs (a Vertex container sees exactly its accelerators), and
+# the credentials and project a Vertex container gets from its service account. Everything else of the host
+# (PYTHONPATH, variables the shell or the launching script set) stays out: a Vertex container would not have
+# it, and keeping it hides bugs.
 LOCAL_ENV_PASSTHROUGH = (
-    "PATH", "HOME", "TMPDIR", "LANG", "LANGUAGE", "VIRTUAL_ENV",
+    "PATH", "LD_LIBRARY_PATH", "HOME", "TMPDIR", "LANG", "LANGUAGE", "VIRTUAL_ENV", "CUDA_VISIBLE_DEVICES",
     "GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CLOUD_PROJECT", "CLOUDSDK_CONFIG",
 )
 LOCAL_ENV_PASSTHROUGH_PREFIXES = ("LC_",)
