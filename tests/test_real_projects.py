@@ -252,12 +252,15 @@ def _undocumented(keys: Sequence[str], job_env: Sequence[str] = ()) -> List[str]
 
 def test_local_job_environment_holds_only_documented_host_variables(tmp_path: Path) -> None:
     root = make_project(tmp_path)
-    # the app sets PROJECT_ROOT itself; the test shell sets this one, which no container would have
-    ok(train(root, *LAUNCH_ARGS, *LAUNCHER_LOCAL, env=clean_env(**{HOST_ONLY: "leaked"})))
+    # the app sets PROJECT_ROOT itself; the test shell sets this one, which no container would have. A GPU
+    # image's ENV sets runtime-library settings such as OMPI_MCA_plm (seen on a GPU machine: without it Open
+    # MPI refused to start and Lightning's MPI probe killed every local job): those are the image's, and stay.
+    ok(train(root, *LAUNCH_ARGS, *LAUNCHER_LOCAL, env=clean_env(**{HOST_ONLY: "leaked", "OMPI_MCA_plm": "isolated"})))
     recs = records(root / SWEEP)
     assert len(recs) == 2, "no job got far enough to log its environment"
     for rec in recs:
         assert HOST_ONLY not in rec["env_keys"]
+        assert "OMPI_MCA_plm" in rec["env_keys"]
         assert _undocumented(rec["env_keys"]) == []
 
 

@@ -49,17 +49,21 @@ OUTCOME_FILE = "outcome.json"
 KillHook = Callable[[int], None]
 
 
-# The host variables a local job keeps: where programs, shared libraries and this interpreter's environment
-# are (what an image's ENV gives a container), the home folder (gcloud's default credentials), the temp dir,
-# the locale, the GPUs this machine lends its jobs (a Vertex container sees exactly its accelerators), and
-# the credentials and project a Vertex container gets from its service account. Everything else of the host
-# (PYTHONPATH, variables the shell or the launching script set) stays out: a Vertex container would not have
-# it, and keeping it hides bugs.
+# The host variables a local job keeps: what a container gets from its image's ENV and from Vertex, as this
+# machine has it. That is where programs, shared libraries and this interpreter's environment are, the home
+# folder (gcloud's default credentials), the temp dir, the locale, the CA certificates TLS clients use, the
+# GPUs this machine lends its jobs (a Vertex container sees exactly its accelerators), the credentials and
+# project a Vertex container gets from its service account, and the settings of the machine's runtime
+# libraries (CUDA, NCCL, Open MPI/PMIx: GPU images set them in their ENV; without them, e.g., Open MPI refuses
+# to start as root and Lightning's MPI probe kills the job). Everything else of the host (PYTHONPATH, what the
+# shell or a launching script exported for the app) stays out: a Vertex container would not have it, and
+# keeping it hides bugs.
 LOCAL_ENV_PASSTHROUGH = (
-    "PATH", "LD_LIBRARY_PATH", "HOME", "TMPDIR", "LANG", "LANGUAGE", "VIRTUAL_ENV", "CUDA_VISIBLE_DEVICES",
+    "PATH", "LD_LIBRARY_PATH", "HOME", "TMPDIR", "LANG", "LANGUAGE", "VIRTUAL_ENV",
+    "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH",
     "GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CLOUD_PROJECT", "CLOUDSDK_CONFIG",
 )
-LOCAL_ENV_PASSTHROUGH_PREFIXES = ("LC_",)
+LOCAL_ENV_PASSTHROUGH_PREFIXES = ("LC_", "CUDA_", "NVIDIA_", "NCCL_", "OMPI_", "PMIX_")
 
 
 def host_env(passthrough: Sequence[str] = ()) -> Dict[str, str]:
