@@ -93,7 +93,7 @@ class Progress:
         for row in rows:  # one line per change of one job's state
             if self.seen.get(row.num) != row.state:
                 self.seen[row.num] = row.state
-                self.update(f"#{row.num} {shorten(row.overrides)}: {row.state} ({row.where})")
+                self.update(f"#{row.num} {shorten(row.overrides)}: {row.state}" + (f" ({row.where})" if row.where else ""))
 
     def close(self) -> None:
         if self.live is not None:
