@@ -177,3 +177,35 @@ def vertex_emulator(_emulator_session: object) -> Iterator[object]:
 def fuse_standin(vertex_emulator: object) -> Path:
     """Where the emulated containers see gs://BUCKET/...: the stand-in of Vertex's /gcs/BUCKET mount."""
     return Path(vertex_emulator.fuse_root) / BUCKET  # type: ignore[attr-defined]
+
+
+class SnapshotCwdSuite:
+    """Overrides of two tests of Hydra's IntegrationTestSuite, for a launcher whose jobs start in the snapshot's
+    copy of the launch dir (README, "Shipping your code"): Hydra's expect get_original_cwd() to name the launch
+    dir on this machine, ours names that copy. `job_dir(tmpdir)` is where a job whose sweep dir is
+    `tmpdir/cli_dir` writes it (the subclass knows: in place, or in the bucket's FUSE stand-in)."""
+
+    def job_dir(self, tmpdir: Path) -> Path:
+        raise NotImplementedError
+
+    def test_get_orig_dir_multirun(self, tmpdir: Path, task_launcher_cfg: Any, extra_flags: List[str]) -> None:
+        from hydra.test_utils.test_utils import integration_test
+        from omegaconf import OmegaConf
+
+        integration_test(tmpdir=tmpdir, task_config=OmegaConf.create(), overrides=extra_flags,
+                         prints="str(hydra.utils.get_original_cwd() == os.getcwd() != " + repr(os.path.realpath(tmpdir)) + ")",
+                         expected_outputs="True")
+
+    def test_to_absolute_path_multirun(self, tmpdir: Path, task_launcher_cfg: Any, extra_flags: List[str]) -> None:
+        from hydra.test_utils.test_utils import integration_test
+        from omegaconf import OmegaConf
+
+        overrides = extra_flags + ["hydra.job.chdir=True", f"hydra.sweep.dir={Path(tmpdir) / 'cli_dir'}",
+                                   "hydra.sweep.subdir=cli_dir_${hydra.job.num}"]
+        integration_test(tmpdir=tmpdir, task_config=OmegaConf.create(), overrides=overrides,
+                         prints=["hydra.utils.to_absolute_path('/foo/bar')",
+                                 "str(hydra.utils.to_absolute_path('foo/bar') == "
+                                 "os.path.join(hydra.utils.get_original_cwd(), 'foo/bar'))", "os.getcwd()"],
+                         expected_outputs=[str(Path("/foo/bar").absolute()), "True",
+                                           str(self.job_dir(Path(tmpdir)) / "cli_dir_0")])
+

@@ -9,11 +9,19 @@ from unittest import mock
 
 import cloudpickle
 import pytest
-from conftest import BUCKET, EMULATOR_ADDRESS, PROBE, STAGING, VERTEX_OVERRIDES, launch_in_process, wait_for
+from conftest import (
+    BUCKET,
+    EMULATOR_ADDRESS,
+    PROBE,
+    STAGING,
+    VERTEX_OVERRIDES,
+    SnapshotCwdSuite,
+    launch_in_process,
+    wait_for,
+)
 from hydra.core.utils import JobStatus
 from hydra.test_utils.launcher_common_tests import IntegrationTestSuite, LauncherTestSuite
-from hydra.test_utils.test_utils import integration_test
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from hydra_plugins.hydra_vertex_ai._backends.vertex import VertexAPIError, VertexBackend, make_client
 from hydra_plugins.hydra_vertex_ai._errors import ConfigError
@@ -43,7 +51,7 @@ class TestVertexLauncherSuite(LauncherTestSuite):
            "hydra.launcher.job.output_sync_s=0"] + VERTEX_OVERRIDES)],
     ids=["vertex_emulated"],
 )
-class TestVertexIntegrationSuite(IntegrationTestSuite):
+class TestVertexIntegrationSuite(SnapshotCwdSuite, IntegrationTestSuite):
     @pytest.fixture(autouse=True)
     def _jobs_dir(self, fuse_standin: Path) -> None:
         # Jobs run in the emulator's /gcs stand-in: <staging_dir>/sweeps/<sweep dir relative to the app's cwd>.
@@ -52,23 +60,8 @@ class TestVertexIntegrationSuite(IntegrationTestSuite):
     def get_test_app_working_dir(self) -> Path:
         return self.app_dir
 
-    # Hydra's suite expects get_original_cwd() to name the launch dir on this machine; our jobs start in the
-    # snapshot's copy of it (README, "Shipping your code"), and the original cwd names that copy.
-    def test_get_orig_dir_multirun(self, tmpdir: Path, task_launcher_cfg: DictConfig, extra_flags: List[str]) -> None:
-        integration_test(tmpdir=tmpdir, task_config=OmegaConf.create(), overrides=extra_flags,
-                         prints="str(hydra.utils.get_original_cwd() == os.getcwd() != " + repr(os.path.realpath(tmpdir)) + ")",
-                         expected_outputs="True")
-
-    def test_to_absolute_path_multirun(self, tmpdir: Path, task_launcher_cfg: DictConfig,
-                                       extra_flags: List[str]) -> None:
-        overrides = extra_flags + ["hydra.job.chdir=True", "hydra.sweep.dir=cli_dir",
-                                   "hydra.sweep.subdir=cli_dir_${hydra.job.num}"]
-        integration_test(tmpdir=tmpdir, task_config=OmegaConf.create(), overrides=overrides,
-                         prints=["hydra.utils.to_absolute_path('/foo/bar')",
-                                 "str(hydra.utils.to_absolute_path('foo/bar') == "
-                                 "os.path.join(hydra.utils.get_original_cwd(), 'foo/bar'))", "os.getcwd()"],
-                         expected_outputs=[str(Path("/foo/bar").absolute()), "True",
-                                           str(self.app_dir / "cli_dir" / "cli_dir_0")])
+    def job_dir(self, tmpdir: Path) -> Path:
+        return self.app_dir / "cli_dir"  # the sweep dir's mirror in the bucket, through the FUSE stand-in
 
 
 # --- tasks shipped to the emulated containers --------------------------------------------------------------
