@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Set
 
 import pytest
-from conftest import VERTEX_OVERRIDES
+from conftest import VERTEX_OVERRIDES, wait_for
 from omegaconf import OmegaConf
 
 from hydra_plugins.hydra_vertex_ai._backends.processes import LOCAL_ENV_PASSTHROUGH, LOCAL_ENV_PASSTHROUGH_PREFIXES
@@ -399,6 +399,22 @@ def test_sweep_whose_first_trials_fail_alike_stops_early_and_says_why(tmp_path: 
     assert "broken on purpose: disk_full" in output, "the first failed trial's reason is not on the console"
     assert re.search(r"\S+\.log\b", output), "the failed trial's log path is not on the console"
     assert "Traceback" not in proc.stderr, "a user-facing error should be a CompactHydraException"
+
+
+def test_a_vertex_study_whose_first_trials_fail_alike_is_cancelled_early(tmp_path: Path, vertex_emulator: Any) -> None:
+    """The same rule on the vertex backend: Vertex would run the whole budget, so the sweeper cancels the study."""
+    root = make_project(tmp_path)
+    proc = train(root, "hparams_search=tiny_vizier", *SWEEPER_VERTEX, "fail=disk_full", f"run_tag=emu-{uuid.uuid4().hex[:8]}",
+                 "hydra.sweeper.algorithm=random", "hydra.sweeper.max_trial_count=8")
+    assert proc.returncode != 0
+    output = proc.stdout + proc.stderr
+    assert "broken on purpose: disk_full" in output, "the first failed trial's reason is not on the console"
+    assert "stopped the study" in output and "Stopped early: cancelled Vertex AI tuning job" in output, output[-3000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    study = vertex_emulator.jobs("hyperparameterTuningJobs")[-1]
+    assert 0 < len(study.get("trials", [])) < 8, "the study ran its whole budget"
+    wait_for(lambda: vertex_emulator.jobs("hyperparameterTuningJobs")[-1]["state"] == "JOB_STATE_CANCELLED", 60,
+             "the tuning job to end CANCELLED")
 
 
 # ---------------------------------------------------------------------------- pip resolves with Hydra's plugins

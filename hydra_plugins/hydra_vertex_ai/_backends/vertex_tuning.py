@@ -12,8 +12,8 @@ from typing import Any, Dict, Optional
 from .._errors import VertexAPIError
 from .._progress import Progress
 from .._signals import shielded
-from .._vertex_facts import PAUSED, SUCCEEDED, TERMINAL_STATES, cancel_command, console_link, short_state, where
-from .base import TuningOutcome, summarize_trials
+from .._vertex_facts import FAILED, PAUSED, SUCCEEDED, TERMINAL_STATES, cancel_command, console_link, short_state, where
+from .base import FailureWatch, TuningOutcome, summarize_trials
 from .vertex_client import RPC_TIMEOUT_S, Unreachable, VertexClient, error_message, proto_of, trial_rest
 
 log = logging.getLogger(__name__)
@@ -104,12 +104,20 @@ class TuningJobs:
             with shielded(lambda: f"cancelling {name}"):
                 self._cancel(name, e)
             raise
-        state = final.state.name
-        error = error_message(final) if state != SUCCEEDED else None
+        except FailingAlike as e:  # our rule, not Vertex's: the service would run the whole budget
+            with shielded(lambda: f"cancelling {name}"):
+                self._cancel(name, e)
+            return self._outcome(name, self._get(name), f"{e}\nsee {where(name)}", FAILED)
+        return self._outcome(name, final)
+
+    def _outcome(self, name: str, final: Any, error: Optional[str] = None, state: Optional[str] = None) -> TuningOutcome:
+        state = state or final.state.name
+        if error is None and state != SUCCEEDED:
+            reason = error_message(final)
+            error = f"{reason}\nsee {where(name)}" if reason else None
         trials = [trial_rest(t) for t in final.trials]
         args = final.trial_job_spec.worker_pool_specs[0].container_spec.args
-        message = f"{error}\nsee {where(name)}" if error else None
-        return TuningOutcome(state, trials, message, name, payload_uri=args[0] if args else None)
+        return TuningOutcome(state, trials, error, name, payload_uri=args[0] if args else None)
 
     def _find(self, uid: str) -> Optional[Any]:
         found = self.client.list_hyperparameter_tuning_jobs(
@@ -126,6 +134,7 @@ class TuningJobs:
     def _wait(self, name: str) -> Any:
         """One GET per poll (a single job); progress shows trials by state and the best value so far."""
         progress = Progress(f"Vertex AI tuning job {name.split('/')[-1]}")
+        watch: Optional[FailureWatch] = None
         try:
             while True:
                 current = self._get(name)
@@ -135,6 +144,11 @@ class TuningJobs:
                 progress.update(f"{short_state(state).lower()}; {summarize_trials(trials, goal == 'MAXIMIZE')}")
                 if state in TERMINAL_STATES:
                     return current
+                # the first failure's reason at once, and the same stop rule as the local study engine
+                watch = watch or FailureWatch(int(current.parallel_trial_count or 1), console_link(name))
+                stop = watch.update(trials)
+                if stop:
+                    raise FailingAlike(stop)
                 if state == PAUSED:
                     log.warning("%s is PAUSED: stalled until resumed", name)
                 time.sleep(self.poll_interval_s)
@@ -159,13 +173,22 @@ class TuningJobs:
                 name=name, timeout=RPC_TIMEOUT_S), budget_s=min(budget, 5.0)).state.name
         except VertexAPIError:
             pass
-        head = "Interrupted" if isinstance(reason, KeyboardInterrupt) else f"Stopped by an error ({type(reason).__name__})"
+        if isinstance(reason, KeyboardInterrupt):
+            head = "Interrupted"
+        elif isinstance(reason, FailingAlike):
+            head = "Stopped early"
+        else:
+            head = f"Stopped by an error ({type(reason).__name__})"
         if error is None:
             print(f"{head}: cancelled Vertex AI tuning job {name} ({short_state(state)})", file=sys.stderr, flush=True)
         else:
             print(f"{head}: could NOT confirm the cancellation of Vertex AI tuning job {name} ({error}); it may still "
                   f"be running (and billed). Cancel it with: {cancel_command(name)}\nor re-attach: "
                   f"hydra.sweeper.resume={name}", file=sys.stderr, flush=True)
+
+
+class FailingAlike(Exception):
+    """The study's first trials all failed the same way (FailureWatch's rule): stop paying for more."""
 
 
 def announce(name: str) -> None:
