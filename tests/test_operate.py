@@ -13,9 +13,12 @@ from typing import Any, Dict, List, Sequence, Tuple
 
 import cloudpickle
 import pytest
-from conftest import PROBE, TESTS, VERTEX_OVERRIDES, launch_in_process, run_app, wait_for
+from conftest import PROBE, STAGING, TESTS, VERTEX_OVERRIDES, launch_in_process, run_app, wait_for
 from hydra.core.utils import JobStatus
 from omegaconf import OmegaConf
+
+from hydra_plugins.hydra_vertex_ai import _storage
+from hydra_plugins.hydra_vertex_ai._staging import Staging
 
 _spec = importlib.util.spec_from_file_location("operate_driver", TESTS / "apps" / "operate" / "driver.py")
 assert _spec and _spec.loader
@@ -77,6 +80,10 @@ def test_kill_9_then_attach_on_the_emulator_creates_each_job_once(vertex_emulato
     uids = [f"{sweep_id}-{i}" for i in range(4)]
     assert {uid: vertex_emulator.creates_by_uid[uid] for uid in uids} == {uid: 1 for uid in uids}
     assert len(mine()) == 4
+    # the manifest names each job's resource once all exist
+    manifest = json.loads(_storage.read_bytes(Staging.of(STAGING, sweep_id).manifest))
+    assert {j["hydra_uid"]: j.get("name") for j in manifest["jobs"]} == {
+        j["labels"]["hydra_uid"]: j["name"] for j in mine()}
     assert starts(tmp_path / "rec") == {0: 1, 1: 1, 2: 1, 3: 1}
     clean = launch_in_process(driver.tag_of, JOBS, base[:-1] + ["hydra.job.name=clean",
                                                                 f"hydra.sweep.dir={tmp_path / 'clean'}"])

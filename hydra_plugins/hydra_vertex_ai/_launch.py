@@ -8,7 +8,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence
 
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
@@ -223,6 +223,16 @@ def _record(
         **backend_settings(conf, backend),
         "jobs": merge_jobs(earlier.get("jobs", []), entries),
     }
+    write_manifest(staging, manifest)
+    backend.on_jobs_created = lambda names: _record_names(staging, names)
+
+
+def _record_names(staging: Staging, names: Mapping[str, str]) -> None:
+    """Each job's resource name, once all exist: one more write of the manifest per launch batch."""
+    manifest = read_manifest(staging.manifest)
+    for job in manifest.get("jobs", []):
+        if job.get("hydra_uid") in names:
+            job["name"] = names[job["hydra_uid"]]
     write_manifest(staging, manifest)
 
 

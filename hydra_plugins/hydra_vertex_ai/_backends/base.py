@@ -58,6 +58,8 @@ class Backend(ABC):
     wait: bool = True
     # called with a tuning job's name as soon as it exists (the sweeper records it in the manifest)
     on_tuning_created: Optional[Callable[[str], None]] = None
+    # called once every CustomJob of a run exists, with hydra_uid -> resource name (the launcher's manifest)
+    on_jobs_created: Optional[Callable[[Dict[str, str]], None]] = None
     # job number -> its overrides as one string, for the progress table
     job_overrides: Mapping[str, str] = {}
     # after Ctrl-C of a tuning job: how far it got (trials that finished), where the backend knows

@@ -229,6 +229,15 @@ class VertexBackend(Backend):
         creator.stop()  # creates still in backoff for jobs that have ended (found by their label) give up
         progress.close()
 
+    def _report_names(self, tracked: List[_Tracked]) -> None:
+        """Every job exists: hand their resource names to `on_jobs_created` (the manifest), once per run."""
+        if self.on_jobs_created is None:
+            return
+        try:
+            self.on_jobs_created({job.uid: job.name for job in tracked if job.name})
+        except Exception as e:  # a record for re-attaching, never a reason to stop the sweep
+            log.warning("could not record the jobs' resource names: %s", e)
+
     def _create_custom_job(self, job: _Tracked, stop: threading.Event) -> None:
         from google.cloud.aiplatform_v1 import CustomJob
 
@@ -292,11 +301,15 @@ class VertexBackend(Backend):
                 job.stalled_warned = True
 
     def _wait(self, tracked: List[_Tracked], creator: "_Creator", progress: Progress) -> None:
+        named = False
         while True:
             creator.pump()  # a permanent create error ends the sweep (the caller cancels the rest)
             # once creates have had a poll interval, a poll also finds jobs whose create reply was lost
             if creator.waited or any(job.name for job in tracked):
                 self.poll(tracked)
+            if not named and creator.all_submitted and creator.settled():
+                named = True
+                self._report_names(tracked)
             progress.jobs([JobRow.of(job.spec, job.state if job.name else "NOT_CREATED",
                                      console_link(job.name) if job.name else "") for job in tracked])
             if creator.all_submitted and all(job.done for job in tracked):
