@@ -361,6 +361,15 @@ def test_a_local_sweep_writes_the_report(tmp_path: Path) -> None:
     curves = {t["name"] for t in page.figures["intermediate"]["data"]}
     assert curves == {"trial 2", "trial 3", "trial 4 (stopped early)"}
 
+    # `hydra-vertex-ai report SWEEP` rebuilds it from the sweep's records
+    (sweep / "report.html").unlink()
+    [manifest] = (sweep / ".vertex_ai").glob("*/manifest.json")
+    cli = subprocess.run([sys.executable, "-m", "hydra_plugins.hydra_vertex_ai._cli", "report", str(manifest)],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert cli.returncode == 0 and cli.stdout.strip() == str(sweep / "report.html"), cli.stderr
+    rebuilt, _ = read(sweep / "report.html")
+    assert {n: cells[:4] for n, cells in rebuilt.rows.items()} == {n: cells[:4] for n, cells in page.rows.items()}
+
 
 @needs_plotly
 def test_a_local_launcher_multirun_writes_the_report(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""`hydra-vertex-ai`: list, follow, cancel and collect the sweeps of the vertex_ai launcher and vertex_vizier sweeper.
+"""`hydra-vertex-ai`: list, follow, cancel, collect and report the sweeps of the vertex_ai launcher and vertex_vizier sweeper.
 
 A sweep is named by its sweep id (`<job name>-<YYYYmmdd-HHMMSS>-<hex>`) and found through its manifest
 (`<staging_dir>/<sweep id>/manifest.json`): give `--staging gs://BUCKET/PATH` for the vertex backend; local
@@ -416,6 +416,28 @@ def _result_value(uri: str) -> Any:
         return None
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """Rebuild report.html from what the sweep recorded: its jobs' results, or its optimization_results.yaml."""
+    from . import _report, _sweep
+
+    sweep = load(args.sweep, args.staging)
+    sweep_dir = Path(str(sweep.manifest["sweep_dir"]))
+    if not sweep.is_study:
+        _report_launch(sweep, sweep_dir, sweep.rows())
+    else:
+        results_path = sweep_dir / _sweep.RESULTS_FILE
+        if not results_path.exists():
+            raise CliError(f"no {results_path}: run `{PROG} collect {sweep.id}` first")
+        import yaml
+
+        _report.write_study_report(sweep_dir, yaml.safe_load(results_path.read_text()))
+    report = sweep_dir / _report.REPORT_FILE
+    if not report.exists():
+        raise CliError(f"no report written (is plotly installed? {_report.INSTALL_HINT})")
+    print(report)
+    return 0
+
+
 def cmd_supervise(args: argparse.Namespace) -> int:
     """Hidden: run a detached local sweep's jobs (`hydra.launcher.wait=false`), as a re-attached launcher."""
     from ._backends.local import JOB_SPEC_FILE, LocalBackend
@@ -456,13 +478,14 @@ def _parser() -> argparse.ArgumentParser:
     cancel.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     verb("collect", "write what the sweep produced into its sweep dir (outputs, optimization_results.yaml); "
                     "exits 3 while jobs still run")
+    verb("report", "rebuild the sweep dir's report.html from the sweep's records, and print its path")
     sup = verbs.add_parser("_supervise")  # internal: the detached runner of a local sweep
     sup.add_argument("manifest")
     return p
 
 
 COMMANDS = {"list": cmd_list, "status": cmd_status, "logs": cmd_logs, "cancel": cmd_cancel,
-            "collect": cmd_collect, "_supervise": cmd_supervise}
+            "collect": cmd_collect, "report": cmd_report, "_supervise": cmd_supervise}
 
 
 def _one_line(error: BaseException) -> str:
