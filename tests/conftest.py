@@ -117,6 +117,19 @@ VERTEX_OVERRIDES: List[str] = [
 ]
 
 
+def emulator_backend(sweep_id: str, **kwargs: Any) -> Any:
+    """A VertexBackend on the session's emulator, with fast polls and retries and no create rate limit."""
+    from hydra_plugins.hydra_vertex_ai._backends.vertex import VertexBackend, make_client
+
+    settings: Dict[str, Any] = dict(poll_interval_s=0.2, retry_initial_s=0.05, retry_timeout_s=30,
+                                    create_rate_per_minute=6000)
+    settings.update(kwargs)
+    return VertexBackend(
+        make_client("us-central1", EMULATOR_ADDRESS), project="test-project", location="us-central1",
+        staging_dir=STAGING, sweep_id=sweep_id, **settings,
+    )
+
+
 @pytest.fixture(scope="session")
 def storage_emulator() -> Iterator[str]:
     """gcp-storage-emulator in memory; STORAGE_EMULATOR_HOST points every process of the session at it."""

@@ -18,7 +18,7 @@ from typing import Any, Dict, Iterator, List, Optional
 
 import cloudpickle
 import pytest
-from conftest import BUCKET, EMULATOR_ADDRESS, PROBE, STAGING, VERTEX_OVERRIDES, launch_in_process, wait_for
+from conftest import BUCKET, PROBE, STAGING, VERTEX_OVERRIDES, emulator_backend, launch_in_process, wait_for
 from hydra.core.utils import JobStatus
 from omegaconf import DictConfig
 
@@ -84,12 +84,8 @@ def _recorded(tmp_path: Path) -> int:
 
 
 def _backend(sweep_id: str, **kwargs: Any) -> VertexBackend:
-    settings = dict(poll_interval_s=0.2, retry_initial_s=0.05, retry_timeout_s=30, create_rate_per_minute=6000)
-    settings.update(kwargs)
-    return VertexBackend(
-        make_client("us-central1", EMULATOR_ADDRESS), project="test-project", location="us-central1",
-        staging_dir=STAGING, sweep_id=sweep_id, **settings,
-    )
+    backend: VertexBackend = emulator_backend(sweep_id, **kwargs)
+    return backend
 
 
 def _job(sweep_id: str, num: int, code: str = "import time; time.sleep(0.2)", gpus: int = 0) -> Dict[str, Any]:

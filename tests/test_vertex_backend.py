@@ -13,9 +13,9 @@ from conftest import (
     BUCKET,
     EMULATOR_ADDRESS,
     PROBE,
-    STAGING,
     VERTEX_OVERRIDES,
     SnapshotCwdSuite,
+    emulator_backend,
     launch_in_process,
     wait_for,
 )
@@ -152,12 +152,8 @@ def test_ctrl_c_cancels_every_unfinished_job(vertex_emulator: Any, tmp_path: Pat
 
 
 def _backend(sweep_id: str, **kwargs: Any) -> VertexBackend:
-    settings = dict(poll_interval_s=0.2, retry_initial_s=0.05, retry_timeout_s=30, create_rate_per_minute=6000)
-    settings.update(kwargs)
-    return VertexBackend(
-        make_client("us-central1", EMULATOR_ADDRESS), project="test-project", location="us-central1",
-        staging_dir=STAGING, sweep_id=sweep_id, **settings,
-    )
+    backend: VertexBackend = emulator_backend(sweep_id, **kwargs)
+    return backend
 
 
 def _trivial_job(sweep_id: str, num: int, code: str = "import time; time.sleep(0.2)") -> Dict[str, Any]:
