@@ -19,6 +19,7 @@ from ._backends.base import Backend, JobOutcome
 from ._errors import ConfigError
 from ._signals import interrupts
 from ._staging import (
+    COLLECT_THREADS,
     ManifestNotFound,
     Staging,
     find_manifest,
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 CONFIG_KEY = "hydra.launcher"
-_COLLECT_THREADS = 16
 
 
 @dataclass
@@ -101,7 +101,7 @@ def _launch(launcher: "VertexAILauncher", job_overrides: Sequence[Sequence[str]]
         print(follow_hint(launcher.sweep_id, staging, f"Submitted {len(jobs)} job(s), not waiting"), flush=True)
         return [_unknown_return(job) for job in jobs]
     # Storage reads give up after retry_timeout_s, all jobs at once: Cloud Storage gone must not hang the sweep.
-    with ThreadPoolExecutor(max_workers=_COLLECT_THREADS, thread_name_prefix="vertex-collect") as pool:
+    with ThreadPoolExecutor(max_workers=COLLECT_THREADS, thread_name_prefix="vertex-collect") as pool:
         returns = list(pool.map(lambda j, o: _collect(j, o, conf.retry_timeout_s), jobs, outcomes))
     _report.report_launch(sweep_dir, launcher.sweep_id, jobs, outcomes, returns)
     return returns

@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 # payloads written at once: staging may be a bucket
 _STAGING_THREADS = 16
+# results read at once, by the launcher and the sweeper (each read gives up after retry_timeout_s)
+COLLECT_THREADS = 16
 # the jobs' Hydra output dirs in the bucket, below the staging dir (a staging dir named `hydra` no longer reads
 # `.../hydra/hydra/...`)
 SWEEPS_DIR = "sweeps"

@@ -18,6 +18,7 @@ from ._backends.base import Backend, TuningOutcome, final_value
 from ._errors import ConfigError, StudyFailedError
 from ._signals import interrupts
 from ._staging import (
+    COLLECT_THREADS,
     ManifestNotFound,
     Staging,
     find_manifest,
@@ -41,7 +42,6 @@ _MAX_CHECK_COMPOSITIONS = 32
 # StudySpec's automated stopping specs (study.proto `oneof automated_stopping_spec`) and a REST Trial.State
 _STOPPING_SPECS = ("medianAutomatedStoppingSpec", "decayCurveStoppingSpec", "convexAutomatedStoppingSpec")
 SUCCEEDED_TRIAL = "SUCCEEDED"
-_COLLECT_THREADS = 16
 
 
 def sweep(sweeper: "VertexVizierSweeper", arguments: List[str]) -> List[List[JobReturn]]:
@@ -313,6 +313,6 @@ def _trial_returns(
         reason = trial.get("infeasibleReason") or f"trial ended {trial.get('state')} without a result"
         return _payload.failed_return(config, overrides, _payload.RemoteJobError(reason))
 
-    with ThreadPoolExecutor(max_workers=_COLLECT_THREADS, thread_name_prefix="vertex-collect") as pool:
+    with ThreadPoolExecutor(max_workers=COLLECT_THREADS, thread_name_prefix="vertex-collect") as pool:
         return list(pool.map(collect, outcome.trials))
 
