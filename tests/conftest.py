@@ -130,6 +130,33 @@ def emulator_backend(sweep_id: str, **kwargs: Any) -> Any:
     )
 
 
+# a trial that reports loss = (x - 2)^2 through cloudml-hypertune
+REPORT_LOSS = (
+    "import sys, hypertune; x = float(sys.argv[-1].split('=')[1]); "
+    "hypertune.HyperTune().report_hyperparameter_tuning_metric(hyperparameter_metric_tag='loss', metric_value=(x - 2) ** 2)"
+)
+
+
+def tuning_job_spec(name: str, code: str = REPORT_LOSS, trials: int = 3) -> Dict[str, Any]:
+    """A REST HyperparameterTuningJob of `trials` grid trials over x in 1..3, each running `code` (a trial's
+    last argument is --x=VALUE)."""
+    return {
+        "displayName": name,
+        "labels": {"hydra_uid": name},
+        "maxTrialCount": trials,
+        "parallelTrialCount": 2,
+        "studySpec": {
+            "metrics": [{"metricId": "loss", "goal": "MINIMIZE"}],
+            "parameters": [{"parameterId": "x", "discreteValueSpec": {"values": [1, 2, 3]}}],
+            "algorithm": "GRID_SEARCH",
+        },
+        "trialJobSpec": {"workerPoolSpecs": [{
+            "machineSpec": {"machineType": "n1-standard-4"}, "replicaCount": "1",
+            "containerSpec": {"imageUri": "local/test", "command": ["python", "-c", code]},
+        }]},
+    }  # fmt: skip
+
+
 @pytest.fixture(scope="session")
 def storage_emulator() -> Iterator[str]:
     """gcp-storage-emulator in memory; STORAGE_EMULATOR_HOST points every process of the session at it."""

@@ -5,7 +5,7 @@ import sys
 from typing import Any, Dict
 
 import pytest
-from conftest import EMULATOR_ADDRESS, wait_for
+from conftest import EMULATOR_ADDRESS, tuning_job_spec, wait_for
 from google.api_core import exceptions as ex
 
 from hydra_plugins.hydra_vertex_ai._backends.vertex import VertexBackend, make_client
@@ -148,30 +148,6 @@ def test_quota_mode_refuses_creates_beyond_the_limit(client: Any, vertex_emulato
 
 # --- hyperparameter tuning jobs ----------------------------------------------------------------------------
 
-REPORT = (
-    "import sys, hypertune; x = float(sys.argv[-1].split('=')[1]); "
-    "hypertune.HyperTune().report_hyperparameter_tuning_metric(hyperparameter_metric_tag='loss', metric_value=(x - 2) ** 2)"
-)
-
-
-def _tuning_job(name: str, code: str = REPORT, trials: int = 3) -> Dict[str, Any]:
-    return {
-        "displayName": name,
-        "labels": {"hydra_uid": name},
-        "maxTrialCount": trials,
-        "parallelTrialCount": 2,
-        "studySpec": {
-            "metrics": [{"metricId": "loss", "goal": "MINIMIZE"}],
-            "parameters": [{"parameterId": "x", "discreteValueSpec": {"values": [1, 2, 3]}}],
-            "algorithm": "GRID_SEARCH",
-        },
-        "trialJobSpec": {"workerPoolSpecs": [{
-            "machineSpec": {"machineType": "n1-standard-4"}, "replicaCount": "1",
-            "containerSpec": {"imageUri": "local/test", "command": ["python", "-c", code]},
-        }]},
-    }  # fmt: skip
-
-
 def _backend(sweep_id: str) -> VertexBackend:
     return VertexBackend(
         make_client("europe-west4", EMULATOR_ADDRESS), project="emu-test", location="europe-west4",
@@ -180,7 +156,7 @@ def _backend(sweep_id: str) -> VertexBackend:
 
 
 def test_a_tuning_job_runs_its_trials_through_the_local_study(vertex_emulator: Any) -> None:
-    outcome = _backend("hpt").run_tuning_job(_tuning_job("hpt-grid"))
+    outcome = _backend("hpt").run_tuning_job(tuning_job_spec("hpt-grid"))
 
     assert outcome.state == "JOB_STATE_SUCCEEDED", outcome.error
     assert outcome.name and "/hyperparameterTuningJobs/" in outcome.name
@@ -197,7 +173,7 @@ def test_tuning_jobs_list_filter_and_cancel(client: Any) -> None:
     from google.protobuf import json_format
 
     pb = HyperparameterTuningJob.pb()()
-    json_format.ParseDict(_tuning_job("hpt-cancel", "import time; time.sleep(120)", trials=2), pb)
+    json_format.ParseDict(tuning_job_spec("hpt-cancel", "import time; time.sleep(120)", trials=2), pb)
     created = client.create_hyperparameter_tuning_job(parent=PARENT, hyperparameter_tuning_job=HyperparameterTuningJob.wrap(pb))
     listed = list(client.list_hyperparameter_tuning_jobs(request={"parent": PARENT, "filter": 'labels.hydra_uid="hpt-cancel"'}))
     assert [j.name for j in listed] == [created.name]

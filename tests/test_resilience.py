@@ -18,7 +18,16 @@ from typing import Any, Dict, Iterator, List, Optional
 
 import cloudpickle
 import pytest
-from conftest import BUCKET, PROBE, STAGING, VERTEX_OVERRIDES, emulator_backend, launch_in_process, wait_for
+from conftest import (
+    BUCKET,
+    PROBE,
+    STAGING,
+    VERTEX_OVERRIDES,
+    emulator_backend,
+    launch_in_process,
+    tuning_job_spec,
+    wait_for,
+)
 from hydra.core.utils import JobStatus
 from omegaconf import DictConfig
 
@@ -214,6 +223,42 @@ def test_ctrl_c_during_the_tuning_job_create_cancels_it(vertex_emulator: Any, sl
     assert f"hydra.sweeper.resume={new[0]['name']}" in output, output  # its name, for resume=
     assert f"cancelled Vertex AI tuning job {new[0]['name']}" in output, output
     wait_for(lambda: not _unfinished(vertex_emulator, "app-", "hyperparameterTuningJobs"), 30, "the job to end")
+
+
+def test_ctrl_c_while_the_tuning_job_is_being_recorded_cancels_it(
+    vertex_emulator: Any, sleepers: List[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The job exists and the sweeper is writing its name to the manifest (Cloud Storage I/O) when Ctrl-C lands.
+    sleepers.append("recording-")
+    backend = _backend("recording")
+
+    def interrupted(name: str) -> None:
+        raise KeyboardInterrupt
+
+    backend.on_tuning_created = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        backend.run_tuning_job(tuning_job_spec("recording-1", "import time; time.sleep(120)", trials=2))
+    [job] = _jobs(vertex_emulator, "recording-", "hyperparameterTuningJobs")
+
+    assert f"Interrupted: cancelled Vertex AI tuning job {job['name']}" in capsys.readouterr().err
+    assert backend.partial_tuning is not None and backend.partial_tuning.name == job["name"]
+    wait_for(lambda: not _unfinished(vertex_emulator, "recording-", "hyperparameterTuningJobs"), 30, "the job to end")
+
+
+def test_a_manifest_that_cannot_be_written_does_not_stop_the_study(
+    vertex_emulator: Any, sleepers: List[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    sleepers.append("unrecorded-")
+    backend = _backend("unrecorded")
+
+    def bucket_down(name: str) -> None:
+        raise OSError("503 Service Unavailable")
+
+    backend.on_tuning_created = bucket_down
+    outcome = backend.run_tuning_job(tuning_job_spec("unrecorded-1"))
+
+    assert outcome.state == "JOB_STATE_SUCCEEDED" and len(outcome.trials) == 3
+    assert f"could not record tuning job {outcome.name}" in caplog.text and "503" in caplog.text
 
 
 # --- 5. an outage longer than the retry budget ---------------------------------------------------------------

@@ -160,17 +160,19 @@ class LocalBackend(Backend):
         workdir = Path(self.staging.trials_dir)
         job_id = job["labels"].get("hydra_uid", "study")
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="local-study") as engine:
-            future = engine.submit(run_tuning_job, job, job_id=job_id, workdir=workdir, cancel=cancel, on_update=progress,
-                                   env_passthrough=self.env_passthrough,
-                                   watch=FailureWatch(int(job.get("parallelTrialCount") or 1)))
-            try:
+            future: Optional[Future[TuningOutcome]] = None
+            try:  # from the submit on: an interrupt as it returns still stops the study the thread started
                 with interrupts():
+                    future = engine.submit(run_tuning_job, job, job_id=job_id, workdir=workdir, cancel=cancel,
+                                           on_update=progress, env_passthrough=self.env_passthrough,
+                                           watch=FailureWatch(int(job.get("parallelTrialCount") or 1)))
                     while not future.done():
                         wait([future], timeout=0.5)
             except BaseException:
                 with shielded(lambda: "stopping the local study"):
                     cancel.set()
-                    self.partial_tuning = future.result()  # the trials that finished, for optimization_results.yaml
+                    if future is not None:  # the trials that finished, for optimization_results.yaml
+                        self.partial_tuning = future.result()
                     print("Interrupted: cancelled the local study and its running trials", file=sys.stderr, flush=True)
                 raise
             return future.result()

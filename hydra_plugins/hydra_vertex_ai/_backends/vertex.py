@@ -15,7 +15,7 @@ import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
 
 from .. import _storage
 from .._errors import ConfigError, VertexAPIError
@@ -47,7 +47,6 @@ from .vertex_client import (
     make_client,
     parse_endpoint,
     proto_of,
-    trial_rest,
 )
 from .vertex_outputs import sync_outputs
 from .vertex_tuning import TuningJobs
@@ -402,32 +401,29 @@ class VertexBackend(Backend):
 
     def run_tuning_job(self, job: Dict[str, Any], outputs: Optional[Outputs] = None) -> TuningOutcome:
         """Create the HyperparameterTuningJob `job` (REST dict) exactly once, wait with progress, collect it."""
-        name = self.tuning.create(job)
-        if self.on_tuning_created is not None:
-            self.on_tuning_created(name)
-        return self.attach_tuning_job(name, outputs)
+        hook = self.on_tuning_created or (lambda name: None)
+        return self._collected(lambda: self.tuning.run(job, hook), outputs)
 
     def attach_tuning_job(self, name: str, outputs: Optional[Outputs] = None) -> TuningOutcome:
         """Wait for the existing HyperparameterTuningJob `name` (projects/.../hyperparameterTuningJobs/ID)."""
+        return self._collected(lambda: self.tuning.wait(name), outputs)
+
+    def tuning_snapshot(self, name: str) -> Optional[TuningOutcome]:
+        """The tuning job as it stands (its trials so far), or None if it cannot be read."""
+        return self.tuning.snapshot(name)
+
+    def _collected(self, run: Callable[[], TuningOutcome], outputs: Optional[Outputs]) -> TuningOutcome:
+        """Run a tuning job to its end and copy its outputs back; after Ctrl-C keep the trials that finished."""
         try:
-            outcome = self.tuning.wait(name)
+            outcome = run()
         except KeyboardInterrupt:
-            self.partial_tuning = self.tuning_snapshot(name)
+            name = self.tuning.interrupted
+            self.partial_tuning = self.tuning.snapshot(name) if name else None
             raise
         if self.sync_outputs and outputs:
             sync_outputs(outputs, self.api.retry_timeout_s)
         return outcome
 
-    def tuning_snapshot(self, name: str) -> Optional[TuningOutcome]:
-        """The tuning job as it stands (its trials so far), or None if it cannot be read."""
-        try:
-            current = self.tuning._get(name)
-        except Exception as e:  # an interrupt or `collect` must not fail on a flaky read
-            log.warning("could not read %s: %s", name, e)
-            return None
-        args = current.trial_job_spec.worker_pool_specs[0].container_spec.args
-        return TuningOutcome(current.state.name, [trial_rest(t) for t in current.trials], error_message(current),
-                             name, payload_uri=args[0] if args else None)
 
 class _Creator:
     """Creates the jobs of one run: at most `max_parallel` unfinished at once, through the rate limiter.

@@ -7,7 +7,7 @@ import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 from .._errors import VertexAPIError
 from .._progress import Progress
@@ -29,35 +29,47 @@ class TuningJobs:
         self.api = api
         self.client = api.client
         self.poll_interval_s = poll_interval_s
+        # the tuning job cancelled by the last Ctrl-C (None: none had been created)
+        self.interrupted: Optional[str] = None
 
-    def create(self, job: Dict[str, Any]) -> str:
-        """Create the HyperparameterTuningJob `job` (REST dict) exactly once (by its `hydra_uid`); its name.
+    def run(self, job: Dict[str, Any], on_created: Callable[[str], None]) -> TuningOutcome:
+        """Create the HyperparameterTuningJob `job` (REST dict) exactly once (by its `hydra_uid`), wait for its end.
 
-        The create runs in a thread so that Ctrl-C acts at once: a create in backoff gives up, one on the wire
-        is waited for, and the job it may have made is looked up by its label and cancelled."""
+        One interrupt handler covers everything from the create to the end of the wait: a Ctrl-C that lands
+        anywhere (the create in backoff or on the wire, `on_created` writing the manifest, between two polls)
+        cancels the job the create made. The create runs in a thread, so Ctrl-C acts at once and the name it
+        returns is kept even when the interrupt lands as it returns; otherwise the job is found by its label."""
         uid = job.get("labels", {}).get("hydra_uid")
         stop = threading.Event()
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vertex-tuning-create")
         future = pool.submit(self._create, job, uid, stop)
+        announced = False
         try:
             while not future.done():
                 wait([future], timeout=0.2)
             name = future.result()
+            announce(name)
+            announced = True
+            try:
+                on_created(name)
+            except Exception as e:  # a record for re-attaching (printed above), never a reason to stop
+                log.warning("could not record tuning job %s in the sweep's manifest: %s", name, e)
+            return self._finish(name)
         except KeyboardInterrupt as e:
-            with shielded(lambda: "cancelling the tuning job being created"):
+            with shielded(lambda: "cancelling the tuning job"):
                 stop.set()
                 found = self._created_name(future, uid)
                 if found is None:
                     print(f"Interrupted ({e}): no tuning job was created" if str(e) else
                           "Interrupted: no tuning job was created", file=sys.stderr, flush=True)
                 else:
-                    announce(found)
+                    if not announced:
+                        announce(found)
                     self._cancel(found, e)
+                self.interrupted = found
             raise
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
-        announce(name)
-        return name
 
     def _create(self, job: Dict[str, Any], uid: Optional[str], stop: threading.Event) -> str:
         from google.cloud.aiplatform_v1 import HyperparameterTuningJob
@@ -90,9 +102,26 @@ class TuningJobs:
         return str(found.name) if found is not None else None
 
     def wait(self, name: str) -> TuningOutcome:
-        """Wait for the tuning job `name` to end (Ctrl-C cancels it and re-raises); how it ended.
+        """Wait for the existing tuning job `name` to end (Ctrl-C cancels it and re-raises); how it ended."""
+        try:
+            return self._finish(name)
+        except KeyboardInterrupt as e:
+            with shielded(lambda: f"cancelling {name}"):
+                self._cancel(name, e)
+                self.interrupted = name
+            raise
 
-        An outage longer than retry_timeout_s cancels nothing: it says how to re-attach."""
+    def snapshot(self, name: str) -> Optional[TuningOutcome]:
+        """The tuning job as it stands (its trials so far), or None if it cannot be read."""
+        try:
+            current = self._get(name)
+        except Exception as e:  # an interrupt or `collect` must not fail on a flaky read
+            log.warning("could not read %s: %s", name, e)
+            return None
+        return self._outcome(name, current)
+
+    def _finish(self, name: str) -> TuningOutcome:
+        """Wait for `name` to end. An outage longer than retry_timeout_s cancels nothing: it says how to re-attach."""
         try:
             final = self._wait(name)
         except Unreachable as e:
@@ -100,10 +129,6 @@ class TuningJobs:
                 f"{e}\nVertex AI did not answer for longer than retry_timeout_s; the tuning job was not cancelled. "
                 f"Re-attach when the service answers: hydra.sweeper.resume={name} (or cancel it: {cancel_command(name)})"
             ) from e
-        except KeyboardInterrupt as e:
-            with shielded(lambda: f"cancelling {name}"):
-                self._cancel(name, e)
-            raise
         except FailingAlike as e:  # our rule, not Vertex's: the service would run the whole budget
             with shielded(lambda: f"cancelling {name}"):
                 self._cancel(name, e)
