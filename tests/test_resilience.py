@@ -33,6 +33,7 @@ from omegaconf import DictConfig
 
 from hydra_plugins.hydra_vertex_ai._backends.vertex import VertexAPIError, VertexBackend, make_client
 from hydra_plugins.hydra_vertex_ai._emulator import Knobs
+from hydra_plugins.hydra_vertex_ai._signals import Terminated, deferred
 
 # The jobs import nothing from the tests directory (as in a container): ship this module's tasks by value.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -122,6 +123,21 @@ def sleepers(vertex_emulator: Any) -> Iterator[List[str]]:
 
 
 # --- 1. SIGTERM and SIGHUP act as Ctrl-C ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sig, raised", [(signal.SIGINT, KeyboardInterrupt), (signal.SIGTERM, Terminated)],
+                         ids=["sigint", "sigterm"])
+def test_an_interrupt_in_a_deferred_block_acts_when_the_block_ends(sig: signal.Signals, raised: type) -> None:
+    # e.g. a create handed to a thread and recorded as in flight: torn apart, the job would escape the cancel
+    before = signal.getsignal(sig)
+    done: List[str] = []
+    with pytest.raises(raised):
+        with deferred():
+            os.kill(os.getpid(), sig)
+            time.sleep(0.05)  # the handler has run by now
+            done.append("the block's end")
+    assert done == ["the block's end"]
+    assert signal.getsignal(sig) is before
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["sigterm", "sighup"])

@@ -4,6 +4,8 @@
   `Terminated`, a KeyboardInterrupt, so every path that stops jobs on Ctrl-C stops them on these too.
 - `shielded(status)`: while jobs are being cancelled, further Ctrl-C / SIGTERM / SIGHUP do not abort the
   cancellation (that would leave billed jobs running); each prints that it is in progress and what is left.
+- `deferred()`: Ctrl-C / SIGTERM / SIGHUP during a few statements that must not be torn apart (a create
+  handed to a thread and recorded as in flight) take effect when the block ends.
 
 Signal handlers live in the main thread only: elsewhere both are no-ops. Standard library only (the
 emulator's CLI imports it).
@@ -12,7 +14,7 @@ import os
 import signal
 import threading
 from contextlib import contextmanager
-from typing import Any, Callable, Dict, Iterator
+from typing import Any, Callable, Dict, Iterator, List
 
 # The signals that mean "stop", besides SIGINT (Ctrl-C), where the platform has them.
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
@@ -67,3 +69,20 @@ def shielded(status: Callable[[], str]) -> Iterator[None]:
 
     with _handlers((signal.SIGINT, *STOP_SIGNALS), report):
         yield
+
+
+@contextmanager
+def deferred() -> Iterator[None]:
+    """Ctrl-C, SIGTERM and SIGHUP received in the block are raised when it ends, as they would have been."""
+    received: List[int] = []
+
+    def note(signum: int, frame: Any) -> None:
+        received.append(signum)
+
+    with _handlers((signal.SIGINT, *STOP_SIGNALS), note):
+        yield
+    if not received:
+        return
+    if received[0] == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise Terminated(f"received {signal.Signals(received[0]).name}")

@@ -20,7 +20,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
 from .. import _storage
 from .._errors import ConfigError, VertexAPIError
 from .._progress import JobRow, Progress
-from .._signals import shielded
+from .._signals import deferred, shielded
 from .._staging import Staging
 from .._vertex_facts import (
     PAUSED,
@@ -471,8 +471,9 @@ class _Creator:
                 return
             self.quota_block = None
         while self.todo and self.unfinished() < self.limit and not self.stop_event.is_set():
-            job = self.todo.popleft()
-            self.creating[self.pool.submit(self.backend._create_custom_job, job, self.stop_event)] = job
+            with deferred():  # a create handed to the pool is in `creating`, so an interrupt waits for it
+                job = self.todo.popleft()
+                self.creating[self.pool.submit(self.backend._create_custom_job, job, self.stop_event)] = job
 
     def _quota_refused(self, error: QuotaExceeded) -> None:
         project = self.backend.api.parent.split("/")[1]
