@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-from ._vertex_facts import STATE_ORDER, short_state
+from ._vertex_facts import STATE_ORDER, has_ended, short_state
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,7 @@ class Progress:
         self.overrides: Dict[str, str] = dict(overrides or {})
         self.seen: Dict[str, str] = {}
         self.started: Dict[str, float] = {}
+        self.ended: Dict[str, float] = {}
         if self.console.is_terminal:
             from rich.live import Live
 
@@ -85,8 +86,10 @@ class Progress:
             row.overrides = row.overrides or self.overrides.get(row.num, "")
             if row.state not in ("QUEUED", "PENDING", "NOT_CREATED"):
                 self.started.setdefault(row.num, now)
+            if has_ended(row.state):  # a job that has ended stops its clock
+                self.ended.setdefault(row.num, now)
             if row.elapsed is None and row.num in self.started:
-                row.elapsed = now - self.started[row.num]
+                row.elapsed = self.ended.get(row.num, now) - self.started[row.num]
         if self.live is not None:
             self.live.update(render_table(self.title, rows))
             return

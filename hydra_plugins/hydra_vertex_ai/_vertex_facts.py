@@ -31,6 +31,11 @@ def short_state(state: str) -> str:
     return state[len("JOB_STATE_"):] if state.startswith("JOB_STATE_") else state
 
 
+def has_ended(state: str) -> bool:
+    """Whether a job in `state` (full or short name) has ended."""
+    return "JOB_STATE_" + short_state(state) in TERMINAL_STATES
+
+
 # --- labels -----------------------------------------------------------------------------------------------
 # custom_job.proto `labels`: "Label keys and values can be no longer than 64 characters"; Cloud's resource
 # label rules say 63. The stricter reading wins: keys 1-63 characters starting with a lowercase letter,

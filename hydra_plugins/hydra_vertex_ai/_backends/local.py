@@ -67,14 +67,15 @@ class LocalBackend(Backend):
             return [JobOutcome(QUEUED, None, str(d / "workerpool0-0.log")) for d in dirs]
         cancel = threading.Event()
         ids = [job["labels"].get("hydra_uid", str(i)) for i, job in enumerate(jobs)]
+        progress = Progress(f"local sweep {self.staging.sweep_id}", self.job_overrides)
+        futures: List[Future[JobOutcome]] = []
         with ThreadPoolExecutor(max_workers=self.max_parallel, thread_name_prefix="vertex-local") as pool:
-            futures = [
-                pool.submit(self._run_one, job, job_id, workdir, cancel, min(self.max_parallel, len(jobs)))
-                for job, job_id, workdir in zip(jobs, ids, dirs)
-            ]
-            progress = Progress(f"local sweep {self.staging.sweep_id}", self.job_overrides)
+            # From the first submit on, an interrupt stops the jobs: one submitted as it lands sees `cancel`.
             try:
                 with interrupts():
+                    for job, job_id, workdir in zip(jobs, ids, dirs):
+                        futures.append(pool.submit(self._run_one, job, job_id, workdir, cancel,
+                                                   min(self.max_parallel, len(jobs))))
                     self._wait(futures, jobs, dirs, progress)
             except BaseException:
                 with shielded(lambda: "stopping the local jobs"):  # a second Ctrl-C must not orphan them
