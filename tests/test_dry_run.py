@@ -23,7 +23,8 @@ def test_dry_run_prints_every_custom_job_and_runs_nothing(tmp_path: Path) -> Non
     sweep = tmp_path / "sweep"
     args = [
         "-m", *VERTEX_LOCAL, "hydra.launcher.dry_run=true",
-        "hydra.launcher.job.accelerator_type=NVIDIA_L4", "hydra.launcher.job.accelerator_count=1",
+        "hydra.launcher.job.machine_type=g2-standard-8", "hydra.launcher.job.accelerator_type=NVIDIA_L4",
+        "hydra.launcher.job.accelerator_count=1",
         "+hydra.launcher.job.labels.team=vision", "hydra.launcher.job.scheduling.timeout_s=600",
         "tag=0,1,2", f"out_dir={tmp_path / 'rec'}", f"hydra.sweep.dir={sweep}",
     ]  # fmt: skip

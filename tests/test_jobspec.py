@@ -93,11 +93,11 @@ def test_strategy(strategy: str) -> None:
 
 
 def test_replica_count_puts_extra_replicas_in_workerpool1() -> None:
-    spec = JobSpecConf(machine_type="n1-highmem-8", accelerator_type="NVIDIA_L4", accelerator_count=2, replica_count=4)
+    spec = JobSpecConf(machine_type="g2-standard-24", accelerator_type="NVIDIA_L4", accelerator_count=2, replica_count=4)
     chief, workers = to_proto(spec).job_spec.worker_pool_specs
     assert (chief.replica_count, workers.replica_count) == (1, 3)
     for pool in (chief, workers):
-        assert pool.machine_spec.machine_type == "n1-highmem-8"
+        assert pool.machine_spec.machine_type == "g2-standard-24"
         assert pool.machine_spec.accelerator_type == aiplatform_v1.AcceleratorType.NVIDIA_L4
         assert pool.machine_spec.accelerator_count == 2
         assert list(pool.container_spec.args) == list(CONTAINER.args)
@@ -146,7 +146,10 @@ BAD_CONFIGS: Dict[str, List[str]] = {
     "bad_backend": ["hydra.launcher.backend=kubernetes", "hydra.launcher.backend"],
     "gs_staging_on_local": ["hydra.launcher.staging_dir=gs://bucket/staging", "hydra.launcher.staging_dir"],
     "zero_max_parallel": ["hydra.launcher.max_parallel=0", "hydra.launcher.max_parallel"],
-    "a3_ultra_pd_ssd": [f"{JOB}.machine_type=a3-ultragpu-8g", f"{JOB}.boot_disk_type=pd-ssd", f"{JOB}.boot_disk_type"],
+    "a3_ultra_pd_ssd": [f"{JOB}.machine_type=a3-ultragpu-8g", f"{JOB}.accelerator_type=NVIDIA_H200_141GB",
+                        f"{JOB}.accelerator_count=8", f"{JOB}.boot_disk_type=pd-ssd", f"{JOB}.boot_disk_type"],
+    "l4_count_of_g2": [f"{JOB}.machine_type=g2-standard-8", f"{JOB}.accelerator_type=NVIDIA_L4",
+                       f"{JOB}.accelerator_count=2", f"{JOB}.accelerator_count"],
     "tensorboard_without_sa": [f"{JOB}.tensorboard=projects/p/locations/l/tensorboards/1", f"{JOB}.service_account"],
     "flex_start_cpu": [f"{JOB}.scheduling.strategy=FLEX_START", f"{JOB}.scheduling.strategy"],
     "reduction_server_no_command": [

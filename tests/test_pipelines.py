@@ -29,7 +29,7 @@ INPUTS = {
 }
 OUTPUTS = {"model": Artifact("model.out", "Model")}
 GPU_JOB = JobSpecConf(
-    machine_type="g2-standard-8",
+    machine_type="g2-standard-24",
     accelerator_type="NVIDIA_L4",
     accelerator_count=2,
     replica_count=2,
@@ -127,7 +127,7 @@ def test_machine_spec_is_a_vertex_custom_job_built_from_the_job_spec(tmp_path: P
     )["jobSpec"]["workerPoolSpecs"]
     assert len(pools) == len(expected) == 2
     for pool, rest in zip(pools, expected):
-        assert pool["machine_spec"] == {"machine_type": "g2-standard-8", "accelerator_type": "NVIDIA_L4", "accelerator_count": 2}
+        assert pool["machine_spec"] == {"machine_type": "g2-standard-24", "accelerator_type": "NVIDIA_L4", "accelerator_count": 2}
         assert pool["machine_spec"]["machine_type"] == rest["machineSpec"]["machineType"]
         assert pool["replica_count"] == int(rest["replicaCount"])
         assert pool["disk_spec"] == {"boot_disk_size_gb": 200}  # no type: Vertex picks the machine's default

@@ -99,9 +99,9 @@ def _backend(sweep_id: str, **kwargs: Any) -> VertexBackend:
 
 
 def _job(sweep_id: str, num: int, code: str = "import time; time.sleep(0.2)", gpus: int = 0) -> Dict[str, Any]:
-    machine: Dict[str, Any] = {"machineType": "g2-standard-4"}
-    if gpus:
-        machine.update(acceleratorType="NVIDIA_L4", acceleratorCount=gpus)
+    machine: Dict[str, Any] = {"machineType": "n1-standard-4"}
+    if gpus:  # g2-standard-4 comes with 1 L4 (_vertex_facts.GPU_MACHINES)
+        machine = {"machineType": "g2-standard-4", "acceleratorType": "NVIDIA_L4", "acceleratorCount": gpus}
     return {
         "displayName": f"{sweep_id}-{num}",
         "labels": {"hydra_sweep": sweep_id, "hydra_job": str(num), "hydra_uid": f"{sweep_id}-{num}"},

@@ -108,7 +108,8 @@ def test_nan_objective_fails_the_trial_visibly(tmp_path: Path) -> None:
 
 def test_dry_run_prints_a_valid_tuning_job_and_runs_nothing(tmp_path: Path) -> None:
     proc = run_sweep(tmp_path, "hydra.sweeper.dry_run=true", "hydra.sweeper.goal=maximize",
-                     "hydra.sweeper.job.accelerator_type=NVIDIA_L4", "hydra.sweeper.job.accelerator_count=1",
+                     "hydra.sweeper.job.machine_type=g2-standard-8", "hydra.sweeper.job.accelerator_type=NVIDIA_L4",
+                     "hydra.sweeper.job.accelerator_count=1",
                      "hydra.sweeper.early_stopping=median", "x=tag(log,interval(0.1,4))", "opt=a,b", "n=2")
     job, _ = json.JSONDecoder().raw_decode(proc.stdout[proc.stdout.index("{"):])
     proto = json_format.ParseDict(job, HyperparameterTuningJob.pb(HyperparameterTuningJob()))

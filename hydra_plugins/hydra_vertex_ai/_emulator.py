@@ -50,6 +50,7 @@ from ._vertex_facts import (
     boot_disk_problem,
     flex_start_problem,
     label_problem,
+    machine_problem,
 )
 
 log = logging.getLogger(__name__)
@@ -576,7 +577,11 @@ def _check_job_spec(spec: Any, where: str) -> None:
     them on create; always on, so a spec that skipped our client checks still fails here as on Vertex."""
     pools = [(i, pool) for i, pool in enumerate(spec.worker_pool_specs) if pool.replica_count]
     for i, pool in pools:
-        problem = boot_disk_problem(pool.machine_spec.machine_type, pool.disk_spec.boot_disk_type)
+        machine = pool.machine_spec
+        wrong = machine_problem(machine.machine_type, _accelerator(machine), machine.accelerator_count)
+        if wrong:
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"{where}.worker_pool_specs[{i}].machine_spec.{wrong[0]}: {wrong[1]}")
+        problem = boot_disk_problem(machine.machine_type, pool.disk_spec.boot_disk_type)
         if problem:
             raise _Abort(grpc.StatusCode.INVALID_ARGUMENT,
                          f"{where}.worker_pool_specs[{i}].disk_spec.boot_disk_type: {problem}")
@@ -585,17 +590,20 @@ def _check_job_spec(spec: Any, where: str) -> None:
     strategy = spec.scheduling.DESCRIPTOR.fields_by_name["strategy"].enum_type.values_by_number.get(
         spec.scheduling.strategy)
     if strategy is not None and strategy.name == "FLEX_START":
-        accelerator = spec.worker_pool_specs[0].machine_spec.DESCRIPTOR.fields_by_name["accelerator_type"].enum_type
-        machines = [
-            (p.machine_spec.machine_type,
-             accelerator.values_by_number[p.machine_spec.accelerator_type].name if p.machine_spec.accelerator_type else "",
-             p.machine_spec.accelerator_count)
-            for _, p in pools
-        ]
+        machines = [(p.machine_spec.machine_type, _accelerator(p.machine_spec), p.machine_spec.accelerator_count)
+                    for _, p in pools]
         timeout = spec.scheduling.timeout.ToTimedelta().total_seconds() if spec.scheduling.HasField("timeout") else None
         problem = flex_start_problem(machines, timeout)
         if problem:
             raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"{where}.scheduling.strategy: {problem}")
+
+
+def _accelerator(machine_spec: Any) -> str:
+    """A MachineSpec's accelerator_type by name, "" for none."""
+    if not machine_spec.accelerator_type:
+        return ""
+    return str(machine_spec.DESCRIPTOR.fields_by_name["accelerator_type"].enum_type.values_by_number[
+        machine_spec.accelerator_type].name)
 
 
 def _parse_filter(text: str) -> List[Tuple[bool, str, str, str]]:

@@ -17,6 +17,7 @@ from ._vertex_facts import (
     boot_disk_problem,
     flex_start_problem,
     label_problem,
+    machine_problem,
 )
 from .config import JobSpecConf, Strategy, WorkerPoolConf
 
@@ -94,6 +95,9 @@ def _validate_pool(pool: WorkerPoolConf, key: str, chief: bool = False) -> None:
         raise ConfigError(
             f"{key}.accelerator_count", f"accelerator_type {pool.accelerator_type} needs accelerator_count >= 1"
         )
+    machine = machine_problem(pool.machine_type, pool.accelerator_type or "", pool.accelerator_count)
+    if machine and pool.replica_count:
+        raise ConfigError(f"{key}.{machine[0]}", machine[1])
     if pool.boot_disk_size_gb <= 0:
         raise ConfigError(f"{key}.boot_disk_size_gb", "must be positive")
     disk = boot_disk_problem(pool.machine_type, pool.boot_disk_type or "")

@@ -96,6 +96,87 @@ def boot_disk_problem(machine_type: str, disk_type: str) -> Optional[str]:
     return None
 
 
+# Which GPUs a machine type takes. Accelerator-optimized machine types come with a fixed GPU model and count
+# (https://cloud.google.com/compute/docs/accelerator-optimized-machines), and Vertex's table of machine types for
+# custom training pairs each with exactly that acceleratorType and acceleratorCount
+# (https://cloud.google.com/vertex-ai/docs/training/configure-compute#gpu-compatibility-table). Other machines
+# take GPUs only on N1, with the models and counts of https://cloud.google.com/compute/docs/gpus#n1-gpus, each
+# count up to a number of vCPUs. TPU machine types and TPU accelerators are not checked here.
+# The A-series count is the `-<N>g` suffix of the name (a2-megagpu-16g: 16).
+GPU_MACHINE_FAMILIES = {
+    "a2-highgpu-": "NVIDIA_TESLA_A100", "a2-megagpu-": "NVIDIA_TESLA_A100", "a2-ultragpu-": "NVIDIA_A100_80GB",
+    "a3-highgpu-": "NVIDIA_H100_80GB", "a3-megagpu-": "NVIDIA_H100_MEGA_80GB", "a3-ultragpu-": "NVIDIA_H200_141GB",
+    "a4-highgpu-": "NVIDIA_B200", "a4x-highgpu-": "NVIDIA_GB200",
+}  # fmt: skip
+# G2 and G4 are named by vCPUs: the GPU count per machine type.
+GPU_MACHINES = {
+    **{f"g2-standard-{cpus}": ("NVIDIA_L4", gpus) for cpus, gpus in
+       ((4, 1), (8, 1), (12, 1), (16, 1), (24, 2), (32, 1), (48, 4), (96, 8))},
+    **{f"g4-standard-{cpus}": ("NVIDIA_RTX_PRO_6000", gpus) for cpus, gpus in ((48, 1), (96, 2), (192, 4), (384, 8))},
+}  # fmt: skip
+# N1: GPU model -> {count: the most vCPUs of an N1 machine with that many} (P100 x4: 96 in some zones, and
+# Vertex picks the zone, so the larger bound is taken).
+N1_GPUS = {
+    "NVIDIA_TESLA_T4": {1: 48, 2: 48, 4: 96},
+    "NVIDIA_TESLA_V100": {1: 12, 2: 24, 4: 48, 8: 96},
+    "NVIDIA_TESLA_P100": {1: 16, 2: 32, 4: 96},
+    "NVIDIA_TESLA_P4": {1: 24, 2: 48, 4: 96},
+}
+_A_SERIES_COUNT = re.compile(r"-(\d+)g$")
+_N1_CPUS = re.compile(r"^n1-(?:standard|highmem|highcpu)-(\d+)$")
+
+
+def gpus_of(machine_type: str) -> Optional[Tuple[str, int]]:
+    """The (accelerator type, count) an accelerator-optimized machine type comes with; None for other machines."""
+    if machine_type in GPU_MACHINES:
+        return GPU_MACHINES[machine_type]
+    for prefix, accelerator in GPU_MACHINE_FAMILIES.items():
+        count = _A_SERIES_COUNT.search(machine_type)
+        if machine_type.startswith(prefix) and count:
+            return accelerator, int(count.group(1))
+    return None
+
+
+def _machines_with(accelerator: str) -> List[str]:
+    """The machine types (or families, as `a3-highgpu-*`) that come with `accelerator`."""
+    families = [f"{prefix}*" for prefix, gpu in GPU_MACHINE_FAMILIES.items() if gpu == accelerator]
+    return families + [name for name, (gpu, _) in GPU_MACHINES.items() if gpu == accelerator]
+
+
+def machine_problem(machine_type: str, accelerator: str, count: int) -> Optional[Tuple[str, str]]:
+    """Why Vertex would refuse `count` x `accelerator` ("" for none) on `machine_type`, as (the MachineSpec
+    field to change, the reason), or None."""
+    if accelerator.startswith("TPU_"):
+        return None
+    if accelerator == "NVIDIA_TESLA_K80":  # MachineSpec.AcceleratorType: "Deprecated ... reached end of support"
+        return "accelerator_type", "NVIDIA_TESLA_K80 has reached end of support on Google Cloud"
+    fixed = gpus_of(machine_type)
+    if fixed is not None:
+        want, n = fixed
+        if accelerator != want:
+            return "accelerator_type", f"{machine_type} comes with {n} x {want}: set accelerator_type {want} " \
+                                       f"and accelerator_count {n}, not {accelerator or 'none'}"
+        if count != n:
+            return "accelerator_count", f"{machine_type} comes with {n} x {want}: accelerator_count must be {n}, " \
+                                        f"got {count}"
+        return None
+    if not accelerator:
+        return None
+    limits = N1_GPUS.get(accelerator)
+    if limits is None:  # a GPU of the accelerator-optimized machines only
+        return "machine_type", (f"{accelerator} comes only with its own machine types "
+                                f"({', '.join(_machines_with(accelerator))}), not {machine_type}")
+    if not machine_type.startswith("n1-"):
+        return "machine_type", f"{accelerator} attaches only to N1 machine types (e.g. n1-standard-8), not {machine_type}"
+    if count not in limits:
+        return "accelerator_count", f"{accelerator} attaches to N1 in counts of {', '.join(map(str, limits))}, got {count}"
+    cpus = _N1_CPUS.match(machine_type)
+    if cpus and int(cpus.group(1)) > limits[count]:
+        return "machine_type", (f"with {count} x {accelerator} an N1 machine has at most {limits[count]} vCPUs; "
+                                f"{machine_type} has {cpus.group(1)}")
+    return None
+
+
 # Scheduling.Strategy FLEX_START (Dynamic Workload Scheduler), per
 # https://cloud.google.com/vertex-ai/docs/training/schedule-jobs-dws: "requests L4, A100, H100, H200, or B200
 # GPUs", "a maximum timeout of 7 days or less", "the same machine configuration for all worker pools".
