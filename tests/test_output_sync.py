@@ -6,6 +6,7 @@ open, as Cloud Storage FUSE does: these tests kill jobs mid-run and look for the
 import logging
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -92,3 +93,49 @@ def test_a_cancelled_job_copies_its_outputs_on_sigterm(vertex_emulator: Any, tmp
         launch.join(timeout=120)
     assert [r.status for r in returns] == [JobStatus.FAILED]
     assert f"last words of {tmp_path / 'rec'}" in _job_log(tmp_path, name)
+
+
+# --- the FUSE stand-in itself: a killed holder's files are lost, whenever the mount looks -----------------------
+
+
+def _holder(path: Path, then: str) -> "subprocess.Popen[bytes]":
+    """A process in its own session (as a replica runs) that writes `path`, holds it open, then waits for stdin:
+    "close" closes the file and exits 0; anything else leaves it open."""
+    code = ("import sys; f = open(sys.argv[1], 'w'); f.write('tail'); f.flush(); print('open', flush=True); "
+            "cmd = sys.stdin.readline().strip(); f.close() if cmd == 'close' else None")
+    return subprocess.Popen([sys.executable, "-c", code, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            start_new_session=True)
+
+
+@pytest.mark.parametrize("how", ["killed", "closed"])
+def test_a_file_is_uploaded_when_closed_and_lost_when_its_holder_is_killed(bucket: str, tmp_path: Path, how: str) -> None:
+    from hydra_plugins.hydra_vertex_ai._backends.processes import _reap
+    from hydra_plugins.hydra_vertex_ai._emulator import _FuseStandin
+
+    fuse = _FuseStandin(tmp_path)
+    path = tmp_path / bucket / f"fuse-{how}" / "job.log"
+    path.parent.mkdir(parents=True)
+    uri = f"gs://{bucket}/fuse-{how}/job.log"
+    proc = _holder(path, how)
+    assert proc.stdout is not None and proc.stdin is not None
+    proc.stdout.readline()
+    fuse.publish(poll=True)  # the mount sees it open
+    if how == "killed":
+        os.killpg(proc.pid, signal.SIGKILL)
+    else:
+        proc.stdin.write(b"close\n")
+        proc.stdin.flush()
+    wait_for(lambda: _state(proc.pid) == "Z", 30, "the holder to exit")
+    # ended, not reaped yet: a look by the mount now must not take a killed holder's file for closed
+    fuse.publish(poll=True)
+    if how == "killed":
+        assert not _storage.exists(uri)
+    _reap(proc, fuse.killed)  # the supervisor: a kill is reported before the reap
+    fuse.publish(poll=True)
+
+    assert _storage.exists(uri) is (how == "closed")
+
+
+def _state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]

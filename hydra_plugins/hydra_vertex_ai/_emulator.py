@@ -640,7 +640,12 @@ class _FuseStandin:
         with self._lock:
             if self._broken:
                 return
-            holders = _open_files(self.root)
+            holders, exited = _open_files(self.root)
+            # A holder that has exited but is not reaped yet may have been killed: until its supervisor has said
+            # so (`killed`, called before it reaps), what it held counts as still open, never as closed.
+            for path, sessions in self._holders.items():
+                if path not in holders and sessions & exited:
+                    holders[path] = sessions & exited
             if poll:
                 self._holders = holders
             for path in sorted(p for p in self.root.rglob("*") if p.is_file() and p not in holders):
@@ -660,7 +665,7 @@ class _FuseStandin:
     def killed(self, session: int) -> None:
         """A signal ends the replica whose session is `session`: the files it holds open are lost."""
         with self._lock:
-            now = _open_files(self.root)
+            now, _ = _open_files(self.root)
             for path in set(self._holders) | set(now):
                 key = _version(path)
                 if key is not None and session in self._holders.get(path, set()) | now.get(path, set()):
@@ -676,15 +681,21 @@ def _version(path: Path) -> Optional[Tuple[int, int]]:
     return stat.st_mtime_ns, stat.st_size
 
 
-def _open_files(root: Path) -> Dict[Path, Set[int]]:
-    """Files under `root` that a process holds open -> the session ids of those processes (Linux /proc)."""
+def _open_files(root: Path) -> Tuple[Dict[Path, Set[int]], Set[int]]:
+    """Files under `root` that a process holds open -> the session ids of those processes, and the sessions of
+    processes that have exited but are not reaped yet (Linux /proc)."""
     prefix = str(root) + os.sep
     found: Dict[Path, Set[int]] = {}
+    exited: Set[int] = set()
     try:
         pids = [p for p in os.listdir("/proc") if p.isdigit()]
     except OSError:
-        return found
+        return found, exited
     for pid in pids:
+        state, session = _stat(pid)
+        if state == "Z":  # a zombie holds no files; its session may have lost some
+            exited.add(session)
+            continue
         try:
             fds = os.listdir(f"/proc/{pid}/fd")
         except OSError:  # gone, or another user's
@@ -695,17 +706,18 @@ def _open_files(root: Path) -> Dict[Path, Set[int]]:
             except OSError:
                 continue
             if target.startswith(prefix):
-                found.setdefault(Path(target), set()).add(_session(pid))
-    return found
+                found.setdefault(Path(target), set()).add(session)
+    return found, exited
 
 
-def _session(pid: str) -> int:
+def _stat(pid: str) -> Tuple[str, int]:
+    """A process's state letter and session id; ("", -1) when it cannot be read."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
-        return int(fields[3])  # state, ppid, pgrp, session
+        return fields[0], int(fields[3])  # state, ppid, pgrp, session
     except (OSError, IndexError, ValueError):
-        return -1
+        return "", -1
 
 
 def _set_fuse_env(pools: List[Dict[str, Any]], root: str) -> None:

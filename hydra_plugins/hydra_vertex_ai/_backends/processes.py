@@ -169,6 +169,38 @@ def _exit_text(code: int) -> str:
     return f"exited with code {code}"
 
 
+def _exit_code(proc: "subprocess.Popen[bytes]") -> Optional[int]:
+    """The replica's exit code (negative: the signal that killed it) once it has ended, None while it runs.
+
+    Read without reaping it where the platform can (waitid's WNOWAIT): until it is reaped its zombie keeps its
+    session visible, so an `on_kill` hook called in between still knows which files it left open."""
+    if proc.returncode is not None or not hasattr(os, "waitid"):
+        return proc.poll()
+    try:
+        info = os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return proc.poll()
+    if info is None or info.si_pid == 0:
+        return None
+    killed = info.si_code in (os.CLD_KILLED, os.CLD_DUMPED)
+    return -info.si_status if killed else info.si_status
+
+
+def _reap(proc: "subprocess.Popen[bytes]", on_kill: Optional[KillHook], timeout: Optional[float] = None) -> Optional[int]:
+    """Wait up to `timeout` (None: no wait) for the replica to end; tell `on_kill` if a signal ended it, then reap it."""
+    deadline = time.monotonic() + (timeout or 0.0)
+    code = _exit_code(proc)
+    while code is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+        code = _exit_code(proc)
+    if code is None:
+        return None
+    if code < 0 and on_kill is not None:
+        on_kill(proc.pid)  # killed (out of memory, SIGTERM's default action): no clean close of its files
+    proc.wait()
+    return code
+
+
 def _stop(proc: "subprocess.Popen[bytes]", on_kill: Optional[KillHook] = None) -> None:
     """SIGTERM the replica's process group, SIGKILL it if it lingers."""
     for sig, grace in ((signal.SIGTERM, _KILL_GRACE_S), (signal.SIGKILL, None)):
@@ -178,13 +210,10 @@ def _stop(proc: "subprocess.Popen[bytes]", on_kill: Optional[KillHook] = None) -
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
             break
-        try:
-            proc.wait(timeout=grace)
+        if sig == signal.SIGKILL:
+            proc.wait()
+        elif _reap(proc, on_kill, grace) is not None:
             break
-        except (subprocess.TimeoutExpired, TypeError):
-            continue
-    if on_kill is not None and proc.returncode is not None and proc.returncode < 0:
-        on_kill(proc.pid)  # SIGTERM's default action ended it: no clean close of its files
 
 
 def run_custom_job(
@@ -360,12 +389,10 @@ def _supervise(
                 _stop(proc, on_kill)
             return JobOutcome(CANCELLED, "cancelled", str(workdir))
         for replica, proc in list(running.items()):
-            code = proc.poll()
+            code = _reap(proc, on_kill)
             if code is None:
                 continue
             del running[replica]
-            if code < 0 and on_kill is not None:
-                on_kill(proc.pid)  # killed by a signal (e.g. out of memory)
             if code != 0:
                 for other in running.values():
                     _stop(other, on_kill)
