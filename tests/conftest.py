@@ -90,6 +90,18 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.1)
 
 
+def finish(app: "subprocess.Popen[Any]", timeout: float = 90) -> str:
+    """Wait for `app` to exit (killed if it outlives `timeout`, so no test leaves it behind); its output as text."""
+    try:
+        app.wait(timeout=timeout)
+    finally:
+        if app.poll() is None:
+            app.kill()
+            app.wait()
+    output = app.stdout.read() if app.stdout else ""
+    return output.decode(errors="replace") if isinstance(output, bytes) else output
+
+
 BUCKET = "hydra-test"
 STAGING = f"gs://{BUCKET}/staging"
 

@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 
 import cloudpickle
 import pytest
-from conftest import PROBE, STAGING, TESTS, VERTEX_OVERRIDES, launch_in_process, run_app, wait_for
+from conftest import PROBE, STAGING, TESTS, VERTEX_OVERRIDES, finish, launch_in_process, run_app, wait_for
 from hydra.core.utils import JobStatus
 from omegaconf import OmegaConf
 
@@ -224,11 +224,8 @@ def test_ctrl_c_of_the_sweeper_writes_the_finished_trials(tmp_path: Path) -> Non
         wait_for(lambda: any((sweep / ".vertex_ai").glob("*/trials/*/outcome.json")), 120, "a finished trial")
         time.sleep(0.5)  # the study engine reads the trial's end
         app.send_signal(signal.SIGINT)
-        app.wait(timeout=60)
     finally:
-        if app.poll() is None:
-            app.kill()
-    output = app.stdout.read() if app.stdout else ""
+        output = finish(app, timeout=60)
     assert app.returncode == 130, output
     assert "Traceback" not in output, output
     results = OmegaConf.to_container(OmegaConf.load(sweep / "optimization_results.yaml"))

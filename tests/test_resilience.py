@@ -24,6 +24,7 @@ from conftest import (
     STAGING,
     VERTEX_OVERRIDES,
     emulator_backend,
+    finish,
     launch_in_process,
     tuning_job_spec,
     wait_for,
@@ -77,16 +78,6 @@ def _sweep(tmp_path: Path, *overrides: str) -> "subprocess.Popen[str]":
     cmd = [sys.executable, str(QUADRATIC), "-m", "hydra/sweeper=vertex_vizier", *SWEEPER,
            f"hydra.sweep.dir={tmp_path / 'sweep'}", "hydra.sweeper.parallel_trial_count=2", *overrides]
     return subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def _finish(app: "subprocess.Popen[str]", timeout: float = 90) -> str:
-    try:
-        app.wait(timeout=timeout)
-    finally:
-        if app.poll() is None:
-            app.kill()
-            app.wait()
-    return app.stdout.read() if app.stdout else ""
 
 
 def _recorded(tmp_path: Path) -> int:
@@ -149,7 +140,7 @@ def test_sigterm_and_sighup_cancel_every_vertex_job(
     app = _launch(tmp_path, name, "mode=sleep", "tag=0,1,2")
     wait_for(lambda: _recorded(tmp_path) == 2, 120, "two sleeping jobs")
     app.send_signal(sig)
-    output = _finish(app)
+    output = finish(app)
 
     assert app.returncode != 0, output
     assert f"Interrupted (received {sig.name}): cancelled 3 unfinished Vertex AI job(s)" in output, output
@@ -157,14 +148,17 @@ def test_sigterm_and_sighup_cancel_every_vertex_job(
     assert len(_jobs(vertex_emulator, f"{name}-")) == 3
 
 
-def test_sigterm_cancels_the_tuning_job(vertex_emulator: Any, sleepers: List[str], tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_and_sigterm_cancel_the_tuning_job(
+    vertex_emulator: Any, sleepers: List[str], tmp_path: Path, sig: signal.Signals
+) -> None:
     sleepers.append("app-")
     before = {j["name"] for j in vertex_emulator.jobs("hyperparameterTuningJobs")}
     app = _sweep(tmp_path, "sleep_s=60", "x=interval(0,4)", "hydra.sweeper.max_trial_count=4")
     new = lambda: [j for j in vertex_emulator.jobs("hyperparameterTuningJobs") if j["name"] not in before]  # noqa: E731
     wait_for(lambda: any(j["state"] == "JOB_STATE_RUNNING" for j in new()), 120, "the tuning job to run")
-    app.send_signal(signal.SIGTERM)
-    output = _finish(app)
+    app.send_signal(sig)
+    output = finish(app)
 
     assert app.returncode != 0
     assert "Interrupted: cancelled Vertex AI tuning job" in output, output
@@ -184,7 +178,7 @@ def test_a_second_ctrl_c_does_not_stop_the_cancellation(vertex_emulator: Any, sl
     app.send_signal(signal.SIGINT)
     time.sleep(0.3)
     app.send_signal(signal.SIGINT)
-    output = _finish(app)
+    output = finish(app)
     vertex_emulator.knobs = Knobs()
 
     assert "Cancellation in progress, please wait" in output, output
@@ -207,7 +201,7 @@ def test_ctrl_c_during_create_backoff_cancels_at_once(vertex_emulator: Any, slee
         wait_for(lambda: _recorded(tmp_path) == 2 and vertex_emulator.calls["CreateCustomJob"] >= 4, 120,
                  "two running jobs and two refused creates")
         app.send_signal(signal.SIGINT)
-        output = _finish(app, timeout=30)  # well under the 60 s backoff
+        output = finish(app, timeout=30)  # well under the 60 s backoff
     finally:
         vertex_emulator.knobs = Knobs()
 
@@ -229,7 +223,7 @@ def test_ctrl_c_during_the_tuning_job_create_cancels_it(vertex_emulator: Any, sl
     try:
         wait_for(lambda: vertex_emulator.calls["CreateHyperparameterTuningJob"] > calls, 120, "the create call")
         app.send_signal(signal.SIGINT)
-        output = _finish(app)
+        output = finish(app)
     finally:
         vertex_emulator.knobs = Knobs()
     new = [j for j in vertex_emulator.jobs("hyperparameterTuningJobs") if j["name"] not in before]
@@ -467,7 +461,7 @@ def test_a_gpu_quota_with_none_of_the_sweeps_jobs_running_fails_naming_it(
     vertex_emulator.knobs = Knobs(accelerator_quota={"NVIDIA_L4": 0})
     app = _launch(tmp_path, "noquota", "tag=0,1", "hydra.launcher.job.machine_type=g2-standard-4",
                   "hydra.launcher.job.accelerator_type=NVIDIA_L4", "hydra.launcher.job.accelerator_count=1")
-    output = _finish(app)
+    output = finish(app)
     vertex_emulator.knobs = Knobs()
 
     assert app.returncode != 0
@@ -602,7 +596,7 @@ def test_the_emulator_cli_stops_its_jobs_on_sigterm(tmp_path: Path) -> None:
         wait_for(lambda: pid_file.exists() and pid_file.read_text().isdigit(), 60, "the job process")
         pid = int(pid_file.read_text())
         cli.send_signal(signal.SIGTERM)
-        output = _finish(cli, timeout=60)
+        output = finish(cli, timeout=60)
     finally:
         if cli.poll() is None:
             cli.kill()

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import pytest
-from conftest import wait_for
+from conftest import finish, wait_for
 from google.cloud.aiplatform_v1.types import HyperparameterTuningJob
 from google.protobuf import json_format
 from omegaconf import OmegaConf
@@ -151,12 +151,10 @@ def test_interrupting_a_local_study_stops_its_trials(tmp_path: Path, sig: signal
     try:
         wait_for(lambda: len(trials()) == 2, 120, "two running trials")
         app.send_signal(sig)
-        app.wait(timeout=60)
     finally:
-        if app.poll() is None:
-            app.kill()
+        output = finish(app, timeout=60)
     assert app.returncode != 0
-    assert "cancelled the local study" in (app.stdout.read() if app.stdout else "")
+    assert "cancelled the local study" in output
     wait_for(lambda: trials() == [], 15, "the trial processes to end")
 
 

@@ -16,6 +16,7 @@ from conftest import (
     VERTEX_OVERRIDES,
     SnapshotCwdSuite,
     emulator_backend,
+    finish,
     launch_in_process,
     wait_for,
 )
@@ -135,11 +136,8 @@ def test_ctrl_c_cancels_every_unfinished_job(vertex_emulator: Any, tmp_path: Pat
         # two run (the emulator's two slots), two are queued
         wait_for(lambda: len(list((tmp_path / "rec").glob("*.json"))) == 2, 120, "two sleeping jobs")
         app.send_signal(signal.SIGINT)
-        app.wait(timeout=90)
     finally:
-        if app.poll() is None:
-            app.kill()
-    output = app.stdout.read().decode() if app.stdout else ""
+        output = finish(app)
     assert app.returncode != 0, output
     assert "cancelled 4 unfinished Vertex AI job(s)" in output
     mine = {j["name"] for j in _sweep_jobs(vertex_emulator, "sigint-")}
