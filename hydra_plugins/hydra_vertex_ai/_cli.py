@@ -15,12 +15,13 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from . import _storage
 from ._progress import JobRow, count_states, format_elapsed, shorten
-from ._staging import ManifestNotFound, Staging, find_manifest, list_manifests, read_manifest
+from ._staging import ManifestNotFound, Staging, find_manifest, list_manifests, read_manifest, replica_log
 from ._vertex_facts import CANCELLING, TERMINAL_STATES, console_link, short_state
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,9 @@ class Sweep:
 
     # --- the backend's view ----------------------------------------------------------------------------
 
+    @cached_property
     def client(self) -> Any:
+        """One JobServiceClient for the command (`logs --follow` and `cancel` poll through it)."""
         from ._backends.vertex_client import make_client
 
         return make_client(str(self.manifest["location"]), self.manifest.get("api_endpoint"))
@@ -76,14 +79,14 @@ class Sweep:
 
         request = {"parent": self.parent, "filter": f'labels.hydra_sweep="{self.id}"',
                    "read_mask": {"paths": ["name", "state", "labels", "start_time", "end_time", "error"]}}
-        listed = self.client().list_custom_jobs(request=request, timeout=RPC_TIMEOUT_S)
+        listed = self.client.list_custom_jobs(request=request, timeout=RPC_TIMEOUT_S)
         return {job.labels.get("hydra_uid", job.name): job for job in listed}
 
     def tuning_job(self) -> Optional[Any]:
         from ._backends.vertex_client import RPC_TIMEOUT_S
 
         name = self.manifest.get("tuning_job")
-        return self.client().get_hyperparameter_tuning_job(name=name, timeout=RPC_TIMEOUT_S) if name else None
+        return self.client.get_hyperparameter_tuning_job(name=name, timeout=RPC_TIMEOUT_S) if name else None
 
     def rows(self) -> List[JobRow]:
         """One row per job (a launch) or trial (a study)."""
@@ -111,7 +114,7 @@ class Sweep:
         if (workdir / PIDS_FILE).exists():
             end = (workdir / OUTCOME_FILE).stat().st_mtime if (workdir / OUTCOME_FILE).exists() else time.time()
             elapsed = end - (workdir / PIDS_FILE).stat().st_mtime
-        return JobRow(str(job["num"]), _overrides(job), short_state(state), elapsed, str(workdir / "workerpool0-0.log"))
+        return JobRow(str(job["num"]), _overrides(job), short_state(state), elapsed, str(replica_log(workdir)))
 
     def _trial_rows(self) -> List[JobRow]:
         from . import _search_space
@@ -137,7 +140,7 @@ class Sweep:
         trials = Path(self.staging.trials_dir)
         for workdir in sorted(trials.glob("*/"), key=lambda p: (len(p.name), p.name)) if trials.is_dir() else []:
             state = local_job_state(workdir, (workdir / "result.pkl").exists()) or "QUEUED"
-            rows.append(JobRow(workdir.name, "", short_state(state), None, str(workdir / "workerpool0-0.log")))
+            rows.append(JobRow(workdir.name, "", short_state(state), None, str(replica_log(workdir))))
         return rows
 
     def launcher_alive(self) -> bool:
@@ -244,9 +247,9 @@ def _log_uri(sweep: Sweep, num: str) -> Optional[str]:
 
 def _local_log(sweep: Sweep, num: str) -> Optional[str]:
     if sweep.is_study:
-        return str(Path(sweep.staging.trial_dir(num)) / "workerpool0-0.log")
+        return str(replica_log(sweep.staging.trial_dir(num)))
     job = next(j for j in sweep.manifest["jobs"] if str(j["num"]) == num)
-    return str(Path(job["job_dir"]) / "workerpool0-0.log")
+    return str(replica_log(job["job_dir"]))
 
 
 def _read(uri: str) -> bytes:
@@ -293,7 +296,7 @@ def _cancel_vertex(sweep: Sweep, targets: Sequence[JobRow]) -> None:
 
     from ._backends.vertex_client import RPC_TIMEOUT_S
 
-    client = sweep.client()
+    client = sweep.client
     if sweep.is_study:
         names = [str(sweep.manifest["tuning_job"])]
         cancel = client.cancel_hyperparameter_tuning_job
@@ -377,7 +380,7 @@ def _collect_study(sweep: Sweep, sweep_dir: Path) -> int:
         raise CliError(f"sweep {sweep.id} recorded no tuning job: nothing was submitted")
     from ._backends.vertex import VertexBackend
 
-    backend = VertexBackend(sweep.client(), project=str(sweep.manifest["project"]),
+    backend = VertexBackend(sweep.client, project=str(sweep.manifest["project"]),
                             location=str(sweep.manifest["location"]), staging_dir=sweep.staging.staging_dir,
                             sweep_id=sweep.id)
     outcome = backend.tuning_snapshot(str(name))

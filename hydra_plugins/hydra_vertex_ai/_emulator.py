@@ -38,6 +38,7 @@ from google.protobuf import json_format
 from google.protobuf.field_mask_pb2 import FieldMask
 
 from . import _storage
+from ._backends.processes import proc_stat
 from ._vertex_facts import (
     CANCELLED,
     CAPACITY_QUOTA_PREFIX,
@@ -712,12 +713,8 @@ def _open_files(root: Path) -> Tuple[Dict[Path, Set[int]], Set[int]]:
 
 def _stat(pid: str) -> Tuple[str, int]:
     """A process's state letter and session id; ("", -1) when it cannot be read."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return fields[0], int(fields[3])  # state, ppid, pgrp, session
-    except (OSError, IndexError, ValueError):
-        return "", -1
+    fields = proc_stat(pid)
+    return (fields[0], int(fields[3])) if fields else ("", -1)
 
 
 def _set_fuse_env(pools: List[Dict[str, Any]], root: str) -> None:

@@ -4,7 +4,6 @@ import logging
 import os
 import shlex
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from ._staging import (
     ManifestNotFound,
     Staging,
     find_manifest,
+    manifest_header,
     merge_jobs,
     new_sweep_id,
     read_manifest,
@@ -179,17 +179,6 @@ def _attach_to(conf: VertexAILauncherConf) -> Dict[str, Any]:
     return manifest
 
 
-def backend_settings(conf: Any, backend: Backend) -> Dict[str, Any]:
-    """What the CLI needs to reach the sweep's jobs again; never credentials."""
-    settings: Dict[str, Any] = {"backend": conf.backend.value, "staging_dir": backend.staging.staging_dir}
-    parent = getattr(backend, "parent", None)
-    if parent:  # vertex: projects/P/locations/L
-        settings.update(project=parent.split("/")[1], location=parent.split("/")[3], api_endpoint=conf.api_endpoint)
-    else:
-        settings["max_parallel"] = conf.max_parallel
-    return settings
-
-
 def _record(
     launcher: "VertexAILauncher", conf: VertexAILauncherConf, backend: Backend, jobs: List[PreparedJob], sweep_dir: str
 ) -> None:
@@ -206,40 +195,23 @@ def _record(
         "job_dir": staging.job_dir(job.num),
         "subdir": _subdir(job.config),
     } for job in jobs]
-    manifest = {
-        "version": 1,
-        "kind": "launch",
-        "sweep_id": launcher.sweep_id,
-        "created": earlier.get("created", time.time()),
-        "command": [sys.executable, *sys.argv],
-        "task_overrides": list(launcher.config.hydra.overrides.task),
-        "job_name": str(launcher.config.hydra.job.name),
-        "sweep_dir": os.path.abspath(sweep_dir),
-        "wait": conf.wait,
-        # where the jobs write the sweep dir (vertex: its bucket mirror), for `collect`
-        "outputs_uri": backend.output_uri(sweep_dir),
-        # the launching process: `cancel` of a local sweep stops it (it then stops its jobs)
-        "owner": owner_record(),
-        **backend_settings(conf, backend),
-        "jobs": merge_jobs(earlier.get("jobs", []), entries),
-    }
+    manifest = manifest_header("launch", launcher.sweep_id, str(launcher.config.hydra.job.name), sweep_dir, conf, backend)
+    manifest.update(
+        created=earlier.get("created", manifest["created"]),
+        task_overrides=list(launcher.config.hydra.overrides.task),
+        wait=conf.wait,
+        jobs=merge_jobs(earlier.get("jobs", []), entries),
+    )
     write_manifest(staging, manifest)
-    backend.on_jobs_created = lambda names: _record_names(staging, names)
+    backend.on_jobs_created = lambda names: _record_names(staging, manifest, names)
 
 
-def _record_names(staging: Staging, names: Mapping[str, str]) -> None:
+def _record_names(staging: Staging, manifest: Dict[str, Any], names: Mapping[str, str]) -> None:
     """Each job's resource name, once all exist: one more write of the manifest per launch batch."""
-    manifest = read_manifest(staging.manifest)
     for job in manifest.get("jobs", []):
         if job.get("hydra_uid") in names:
             job["name"] = names[job["hydra_uid"]]
     write_manifest(staging, manifest)
-
-
-def owner_record() -> List[Any]:
-    from ._backends.processes import _start_ticks
-
-    return [os.getpid(), _start_ticks(os.getpid())]
 
 
 def _subdir(config: DictConfig) -> Optional[str]:

@@ -15,7 +15,8 @@ log = logging.getLogger(__name__)
 
 # Set by the entry module while it runs a trial: the metric id of the study's MetricSpec.
 METRIC_ID_ENV = "HYDRA_VERTEX_AI_METRIC_ID"
-# Set by Vertex (and by the local backend) in the containers of a tuning job's trials.
+# Set by Vertex (and by the local backend) in the containers of a tuning job's trials (their one home: the
+# public metrics module re-exports them, and Hydra's scan must not import _vertex_facts).
 TRIAL_ID_ENV = "CLOUD_ML_TRIAL_ID"
 METRIC_FILE_ENV = "CLOUD_ML_HP_METRIC_FILE"
 

@@ -24,14 +24,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
-from ._vertex_facts import console_link, short_state
+from ._staging import replica_log
+from ._vertex_facts import console_link, short_state, stops_early
 
 log = logging.getLogger(__name__)
 
 REPORT_FILE = "report.html"
 INSTALL_HINT = 'pip install "hydra-vertex-ai[report]"'
 # Where the local backend writes a job's (or a trial's) chief log, below its job directory.
-LOCAL_LOG = "workerpool0-0.log"
 # The launcher's rows of earlier launch() calls of the same multirun (Hydra sweepers may launch in batches).
 _JOB_ROWS_FILE = ".report_jobs.json"
 
@@ -155,10 +155,10 @@ def report_sweep(sweep_dir: Union[str, Path], results: Mapping[str, Any], outcom
 
         def link_for(trial_id: str) -> Optional[str]:
             if trials_dir is not None:
-                return _relative_log(trials_dir / trial_id / LOCAL_LOG, sweep_dir)
+                return _relative_log(replica_log(trials_dir / trial_id), sweep_dir)
             return console_link(str(outcome.name)) if on_vertex else None
 
-        early = any(k in study_spec for k in ("medianAutomatedStoppingSpec", "decayCurveStoppingSpec"))
+        early = stops_early(study_spec)
         return write_study_report(sweep_dir, results, outcome.trials, study_spec.get("parameters"),
                                   early_stopping=early, link_for=link_for)
     except Exception as e:
@@ -298,7 +298,7 @@ def job_row(job: Any, outcome: Any, ret: Any, sweep_dir: Path) -> ReportRow:
     if where.startswith(("https://", "http://")):
         link = where
     elif where:
-        log_path = Path(where) if where.endswith(".log") else Path(where) / LOCAL_LOG
+        log_path = Path(where) if where.endswith(".log") else replica_log(where)
         link = _relative_log(log_path, sweep_dir)
     return ReportRow(
         number=str(job.num),

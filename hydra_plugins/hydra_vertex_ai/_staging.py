@@ -17,14 +17,18 @@ import json
 import logging
 import os
 import secrets
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from . import _storage
 from ._vertex_facts import sanitize_label
+
+if TYPE_CHECKING:
+    from ._backends.base import Backend
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +47,11 @@ def new_sweep_id(job_name: str) -> str:
     """Unique, label-safe, and short enough that `<sweep_id>-<job num>` stays a valid label value."""
     name = sanitize_label(job_name)[:30].strip("-") or "hydra"
     return f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+
+
+def replica_log(workdir: "str | Path", pool: int = 0, index: int = 0) -> Path:
+    """A local replica's output in its job or trial dir: the chief's by default."""
+    return Path(workdir) / f"workerpool{pool}-{index}.log"
 
 
 @dataclass(frozen=True)
@@ -180,16 +189,36 @@ def write_manifest(staging: Staging, manifest: Mapping[str, Any]) -> None:
     _storage.write_bytes(staging.manifest, json.dumps(manifest, indent=1, sort_keys=True).encode())
 
 
+def manifest_header(kind: str, sweep_id: str, job_name: str, sweep_dir: str, conf: Any, backend: "Backend") -> Dict[str, Any]:
+    """What every sweep manifest records: what ran, where its outputs go, who runs it, how to reach its jobs."""
+    from ._backends.processes import pid_record
+
+    header: Dict[str, Any] = {
+        "version": 1,
+        "kind": kind,
+        "sweep_id": sweep_id,
+        "created": time.time(),
+        "command": [sys.executable, *sys.argv],
+        "job_name": job_name,
+        "sweep_dir": os.path.abspath(sweep_dir),
+        # where the jobs write the sweep dir (vertex: its bucket mirror), for `collect`
+        "outputs_uri": backend.output_uri(sweep_dir),
+        # the launching process: `cancel` of a local sweep stops it (it then stops its jobs)
+        "owner": pid_record(os.getpid()),
+        # what the CLI needs to reach the sweep's jobs again; never credentials
+        "backend": conf.backend.value,
+        "staging_dir": backend.staging.staging_dir,
+    }
+    parent = getattr(backend, "parent", None)
+    if parent:  # vertex: projects/P/locations/L
+        header.update(project=parent.split("/")[1], location=parent.split("/")[3], api_endpoint=conf.api_endpoint)
+    else:
+        header["max_parallel"] = conf.max_parallel
+    return header
+
+
 def read_manifest(uri: str) -> Dict[str, Any]:
     return dict(json.loads(_storage.read_bytes(uri)))
-
-
-def update_manifest(staging: Staging, **changes: Any) -> Dict[str, Any]:
-    """Read, change and rewrite the manifest (one writer per sweep: the launching process)."""
-    manifest = read_manifest(staging.manifest) if _storage.exists(staging.manifest) else {}
-    manifest.update(changes)
-    write_manifest(staging, manifest)
-    return manifest
 
 
 def merge_jobs(old: Sequence[Mapping[str, Any]], new: Sequence[Mapping[str, Any]]) -> List[Dict[str, Any]]:

@@ -4,7 +4,6 @@ import logging
 import math
 import os
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, AbstractSet, Any, Dict, List, Mapping, Optional, Set
@@ -22,13 +21,13 @@ from ._staging import (
     ManifestNotFound,
     Staging,
     find_manifest,
+    manifest_header,
     new_sweep_id,
     read_manifest,
     stage,
-    update_manifest,
     write_manifest,
 )
-from ._vertex_facts import SUCCEEDED, short_state
+from ._vertex_facts import SUCCEEDED, short_state, stops_early
 from .config import Goal, VertexVizierSweeperConf
 
 if TYPE_CHECKING:
@@ -39,8 +38,7 @@ CONFIG_KEY = "hydra.sweeper"
 RESULTS_FILE = "optimization_results.yaml"
 # Each categorical value is composed once on this machine before submission; beyond this, only the first.
 _MAX_CHECK_COMPOSITIONS = 32
-# StudySpec's automated stopping specs (study.proto `oneof automated_stopping_spec`) and a REST Trial.State
-_STOPPING_SPECS = ("medianAutomatedStoppingSpec", "decayCurveStoppingSpec", "convexAutomatedStoppingSpec")
+# a REST Trial.State
 SUCCEEDED_TRIAL = "SUCCEEDED"
 
 
@@ -128,30 +126,11 @@ def _resume_target(conf: VertexVizierSweeperConf) -> str:
 def _record(backend: Backend, conf: VertexVizierSweeperConf, sweep_id: str, job_name: str, sweep_dir: str,
             parameter_map: Mapping[str, Any], fixed: List[str]) -> None:
     """The study's manifest, before its tuning job exists; the job's name is added as soon as it is known."""
-    from ._launch import backend_settings, owner_record
-
-    write_manifest(backend.staging, {
-        "version": 1,
-        "kind": "study",
-        "sweep_id": sweep_id,
-        "created": time.time(),
-        "command": [sys.executable, *sys.argv],
-        "job_name": job_name,
-        "sweep_dir": os.path.abspath(sweep_dir),
-        "outputs_uri": backend.output_uri(sweep_dir),
-        "owner": owner_record(),
-        **backend_settings(conf, backend),
-        "metric_id": conf.metric_id,
-        "goal": conf.goal.value,
-        "parameter_map": dict(parameter_map),
-        "fixed": fixed,
-        "tuning_job": None,
-    })
-    backend.on_tuning_created = lambda name: _record_tuning_job(backend.staging, name)
-
-
-def _record_tuning_job(staging: Staging, name: str) -> None:
-    update_manifest(staging, tuning_job=name)
+    manifest = manifest_header("study", sweep_id, job_name, sweep_dir, conf, backend)
+    manifest.update(metric_id=conf.metric_id, goal=conf.goal.value, parameter_map=dict(parameter_map), fixed=fixed,
+                    tuning_job=None)
+    write_manifest(backend.staging, manifest)
+    backend.on_tuning_created = lambda name: write_manifest(backend.staging, {**manifest, "tuning_job": name})
 
 
 def _interrupted(backend: Backend, conf: VertexVizierSweeperConf, parameter_map: Mapping[str, Any],
@@ -274,7 +253,7 @@ def stopped_early_ids(outcome: TuningOutcome, study_spec: Mapping[str, Any], sta
     service stopped was killed first, and Vertex still completes it SUCCEEDED with its last measurement
     (study.proto Trial.State STOPPING, then final_measurement auto-selected per measurement_selection_type).
     """
-    if not any(k in study_spec for k in _STOPPING_SPECS):
+    if not stops_early(study_spec):
         return set()
     return {
         str(t.get("id"))

@@ -64,6 +64,16 @@ def sanitize_label(text: str) -> str:
     return value[:MAX_LABEL_LENGTH]
 
 
+# --- studies ----------------------------------------------------------------------------------------------
+# StudySpec's automated stopping specs (study.proto `oneof automated_stopping_spec`), as REST field names.
+STOPPING_SPECS = ("medianAutomatedStoppingSpec", "decayCurveStoppingSpec", "convexAutomatedStoppingSpec")
+
+
+def stops_early(study_spec: Mapping[str, Any]) -> bool:
+    """Whether a REST StudySpec has an automated stopping rule."""
+    return any(k in study_spec for k in STOPPING_SPECS)
+
+
 # --- machines ---------------------------------------------------------------------------------------------
 # aiplatform_v1.AcceleratorType without UNSPECIFIED (a test keeps this list equal to the proto enum).
 ACCELERATOR_TYPES = (
@@ -212,7 +222,7 @@ REDUCTION_SERVER_IMAGE = "us-docker.pkg.dev/vertex-ai-restricted/training/reduct
 
 # --- the container's environment: https://cloud.google.com/vertex-ai/docs/training/code-requirements -----
 JOB_ID_ENV = "CLOUD_ML_JOB_ID"
-TRIAL_ID_ENV = "CLOUD_ML_TRIAL_ID"
+# (a trial's CLOUD_ML_TRIAL_ID and CLOUD_ML_HP_METRIC_FILE: in _metrics, which plugin discovery imports)
 CLUSTER_SPEC_ENV = "CLUSTER_SPEC"
 CHIEF_POOL = "workerpool0"
 

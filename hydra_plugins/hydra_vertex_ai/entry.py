@@ -220,16 +220,14 @@ def _job_config(payload: Any, context: Any, trial_flags: List[str], trial_id: Op
         os.environ[METRIC_ID_ENV] = payload.metric_id  # user code's report_metric() reports under it
     elif trial_flags:
         raise ValueError(f"unexpected arguments {trial_flags}")
-    with read_write(config.hydra.runtime):  # composed on the submitting machine: its cwd is not ours
+    # composed on the submitting machine, whose cwd is not ours; Lightning starts its processes in
+    # `get_original_cwd()`
+    with read_write(config.hydra.runtime):
         config.hydra.runtime.cwd = os.getcwd()
     job_id = os.environ.get("CLOUD_ML_JOB_ID")
     if job_id:
         with open_dict(config):
             config.hydra.job.id = job_id
-    if not os.path.isdir(str(config.hydra.runtime.cwd)):
-        # the submitting machine's cwd; Lightning starts its processes there (`get_original_cwd()`)
-        with read_write(config.hydra.runtime):
-            config.hydra.runtime.cwd = os.getcwd()
     task = replica_task()
     if not is_chief():  # every replica runs the job: each other one logs below the chief's output dir
         with read_write(config.hydra.sweep):

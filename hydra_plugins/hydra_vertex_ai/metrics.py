@@ -12,12 +12,9 @@ other's measurements). Hydra's plugin scan imports this module in every app, so 
 the standard library; hypertune is imported on the first report inside a trial, and the Lightning callback
 (which needs torch) only when it is asked for.
 """
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._metrics import METRIC_FILE_ENV, METRIC_ID_ENV, TRIAL_ID_ENV, in_trial, report_metric, study_metric_id
-
-if TYPE_CHECKING:
-    pass
 
 # ReportMetricCallback stays out of __all__: `import *` would otherwise import torch and Lightning.
 __all__ = ["in_trial", "report_metric", "study_metric_id", "METRIC_ID_ENV", "TRIAL_ID_ENV", "METRIC_FILE_ENV"]

@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from .. import _storage
 from .._progress import JobRow, Progress
 from .._signals import interrupts, shielded
-from .._staging import Staging
+from .._staging import Staging, replica_log
 from .._vertex_facts import CANCELLED, QUEUED, RUNNING
 from .base import Backend, FailureWatch, JobOutcome, Outputs, TuningOutcome, summarize_trials
 from .processes import (
@@ -64,7 +64,7 @@ class LocalBackend(Backend):
             (workdir / JOB_SPEC_FILE).write_text(json.dumps(job))
         if not self.wait:
             self._detach()
-            return [JobOutcome(QUEUED, None, str(d / "workerpool0-0.log")) for d in dirs]
+            return [JobOutcome(QUEUED, None, str(replica_log(d))) for d in dirs]
         cancel = threading.Event()
         ids = [job["labels"].get("hydra_uid", str(i)) for i, job in enumerate(jobs)]
         progress = Progress(f"local sweep {self.staging.sweep_id}", self.job_overrides)
@@ -104,11 +104,11 @@ class LocalBackend(Backend):
                 return ended
             if recorded_pids(workdir):
                 log.info("%s: re-attached to its running processes (log %s)", job["displayName"],
-                         workdir / "workerpool0-0.log")
+                         replica_log(workdir))
                 result = self.staging.result(int(job["labels"].get("hydra_job", 0)))
                 return adopt(workdir, cancel, lambda: _storage.exists(result))
         if not cancel.is_set():
-            log.info("%s started: log %s", job["displayName"], workdir / "workerpool0-0.log")
+            log.info("%s started: log %s", job["displayName"], replica_log(workdir))
         return run_custom_job(job, job_id=job_id, workdir=workdir, cancel=cancel, extra_env=thread_env(job, parallel),
                               env_passthrough=self.env_passthrough)
 
@@ -126,8 +126,8 @@ class LocalBackend(Backend):
         if future.done() and not future.cancelled() and future.exception() is None:
             state = future.result().state
         else:
-            state = RUNNING if recorded_pids(workdir) and future.running() else QUEUED
-        return JobRow.of(job, state, str(workdir / "workerpool0-0.log"))
+            state = RUNNING if future.running() and recorded_pids(workdir) else QUEUED
+        return JobRow.of(job, state, str(replica_log(workdir)))
 
     def _detach(self) -> None:
         """Start the supervisor that runs this sweep's jobs after the launcher has returned."""
@@ -138,9 +138,9 @@ class LocalBackend(Backend):
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True,  # outlives the launcher and its terminal
             )
-        from .processes import _start_ticks, _write_json
+        from .processes import _write_json, pid_record
 
-        _write_json(root / SUPERVISOR_FILE, [proc.pid, _start_ticks(proc.pid)])
+        _write_json(root / SUPERVISOR_FILE, pid_record(proc.pid))
         log.info("detached: local jobs run under supervisor PID %d (log %s)", proc.pid, root / "supervisor.log")
 
     def run_tuning_job(self, job: Dict[str, Any], outputs: Optional[Outputs] = None) -> TuningOutcome:

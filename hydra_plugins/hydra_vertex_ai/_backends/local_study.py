@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .._errors import MissingDependencyError
+from .._metrics import METRIC_FILE_ENV
 from .._vertex_facts import CANCELLED, FAILED, SUCCEEDED
 from .base import FailureWatch, JobOutcome, TuningOutcome
 from .processes import KillHook, run_custom_job, thread_env
@@ -272,7 +273,7 @@ class _LocalStudy:
             cancel=trial.stop,
             extra_args=flags,
             trial_id=trial_id,
-            extra_env={"CLOUD_ML_HP_METRIC_FILE": str(trial.workdir / METRICS_FILE),
+            extra_env={METRIC_FILE_ENV: str(trial.workdir / METRICS_FILE),
                        **thread_env(self.trial_job, self.parallel)},
             on_kill=self.on_kill,
             env_passthrough=self.env_passthrough,

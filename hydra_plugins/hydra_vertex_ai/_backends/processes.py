@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 from .. import _storage
+from .._metrics import TRIAL_ID_ENV
+from .._staging import replica_log
 from .._vertex_facts import (
     CANCELLED,
     CLUSTER_SPEC_ENV,
@@ -32,7 +34,6 @@ from .._vertex_facts import (
     JOB_ID_ENV,
     RUNNING,
     SUCCEEDED,
-    TRIAL_ID_ENV,
     cluster_spec_json,
     output_dirs,
 )
@@ -244,7 +245,7 @@ def run_custom_job(
             cwd.mkdir(exist_ok=True)
             command = container_command(pool, extra_args)
             try:
-                with open(workdir / f"workerpool{p}-{r}.log", "wb") as out:
+                with open(replica_log(workdir, p, r), "wb") as out:
                     procs[replica] = subprocess.Popen(
                         command,
                         cwd=cwd,
@@ -282,12 +283,25 @@ def _write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+def proc_stat(pid: "int | str") -> Optional[List[str]]:
+    """The fields of /proc/<pid>/stat after the command name (0: state, 3: session, 19: start time); None
+    where they cannot be read (gone, or no /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return fields if len(fields) > 19 else None
+
+
+def pid_record(pid: int) -> List[Any]:
+    """[pid, start time]: how a manifest or a supervisor file names a process (see `pid_alive`)."""
+    return [pid, _start_ticks(pid)]
+
+
 def _start_ticks(pid: int) -> Optional[int]:
     """The process's start time (Linux /proc), so a recycled PID is not mistaken for the job's process."""
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
-        return None
+    fields = proc_stat(pid)
+    return int(fields[19]) if fields else None
 
 
 def pid_alive(pid: int, ticks: Optional[int] = None) -> bool:
@@ -298,10 +312,8 @@ def pid_alive(pid: int, ticks: Optional[int] = None) -> bool:
         return False
     except PermissionError:
         return True
-    stat = Path(f"/proc/{pid}/stat")
-    try:
-        fields = stat.read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
+    fields = proc_stat(pid)
+    if fields is None:
         return True  # no /proc (macOS): the signal check is all there is
     return fields[0] != "Z" and (ticks is None or int(fields[19]) == ticks)
 
@@ -371,7 +383,7 @@ def adopt(workdir: Path, cancel: threading.Event, has_result: Callable[[], bool]
         return outcome
     if has_result():
         return _ended(workdir, JobOutcome(SUCCEEDED, None, str(workdir)))
-    log_path = workdir / "workerpool0-0.log"
+    log_path = replica_log(workdir)
     message = f"ended without a result while no launcher watched it; last lines of {log_path}:\n{_tail(log_path)}"
     return _ended(workdir, JobOutcome(FAILED, message, str(log_path)))
 
@@ -396,7 +408,7 @@ def _supervise(
             if code != 0:
                 for other in running.values():
                     _stop(other, on_kill)
-                log_path = workdir / f"workerpool{replica.pool}-{replica.index}.log"
+                log_path = replica_log(workdir, replica.pool, replica.index)
                 message = f"replica workerpool{replica.pool}[{replica.index}] {_exit_text(code)}"
                 tail = _tail(log_path)
                 return JobOutcome(FAILED, f"{message}; last lines of {log_path}:\n{tail}", str(log_path))

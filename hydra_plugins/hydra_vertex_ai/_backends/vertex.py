@@ -37,6 +37,7 @@ from .._vertex_facts import (
 from ..config import VertexBackendConf
 from .base import Backend, JobOutcome, Outputs, TuningOutcome
 from .vertex_client import (
+    CANCEL_WAIT_S,
     RPC_TIMEOUT_S,
     QuotaExceeded,
     Unreachable,
@@ -56,8 +57,6 @@ log = logging.getLogger(__name__)
 # The fields a poll needs; Vertex returns whole jobs (specs and all) without a read mask.
 LIST_READ_MASK = ("name", "display_name", "state", "error", "labels")
 LIST_PAGE_SIZE = 100
-# After Ctrl-C: how long to keep trying to cancel (and to wait for creates on the wire to end).
-CANCEL_WAIT_S = 30.0
 # Creates in flight at once: with a raised quota, N creates take about N * latency / CREATE_THREADS.
 CREATE_THREADS = 32
 # Cancels sent at once: a sweep's cancellation takes about one round trip.
@@ -147,9 +146,7 @@ class VertexBackend(Backend):
             raise ConfigError(
                 f"{key}.job.image_uri", "required on the vertex backend: the container image with your code and this package"
             )
-        if conf.poll_interval_s <= 0:
-            raise ConfigError(f"{key}.poll_interval_s", "must be positive")
-        for name in ("create_rate_per_minute", "retry_initial_s", "retry_timeout_s"):
+        for name in ("poll_interval_s", "create_rate_per_minute", "retry_initial_s", "retry_timeout_s"):
             if getattr(conf, name) <= 0:
                 raise ConfigError(f"{key}.{name}", f"must be positive, got {getattr(conf, name)}")
         if conf.api_endpoint:
@@ -353,15 +350,7 @@ class VertexBackend(Backend):
 
     def _cancel_one(self, name: str, budget_s: float) -> Optional[str]:
         """Cancel one job; None when Vertex took the cancel (or the job had already ended), else why not."""
-        from google.api_core import exceptions as ex
-
-        try:
-            self.api.call(f"cancelling {name}", lambda: self.client.cancel_custom_job(name=name, timeout=RPC_TIMEOUT_S),
-                          budget_s=budget_s)
-        except VertexAPIError as e:
-            if not isinstance(e.__cause__, (ex.FailedPrecondition, ex.NotFound)):  # not already finished
-                return str(e)
-        return None
+        return self.api.cancel(name, lambda: self.client.cancel_custom_job(name=name, timeout=RPC_TIMEOUT_S), budget_s)
 
     def _cancel_report(self, reason: BaseException, status: "_CancelStatus") -> str:
         """What was cancelled and what may still run; 'Interrupted' only when an interrupt was the reason."""
@@ -417,8 +406,7 @@ class VertexBackend(Backend):
         try:
             outcome = run()
         except KeyboardInterrupt:
-            name = self.tuning.interrupted
-            self.partial_tuning = self.tuning.snapshot(name) if name else None
+            self.partial_tuning = self.tuning.interrupted
             raise
         if self.sync_outputs and outputs:
             sync_outputs(outputs, self.api.retry_timeout_s)

@@ -30,6 +30,8 @@ RPC_TIMEOUT_S = 60.0
 RETRY_MAX_DELAY_S = 60.0
 # How long the endpoint has to accept a connection before anything is staged.
 CONNECT_TIMEOUT_S = 10.0
+# After Ctrl-C: how long to keep trying to cancel (and to wait for creates on the wire to end).
+CANCEL_WAIT_S = 30.0
 
 
 class Stopped(Exception):
@@ -213,6 +215,17 @@ class VertexClient:
         self.retry_initial_s = retry_initial_s
         self.retry_timeout_s = retry_timeout_s
         self.limiter = RateLimiter(create_rate_per_minute)
+
+    def cancel(self, name: str, fn: Callable[[], Any], budget_s: float) -> Optional[str]:
+        """Cancel the job `name` through `fn()`; None when Vertex took it (or the job had already ended), else why not."""
+        from google.api_core import exceptions as ex
+
+        try:
+            self.call(f"cancelling {name}", fn, budget_s=budget_s)
+        except VertexAPIError as e:
+            if not isinstance(e.__cause__, (ex.FailedPrecondition, ex.NotFound)):  # not already finished
+                return str(e)
+        return None
 
     def call(
         self, what: str, fn: Callable[[], Any], stop: Optional[threading.Event] = None,

@@ -14,12 +14,10 @@ from .._progress import Progress
 from .._signals import shielded
 from .._vertex_facts import FAILED, PAUSED, SUCCEEDED, TERMINAL_STATES, cancel_command, console_link, short_state, where
 from .base import FailureWatch, TuningOutcome, summarize_trials
-from .vertex_client import RPC_TIMEOUT_S, Unreachable, VertexClient, error_message, proto_of, trial_rest
+from .vertex_client import CANCEL_WAIT_S, RPC_TIMEOUT_S, Unreachable, VertexClient, error_message, proto_of, trial_rest
 
 log = logging.getLogger(__name__)
 
-# After Ctrl-C: how long to wait for a create on the wire, and to keep trying to cancel.
-CANCEL_WAIT_S = 30.0
 
 
 class TuningJobs:
@@ -29,8 +27,8 @@ class TuningJobs:
         self.api = api
         self.client = api.client
         self.poll_interval_s = poll_interval_s
-        # the tuning job cancelled by the last Ctrl-C (None: none had been created)
-        self.interrupted: Optional[str] = None
+        # after Ctrl-C: the tuning job it cancelled, as it stood (None: none created, or it could not be read)
+        self.interrupted: Optional[TuningOutcome] = None
 
     def run(self, job: Dict[str, Any], on_created: Callable[[str], None]) -> TuningOutcome:
         """Create the HyperparameterTuningJob `job` (REST dict) exactly once (by its `hydra_uid`), wait for its end.
@@ -65,8 +63,7 @@ class TuningJobs:
                 else:
                     if not announced:
                         announce(found)
-                    self._cancel(found, e)
-                self.interrupted = found
+                    self._cancel_interrupted(found, e)
             raise
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
@@ -107,8 +104,7 @@ class TuningJobs:
             return self._finish(name)
         except KeyboardInterrupt as e:
             with shielded(lambda: f"cancelling {name}"):
-                self._cancel(name, e)
-                self.interrupted = name
+                self._cancel_interrupted(name, e)
             raise
 
     def snapshot(self, name: str) -> Optional[TuningOutcome]:
@@ -131,8 +127,8 @@ class TuningJobs:
             ) from e
         except FailingAlike as e:  # our rule, not Vertex's: the service would run the whole budget
             with shielded(lambda: f"cancelling {name}"):
-                self._cancel(name, e)
-            return self._outcome(name, self._get(name), f"{e}\nsee {where(name)}", FAILED)
+                after = self._cancel(name, e)
+            return self._outcome(name, after or self._get(name), f"{e}\nsee {where(name)}", FAILED)
         return self._outcome(name, final)
 
     def _outcome(self, name: str, final: Any, error: Optional[str] = None, state: Optional[str] = None) -> TuningOutcome:
@@ -152,9 +148,9 @@ class TuningJobs:
         )
         return next(iter(found), None)
 
-    def _get(self, name: str) -> Any:
+    def _get(self, name: str, budget_s: Optional[float] = None) -> Any:
         return self.api.call(f"reading {name}", lambda: self.client.get_hyperparameter_tuning_job(
-            name=name, timeout=RPC_TIMEOUT_S))
+            name=name, timeout=RPC_TIMEOUT_S), budget_s=budget_s)
 
     def _wait(self, name: str) -> Any:
         """One GET per poll (a single job); progress shows trials by state and the best value so far."""
@@ -180,24 +176,23 @@ class TuningJobs:
         finally:
             progress.close()
 
-    def _cancel(self, name: str, reason: BaseException) -> None:
-        """Cancel the tuning job and say whether Vertex confirmed it ('Interrupted' only for an interrupt)."""
-        from google.api_core import exceptions as ex
+    def _cancel_interrupted(self, name: str, reason: KeyboardInterrupt) -> None:
+        """Ctrl-C: cancel the tuning job and keep how far it got (`interrupted`)."""
+        after = self._cancel(name, reason)
+        self.interrupted = self._outcome(name, after) if after is not None else None
 
+    def _cancel(self, name: str, reason: BaseException) -> Optional[Any]:
+        """Cancel the tuning job and say whether Vertex confirmed it ('Interrupted' only for an interrupt);
+        the job as read after the cancel, None if it could not be read."""
         budget = min(self.api.retry_timeout_s, CANCEL_WAIT_S)
-        error = None
+        error = self.api.cancel(name, lambda: self.client.cancel_hyperparameter_tuning_job(
+            name=name, timeout=RPC_TIMEOUT_S), budget)
+        after = None
         try:
-            self.api.call(f"cancelling {name}", lambda: self.client.cancel_hyperparameter_tuning_job(
-                name=name, timeout=RPC_TIMEOUT_S), budget_s=budget)
-        except VertexAPIError as e:
-            if not isinstance(e.__cause__, (ex.FailedPrecondition, ex.NotFound)):  # not already finished
-                error = str(e)
-        state = "?"
-        try:
-            state = self.api.call(f"reading {name}", lambda: self.client.get_hyperparameter_tuning_job(
-                name=name, timeout=RPC_TIMEOUT_S), budget_s=min(budget, 5.0)).state.name
+            after = self._get(name, budget_s=min(budget, 5.0))
         except VertexAPIError:
             pass
+        state = after.state.name if after is not None else "?"
         if isinstance(reason, KeyboardInterrupt):
             head = "Interrupted"
         elif isinstance(reason, FailingAlike):
@@ -210,6 +205,7 @@ class TuningJobs:
             print(f"{head}: could NOT confirm the cancellation of Vertex AI tuning job {name} ({error}); it may still "
                   f"be running (and billed). Cancel it with: {cancel_command(name)}\nor re-attach: "
                   f"hydra.sweeper.resume={name}", file=sys.stderr, flush=True)
+        return after
 
 
 class FailingAlike(Exception):
