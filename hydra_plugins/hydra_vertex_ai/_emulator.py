@@ -49,6 +49,7 @@ from ._vertex_facts import (
     TERMINAL_STATES,
     accelerator_quota_metric,
     boot_disk_problem,
+    conditional_spec_problem,
     flex_start_problem,
     label_problem,
     machine_problem,
@@ -329,6 +330,12 @@ class JobServiceEmulator:
             raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "parallel_trial_count exceeds max_trial_count")
         if not job.trial_job_spec.worker_pool_specs:
             raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "trial_job_spec.worker_pool_specs is required")
+        # study.proto ConditionalParameterSpec: a parent is CATEGORICAL, DISCRETE or INTEGER, its condition is the
+        # one for its kind, and "All values must exist in" the parent's value spec
+        study = json_format.MessageToDict(job.study_spec)
+        problem = conditional_spec_problem(study.get("parameters") or [], "hyperparameter_tuning_job.study_spec.parameters")
+        if problem:
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
         _check_labels(job.labels)
         _check_job_spec(job.trial_job_spec, "hyperparameter_tuning_job.trial_job_spec")
         return self._commit(_Record("hyperparameterTuningJobs", _copy(job)), request.parent)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, AbstractSet, Any, Dict, List, Mapping, Optiona
 from hydra.core.utils import JobReturn, setup_globals
 from omegaconf import DictConfig, OmegaConf
 
-from . import _payload, _report, _search_space, _storage, _tuning_spec
+from . import _conditions, _payload, _report, _search_space, _storage, _tuning_spec
 from ._backends import factory
 from ._backends.base import Backend, TuningOutcome, final_value
 from ._errors import ConfigError, StudyFailedError
@@ -63,6 +63,8 @@ def _sweep(sweeper: "VertexVizierSweeper", arguments: List[str]) -> List[List[Jo
             "no swept parameter: a Vizier study tunes at least one, e.g. model.lr=interval(1e-4,1e-1) or "
             "hydra.sweeper.params; to run fixed overrides as a plain multirun use hydra/launcher=vertex_ai",
         )
+    if conf.resume is None:
+        space = _conditional(sweeper, space, conf)
     parameter_map = _search_space.parameter_map(space)
     if conf.resume is None:
         _check_composes(sweeper, space, parameter_map)
@@ -146,12 +148,26 @@ def _interrupted(backend: Backend, conf: VertexVizierSweeperConf, parameter_map:
     raise SystemExit(130)
 
 
+def _conditional(
+    sweeper: "VertexVizierSweeper", space: "_search_space.SearchSpace", conf: VertexVizierSweeperConf
+) -> "_search_space.SearchSpace":
+    """The conditions stated in `hydra.sweeper.conditions`, then those the swept config groups' options imply."""
+    assert sweeper.hydra_context is not None and sweeper.config is not None
+    space = _search_space.apply_conditions(space, conf.conditions, f"{CONFIG_KEY}.conditions")
+    loader, config = sweeper.hydra_context.config_loader, sweeper.config
+    stated = [_search_space.parameter_id_for(key.lstrip("+")) for key in conf.conditions]
+    return _conditions.infer(space, lambda overrides: loader.load_sweep_config(config, overrides),
+                             lambda group: bool(loader.get_group_options(group)), stated, CONFIG_KEY)
+
+
 def _check_composes(
     sweeper: "VertexVizierSweeper", space: "_search_space.SearchSpace", parameter_map: Mapping[str, Any]
 ) -> None:
     """Compose a few trials here, so a typo'd key or a missing config group fails before any trial runs."""
     assert sweeper.hydra_context is not None and sweeper.config is not None
-    for values in _sample_values(space)[:_MAX_CHECK_COMPOSITIONS]:
+    conditions = _search_space.conditions_of(space)
+    for sample in _sample_values(space)[:_MAX_CHECK_COMPOSITIONS]:
+        values = {pid: v for pid, v in sample.items() if _search_space.is_active(conditions, sample, pid)}
         overrides = list(space.fixed) + _search_space.overrides_from_values(parameter_map, values)
         try:
             sweeper.hydra_context.config_loader.load_sweep_config(sweeper.config, overrides)
@@ -194,6 +210,7 @@ def _stage(
         config=sweeper.config,
         result_uri=staging.trial_result(),
         parameters=parameter_map,
+        conditions=_search_space.conditions_of(space),
         fixed_overrides=list(space.fixed),
         metric_id=conf.metric_id,
         sweep_dir=backend.container_path(sweep_dir),

@@ -6,7 +6,7 @@ from typing import Any, Dict, Optional
 
 from . import _jobspec
 from ._errors import ConfigError
-from ._search_space import SearchSpace
+from ._search_space import SearchSpace, study_parameters
 from .config import Algorithm, EarlyStopping, Goal, MeasurementSelection, VertexVizierSweeperConf
 
 # StudySpec.MetricSpec.GoalType, StudySpec.Algorithm, StudySpec.MeasurementSelectionType and the stopping
@@ -58,7 +58,7 @@ def build_tuning_job(
     )
     study: Dict[str, Any] = {
         "metrics": [{"metricId": conf.metric_id, "goal": GOALS[conf.goal]}],
-        "parameters": [p.spec for p in space.parameters],
+        "parameters": study_parameters(space),
         "algorithm": ALGORITHMS[conf.algorithm],
         "measurementSelectionType": SELECTIONS[conf.measurement_selection],
     }

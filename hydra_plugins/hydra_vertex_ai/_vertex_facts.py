@@ -349,3 +349,94 @@ def cancel_command(name: str) -> str:
     parts = name.split("/")
     group = "custom-jobs" if parts[-2] == "customJobs" else "hp-tuning-jobs"
     return f"gcloud ai {group} cancel {parts[-1]} --region={parts[3]} --project={parts[1]}"
+
+
+# --- conditional parameters: study.proto StudySpec.ParameterSpec.ConditionalParameterSpec -----------------
+# A child is a full ParameterSpec (itself able to hold children: the message is recursive, and neither the proto
+# nor the hyperparameter tuning docs set a depth limit) under one of three `parent_value_condition`s, each for
+# one kind of parent; "All values must exist in" the parent's value spec, and DISCRETE matching uses "Epsilon
+# ... 1e-10". DOUBLE parents have no condition: a DOUBLE cannot be a parent.
+PARENT_CONDITIONS = {
+    "categoricalValueSpec": "parentCategoricalValues",
+    "discreteValueSpec": "parentDiscreteValues",
+    "integerValueSpec": "parentIntValues",
+}
+_VALUE_SPECS = ("doubleValueSpec", "integerValueSpec", "discreteValueSpec", "categoricalValueSpec")
+DISCRETE_EPSILON = 1e-10
+
+
+def value_spec_kind(spec: Mapping[str, Any]) -> Optional[str]:
+    """Which `parameter_value_spec` a REST ParameterSpec holds (`doubleValueSpec`, ...), if any."""
+    return next((kind for kind in _VALUE_SPECS if kind in spec), None)
+
+
+def all_parameter_specs(specs: Optional[List[Mapping[str, Any]]]) -> List[Mapping[str, Any]]:
+    """Every ParameterSpec of a study, children (`conditionalParameterSpecs`) after their parent, flattened."""
+    flat: List[Mapping[str, Any]] = []
+    for spec in specs or []:
+        flat.append(spec)
+        flat += all_parameter_specs([c.get("parameterSpec") or {} for c in spec.get("conditionalParameterSpecs") or []])
+    return flat
+
+
+def child_is_active(parent: Mapping[str, Any], conditional: Mapping[str, Any], value: Any) -> bool:
+    """Whether a conditional child is active when its parent took `value` (a trial's value, as the API gives it)."""
+    kind = value_spec_kind(parent)
+    condition = conditional.get(PARENT_CONDITIONS.get(kind or "", ""), {}).get("values") or []
+    return kind in PARENT_CONDITIONS and parent_value_matches(kind or "", value, condition)
+
+
+def parent_value_matches(kind: str, value: Any, values: List[Any]) -> bool:
+    """`value` is one of `values` of a parent of this kind (int64 values come as JSON strings)."""
+    if kind == "categoricalValueSpec":
+        return str(value) in [str(v) for v in values]
+    if kind == "discreteValueSpec":
+        return any(abs(float(value) - float(v)) <= DISCRETE_EPSILON for v in values)
+    return float(value) in [float(int(v)) for v in values]
+
+
+def conditional_spec_problem(specs: List[Mapping[str, Any]], where: str = "study_spec.parameters") -> Optional[str]:
+    """What Vertex would refuse in the conditional specs of `specs` (REST shape), naming the field; None if fine."""
+    for i, parent in enumerate(specs):
+        children = parent.get("conditionalParameterSpecs") or []
+        kind = value_spec_kind(parent)
+        for j, conditional in enumerate(children):
+            field = f"{where}[{i}].conditional_parameter_specs[{j}]"
+            problem = _condition_problem(parent, kind, conditional, field)
+            if problem:
+                return problem
+            child = conditional["parameterSpec"]
+            problem = conditional_spec_problem([child], f"{field}.parameter_spec")
+            if problem:
+                return problem
+    return None
+
+
+def _condition_problem(parent: Mapping[str, Any], kind: Optional[str], conditional: Mapping[str, Any],
+                       field: str) -> Optional[str]:
+    if kind not in PARENT_CONDITIONS:
+        return (f"{field}: parameter '{parent.get('parameterId')}' is not CATEGORICAL, DISCRETE or INTEGER, so it "
+                "cannot be a parent")
+    if not (conditional.get("parameterSpec") or {}).get("parameterId"):
+        return f"{field}.parameter_spec is required"
+    given = [name for name in PARENT_CONDITIONS.values() if name in conditional]
+    expected = PARENT_CONDITIONS[kind]
+    if given != [expected]:
+        return f"{field}: a parent of this kind needs exactly {expected}, got {', '.join(given) or 'none'}"
+    values = conditional[expected].get("values") or []
+    if not values:
+        return f"{field}.{expected}.values is required"
+    outside = [v for v in values if not in_value_spec(parent, kind, v)]
+    if outside:
+        return (f"{field}.{expected}: {', '.join(map(str, outside))} not among the values of parent "
+                f"'{parent.get('parameterId')}'")
+    return None
+
+
+def in_value_spec(parent: Mapping[str, Any], kind: str, value: Any) -> bool:
+    """`value` is one of the values a parameter of this kind (a value spec key) may take."""
+    spec = parent[kind]
+    if kind != "integerValueSpec":
+        return parent_value_matches(kind, value, spec.get("values") or [])
+    # proto3 JSON leaves zero bounds out and writes int64 as strings
+    return float(int(value)) == float(value) and int(spec.get("minValue", 0)) <= int(value) <= int(spec.get("maxValue", 0))

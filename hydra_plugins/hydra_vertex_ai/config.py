@@ -212,6 +212,8 @@ class VertexVizierSweeperConf(VertexBackendConf):
     early_stopping: EarlyStopping = EarlyStopping.none
     # search space as Hydra overrides, e.g. {model.lr: "tag(log, interval(1e-4, 1e-1))"}; the command line wins
     params: Dict[str, str] = field(default_factory=dict)
+    # conditional parameters composition cannot see: {swept key: "parent=value" or "parent=choice(v1,v2)"}
+    conditions: Dict[str, str] = field(default_factory=dict)
     # an existing tuning job to reattach to and collect instead of starting one: its resource name or the sweep id
     resume: Optional[str] = None
 

@@ -208,7 +208,7 @@ def _job_config(payload: Any, context: Any, trial_flags: List[str], trial_id: Op
     if trial_id is not None:
         from ._search_space import trial_overrides
 
-        overrides = list(payload.fixed_overrides) + trial_overrides(payload.parameters, trial_flags)
+        overrides = list(payload.fixed_overrides) + trial_overrides(payload.parameters, trial_flags, payload.conditions)
         config = context.hydra_context.config_loader.load_sweep_config(payload.config, overrides)
         with open_dict(config):
             # Vertex numbers trials from 1 (CLOUD_ML_TRIAL_ID); Hydra's sweepers number jobs from 0
