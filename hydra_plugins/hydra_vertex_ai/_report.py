@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ._staging import replica_log
-from ._vertex_facts import console_link, short_state, stops_early
+from ._vertex_facts import all_parameter_specs, console_link, short_state, stops_early
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,8 @@ def report_sweep(sweep_dir: Union[str, Path], results: Mapping[str, Any], outcom
             return console_link(str(outcome.name)) if on_vertex else None
 
         early = stops_early(study_spec)
-        return write_study_report(sweep_dir, results, outcome.trials, study_spec.get("parameters"),
+        specs = all_parameter_specs(study_spec.get("parameters"))  # conditional children too: absent when inactive
+        return write_study_report(sweep_dir, results, outcome.trials, specs,
                                   early_stopping=early, link_for=link_for)
     except Exception as e:
         log.warning("report.html not written: %r", e)

@@ -153,8 +153,7 @@ def with_parent(space: SearchSpace, child_id: str, parent_id: str, values: Seque
     form of the parent's spec: category texts, DISCRETE doubles, INTEGER ints). Raises ValueError saying why not."""
     by_id = {p.parameter_id: p for p in space.parameters}
     parent = by_id[parent_id]
-    if parent.kind not in (CATEGORICAL, DISCRETE, INTEGER):  # study.proto: only these have a parent_value_condition
-        raise ValueError(f"'{parent.key}' is {parent.kind}; a parent must be CATEGORICAL, DISCRETE or INTEGER")
+    _check_can_be_parent(parent)
     ancestor: Optional[str] = parent_id
     while ancestor is not None:
         if ancestor == child_id:
@@ -194,7 +193,13 @@ def apply_conditions(space: SearchSpace, conditions: Mapping[str, str], config_k
     return space
 
 
+def _check_can_be_parent(parent: Parameter) -> None:
+    if parent.kind not in (CATEGORICAL, DISCRETE, INTEGER):  # study.proto: only these have a parent_value_condition
+        raise ValueError(f"'{parent.key}' is {parent.kind}; a parent must be CATEGORICAL, DISCRETE or INTEGER")
+
+
 def _condition_values(parser: OverridesParser, parent: Parameter, override: Override, text: str) -> List[Any]:
+    _check_can_be_parent(parent)
     value = override.value()
     if isinstance(value, Sweep) and not isinstance(value, ChoiceSweep):
         raise ValueError("list the parent's values: parent=value or parent=choice(v1,v2)")

@@ -218,4 +218,4 @@ class VertexVizierSweeperConf(VertexBackendConf):
     resume: Optional[str] = None
 
 
-store_lazily("hydra/sweeper", "vertex_vizier", VertexVizierSweeperConf, open_dicts=["job.env"])
+store_lazily("hydra/sweeper", "vertex_vizier", VertexVizierSweeperConf, open_dicts=["job.env", "conditions"])

@@ -1,0 +1,197 @@
+"""Conditional search spaces: keys of some options of a swept config group become Vizier conditional parameters.
+
+The app (tests/apps/conditional) has two optimizers with different keys: adam has optimizer.beta1, sgd has
+optimizer.momentum; both have optimizer.lr. Sweeps run for real, on the local backend and through the emulator.
+"""
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Dict, List
+
+import pytest
+from conftest import EMULATOR_ADDRESS, VERTEX_OVERRIDES, tuning_job_spec
+from google.api_core import exceptions as ex
+from google.cloud.aiplatform_v1.types import StudySpec
+from google.protobuf import json_format
+from omegaconf import OmegaConf
+
+from hydra_plugins.hydra_vertex_ai._backends.local_study import _suggest_active, require_optuna
+from hydra_plugins.hydra_vertex_ai._search_space import TrialValueError, trial_overrides
+
+APP = Path(__file__).parent / "apps" / "conditional" / "app.py"
+SWEEP = ["optimizer=choice(adam,sgd)", "optimizer.beta1=choice(0.8,0.9)", "optimizer.momentum=choice(0.0,0.5)"]
+# lr is in both options, so composition cannot tell it matters for sgd only: stated.
+LR_FOR_SGD = ["optimizer.lr=choice(0.01,0.1)", 'hydra.sweeper.conditions={optimizer.lr:"optimizer=sgd"}']
+KEYS = {"adam": {"name", "lr", "beta1"}, "sgd": {"name", "lr", "momentum"}}
+
+
+def sweep(tmp_path: Path, *overrides: str, check: bool = True) -> "subprocess.CompletedProcess[str]":
+    cmd = [sys.executable, str(APP), "-m", "hydra/sweeper=vertex_vizier", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+           "hydra.sweeper.parallel_trial_count=2", "hydra.sweeper.max_trial_count=20", *overrides]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    if check:
+        assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    return proc
+
+
+def dry_run_parameters(tmp_path: Path, *overrides: str) -> List[Dict[str, Any]]:
+    out = sweep(tmp_path, "hydra.sweeper.dry_run=true", *overrides).stdout
+    parameters: List[Dict[str, Any]] = json.loads(out[out.index("{"):out.rindex("}") + 1])["studySpec"]["parameters"]
+    return parameters
+
+
+def discrete(pid: str, *values: float) -> Dict[str, Any]:
+    return {"parameterId": pid, "discreteValueSpec": {"values": list(values)}, "scaleType": "UNIT_LINEAR_SCALE"}
+
+
+def child(spec: Dict[str, Any], *options: str) -> Dict[str, Any]:
+    return {"parentCategoricalValues": {"values": list(options)}, "parameterSpec": spec}
+
+
+def test_the_spec_inferred_from_the_config_group_is_vizier_conditional_parameters(tmp_path: Path) -> None:
+    parameters = dry_run_parameters(tmp_path, *SWEEP, "optimizer.lr=tag(log,interval(0.001,0.1))")
+    assert parameters == [
+        {"parameterId": "optimizer", "categoricalValueSpec": {"values": ["adam", "sgd"]},
+         "conditionalParameterSpecs": [child(discrete("optimizer.beta1", 0.8, 0.9), "adam"),
+                                       child(discrete("optimizer.momentum", 0.0, 0.5), "sgd")]},
+        # in every option: a plain parameter
+        {"parameterId": "optimizer.lr", "doubleValueSpec": {"minValue": 0.001, "maxValue": 0.1},
+         "scaleType": "UNIT_LOG_SCALE"},
+    ]  # fmt: skip
+    json_format.ParseDict({"parameters": parameters}, StudySpec.pb(StudySpec()))  # the API's own shape
+    assert not (tmp_path / "sweep" / ".vertex_ai").exists()  # a dry run stages nothing
+
+
+def test_an_explicit_condition_nests_a_key_every_option_has(tmp_path: Path) -> None:
+    parameters = dry_run_parameters(tmp_path, *SWEEP, *LR_FOR_SGD)
+    assert [c["parameterSpec"]["parameterId"] for c in parameters[0]["conditionalParameterSpecs"]] == [
+        "optimizer.beta1", "optimizer.momentum", "optimizer.lr"]
+    assert parameters[0]["conditionalParameterSpecs"][2] == child(discrete("optimizer.lr", 0.01, 0.1), "sgd")
+    assert len(parameters) == 1  # lr is no longer a top-level parameter
+
+
+def check_trials(sweep_dir: Path) -> None:
+    """Every trial composed only its option's keys, with the swept values of its active parameters and the option's
+    own lr where lr was inactive; and the grid covered every child value under its parent's option."""
+    results = OmegaConf.to_container(OmegaConf.load(sweep_dir / "optimization_results.yaml"))
+    assert isinstance(results, dict) and results["state"] == "SUCCEEDED"
+    seen = set()
+    for trial in results["trials"]:
+        assert trial["state"] == "SUCCEEDED", trial
+        params = dict(p.split("=", 1) for p in trial["params"])  # inactive parameters are absent, not a value
+        option = params["optimizer"]
+        assert set(params) == ({"optimizer", "optimizer.beta1"} if option == "adam" else
+                               {"optimizer", "optimizer.momentum", "optimizer.lr"})
+        composed = OmegaConf.load(sweep_dir / str(int(trial["id"]) - 1) / ".hydra" / "config.yaml").optimizer
+        assert set(composed) == KEYS[option]
+        for key, value in params.items():
+            if key != "optimizer":
+                assert composed[key.split(".")[1]] == float(value)
+        if option == "adam":
+            assert composed.lr == 0.001  # no override: the option's own default stands
+        seen.add(tuple(sorted(params.items())))
+    assert len(results["trials"]) == 6  # 2 for adam + 2 x 2 for sgd: the grid of the conditional tree, not 2^4
+    assert len(seen) == 6
+    assert (sweep_dir / "report.html").exists()
+
+
+def test_a_conditional_grid_sweep_on_the_local_backend(tmp_path: Path) -> None:
+    sweep(tmp_path, "hydra.sweeper.algorithm=grid", *SWEEP, *LR_FOR_SGD)
+    check_trials(tmp_path / "sweep")
+
+
+def test_a_conditional_grid_sweep_through_the_emulator(vertex_emulator: Any, tmp_path: Path) -> None:
+    sweeper = [o.replace("hydra.launcher.", "hydra.sweeper.") for o in VERTEX_OVERRIDES]
+    before = len(vertex_emulator.jobs("hyperparameterTuningJobs"))
+    sweep(tmp_path, *sweeper, "hydra.sweeper.algorithm=grid", *SWEEP, *LR_FOR_SGD)
+    check_trials(tmp_path / "sweep")
+    created = vertex_emulator.jobs("hyperparameterTuningJobs")[before:]
+    assert len(created) == 1
+    children = created[0]["studySpec"]["parameters"][0]["conditionalParameterSpecs"]
+    assert [c["parameterSpec"]["parameterId"] for c in children] == [
+        "optimizer.beta1", "optimizer.momentum", "optimizer.lr"]
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (['hydra.sweeper.conditions={optimizer.gamma:"optimizer=sgd"}'],
+     "hydra.sweeper.conditions.optimizer.gamma: 'optimizer.gamma' is not a swept parameter"),
+    (["optimizer.lr=choice(0.01,0.1)", 'hydra.sweeper.conditions={optimizer.lr:"optimizer=rmsprop"}'],
+     "hydra.sweeper.conditions.optimizer.lr: rmsprop not among the values of 'optimizer'"),
+    (["optimizer.lr=interval(0.01,0.1)", 'hydra.sweeper.conditions={optimizer.momentum:"optimizer.lr=0.05"}'],
+     "hydra.sweeper.conditions.optimizer.momentum: 'optimizer.lr' is DOUBLE; a parent must be CATEGORICAL"),
+    (["optimizer.gamma=interval(0,1)"], "hydra.sweeper.params: 'optimizer.gamma' is in no option of 'optimizer'"),
+])  # fmt: skip
+def test_bad_conditions_are_refused_before_anything_is_staged(tmp_path: Path, overrides: List[str],
+                                                               message: str) -> None:
+    proc = sweep(tmp_path, *SWEEP, *overrides, check=False)
+    assert proc.returncode != 0
+    assert message in proc.stderr.splitlines()[0] and "Traceback" not in proc.stderr, proc.stderr  # one line
+    assert not (tmp_path / "sweep" / ".vertex_ai").exists()
+
+
+def test_the_emulator_refuses_conditional_specs_vertex_refuses(vertex_emulator: Any) -> None:
+    from google.cloud.aiplatform_v1 import HyperparameterTuningJob
+
+    from hydra_plugins.hydra_vertex_ai._backends.vertex import make_client
+
+    client = make_client("us-central1", EMULATOR_ADDRESS)
+    y = {"parameterId": "y", "discreteValueSpec": {"values": [1, 2]}}
+    refused = {
+        "a DOUBLE parent": {"parameterId": "x", "doubleValueSpec": {"minValue": 0, "maxValue": 1},
+                            "conditionalParameterSpecs": [{"parentDiscreteValues": {"values": [0.5]}, "parameterSpec": y}]},
+        "a value outside the parent's": {"parameterId": "x", "discreteValueSpec": {"values": [1, 2, 3]},
+                                         "conditionalParameterSpecs": [{"parentDiscreteValues": {"values": [4]},
+                                                                        "parameterSpec": y}]},
+        "another kind's condition": {"parameterId": "x", "integerValueSpec": {"minValue": 1, "maxValue": 3},
+                                     "conditionalParameterSpecs": [{"parentCategoricalValues": {"values": ["1"]},
+                                                                    "parameterSpec": y}]},
+        "an int outside the parent's bounds": {"parameterId": "x", "integerValueSpec": {"minValue": 1, "maxValue": 3},
+                                               "conditionalParameterSpecs": [{"parentIntValues": {"values": [7]},
+                                                                              "parameterSpec": y}]},
+    }  # fmt: skip
+    for what, parameter in refused.items():
+        job = tuning_job_spec(f"conditional-{what.replace(' ', '-')}")
+        job["studySpec"]["parameters"] = [parameter]
+        pb = HyperparameterTuningJob.pb(HyperparameterTuningJob())
+        json_format.ParseDict(job, pb)
+        with pytest.raises(ex.InvalidArgument, match="conditional_parameter_specs"):
+            client.create_hyperparameter_tuning_job(parent="projects/p/locations/us-central1",
+                                                    hyperparameter_tuning_job=HyperparameterTuningJob.wrap(pb))
+
+
+def test_the_study_engine_samples_a_child_only_when_its_parent_activates_it() -> None:
+    optuna = require_optuna()
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    specs = [{"parameterId": "n", "integerValueSpec": {"minValue": "0", "maxValue": "2"},  # int64 as JSON strings
+              "conditionalParameterSpecs": [
+                  {"parentIntValues": {"values": ["1", "2"]}, "parameterSpec": {
+                      "parameterId": "k", "categoricalValueSpec": {"values": ["a", "b"]},
+                      "conditionalParameterSpecs": [{"parentCategoricalValues": {"values": ["b"]},
+                                                     "parameterSpec": {"parameterId": "w", "doubleValueSpec": {
+                                                         "minValue": 0, "maxValue": 1}}}]}}]}]  # fmt: skip
+    seen = set()
+    for _ in range(40):
+        trial = study.ask()
+        suggested = {pid: value for pid, value, _ in _suggest_active(trial, specs)}
+        expected = {"n"} | ({"k"} if suggested["n"] in (1, 2) else set())
+        expected |= {"w"} if suggested.get("k") == "b" else set()
+        assert set(suggested) == expected
+        seen.add(frozenset(suggested))
+        study.tell(trial, 0.0)
+    assert seen == {frozenset({"n"}), frozenset({"n", "k"}), frozenset({"n", "k", "w"})}  # two levels deep
+
+
+def test_trial_flags_of_a_conditional_study() -> None:
+    parameters = {"optimizer": ("optimizer", "CATEGORICAL"), "optimizer.beta1": ("optimizer.beta1", "DOUBLE"),
+                  "optimizer.momentum": ("optimizer.momentum", "DOUBLE")}
+    conditions = {"optimizer.beta1": ("optimizer", "categoricalValueSpec", ["adam"]),
+                  "optimizer.momentum": ("optimizer", "categoricalValueSpec", ["sgd"])}
+    flags = ["--optimizer=sgd", "--optimizer.momentum=0.5"]
+    assert trial_overrides(parameters, flags, conditions) == ["optimizer=sgd", "optimizer.momentum=0.5"]
+    with pytest.raises(TrialValueError, match="no value for optimizer.beta1"):  # active, so required
+        trial_overrides(parameters, ["--optimizer=adam", "--optimizer.momentum=0.5"], conditions)
+    with pytest.raises(TrialValueError, match="optimizer.beta1 given, but inactive"):
+        trial_overrides(parameters, [*flags, "--optimizer.beta1=0.9"], conditions)
+    with pytest.raises(TrialValueError, match="no value for optimizer.beta1, optimizer.momentum"):
+        trial_overrides(parameters, ["--optimizer=sgd"])  # without the study's conditions every flag is required
