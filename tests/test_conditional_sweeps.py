@@ -195,3 +195,41 @@ def test_trial_flags_of_a_conditional_study() -> None:
         trial_overrides(parameters, [*flags, "--optimizer.beta1=0.9"], conditions)
     with pytest.raises(TrialValueError, match="no value for optimizer.beta1, optimizer.momentum"):
         trial_overrides(parameters, ["--optimizer=sgd"])  # without the study's conditions every flag is required
+
+
+NESTED = {
+    "config.yaml": "defaults:\n  - model: vit\n  - _self_\n",
+    "model/vit.yaml": "name: vit\nheads: 4\n",
+    "model/cnn.yaml": "defaults:\n  - backbone: r18\n  - _self_\nname: cnn\nwidth: 32\n",
+    "model/backbone/r18.yaml": "name: r18\n",
+    "model/backbone/r50.yaml": "name: r50\nbottleneck: 4\n",
+}
+
+
+def test_a_group_nested_in_an_option_nests_its_children_under_it(tmp_path: Path) -> None:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from hydra_plugins.hydra_vertex_ai import _conditions
+    from hydra_plugins.hydra_vertex_ai._search_space import parse_search_space, study_parameters
+
+    for name, text in NESTED.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    space = parse_search_space(["model=choice(vit,cnn)", "model/backbone=choice(r18,r50)", "model.heads=choice(4,8)",
+                                "model.width=choice(32,64)", "model.backbone.bottleneck=choice(2,4)"])
+    with initialize_config_dir(config_dir=str(tmp_path), version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        inferred = _conditions.infer(
+            space, lambda overrides: compose("config", overrides, return_hydra_config=True),
+            lambda group: bool(loader.get_group_options(group)), [], "hydra.sweeper")
+    # model/backbone only composes inside model=cnn (the default is vit): it is composed there
+    assert study_parameters(inferred) == [
+        {"parameterId": "model", "categoricalValueSpec": {"values": ["vit", "cnn"]}, "conditionalParameterSpecs": [
+            child({"parameterId": "model/backbone", "categoricalValueSpec": {"values": ["r18", "r50"]},
+                   "conditionalParameterSpecs": [child(discrete("model.backbone.bottleneck", 2.0, 4.0), "r50")]},
+                  "cnn"),
+            child(discrete("model.heads", 4.0, 8.0), "vit"),
+            child(discrete("model.width", 32.0, 64.0), "cnn"),
+        ]},
+    ]  # fmt: skip

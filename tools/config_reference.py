@@ -38,7 +38,8 @@ VERTEX = {
     "max_trial_count": "`maxTrialCount`", "parallel_trial_count": "`parallelTrialCount`",
     "max_failed_trial_count": "`maxFailedTrialCount`", "measurement_selection": "`studySpec.measurementSelectionType`",
     "early_stopping": "`studySpec.medianAutomatedStoppingSpec` / `decayCurveStoppingSpec`",
-    "params": "`studySpec.parameters`", "conditions": "`parameters[].conditionalParameterSpecs`", "resume": "an existing `hyperparameterTuningJobs/{id}`",
+    "params": "`studySpec.parameters`",
+    "conditions": "`parameters[].conditionalParameterSpecs`", "resume": "an existing `hyperparameterTuningJobs/{id}`",
 }
 
 
