@@ -17,6 +17,7 @@ from google.protobuf import json_format
 from omegaconf import OmegaConf
 
 from hydra_plugins.hydra_vertex_ai._backends.local_study import _suggest_active, require_optuna
+from hydra_plugins.hydra_vertex_ai._errors import ConfigError
 from hydra_plugins.hydra_vertex_ai._search_space import TrialValueError, trial_overrides
 
 APP = Path(__file__).parent / "apps" / "conditional" / "app.py"
@@ -206,25 +207,31 @@ NESTED = {
 }
 
 
-def test_a_group_nested_in_an_option_nests_its_children_under_it(tmp_path: Path) -> None:
+def infer_in(conf_dir: Path, files: Dict[str, str], sweep: List[str]) -> List[Dict[str, Any]]:
+    """The study parameters the sweeper infers for `sweep` over a config dir holding `files`, composed by Hydra."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
     from hydra_plugins.hydra_vertex_ai import _conditions
     from hydra_plugins.hydra_vertex_ai._search_space import parse_search_space, study_parameters
 
-    for name, text in NESTED.items():
-        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / name).write_text(text)
-    space = parse_search_space(["model=choice(vit,cnn)", "model/backbone=choice(r18,r50)", "model.heads=choice(4,8)",
-                                "model.width=choice(32,64)", "model.backbone.bottleneck=choice(2,4)"])
-    with initialize_config_dir(config_dir=str(tmp_path), version_base="1.3"):
+    for name, text in files.items():
+        (conf_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        (conf_dir / name).write_text(text)
+    with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
         loader = GlobalHydra.instance().config_loader()
         inferred = _conditions.infer(
-            space, lambda overrides: compose("config", overrides, return_hydra_config=True),
+            parse_search_space(sweep), lambda overrides: compose("config", overrides, return_hydra_config=True),
             lambda group: bool(loader.get_group_options(group)), [], "hydra.sweeper")
+    return study_parameters(inferred)
+
+
+def test_a_group_nested_in_an_option_nests_its_children_under_it(tmp_path: Path) -> None:
+    parameters = infer_in(tmp_path, NESTED, ["model=choice(vit,cnn)", "model/backbone=choice(r18,r50)",
+                                             "model.heads=choice(4,8)", "model.width=choice(32,64)",
+                                             "model.backbone.bottleneck=choice(2,4)"])
     # model/backbone only composes inside model=cnn (the default is vit): it is composed there
-    assert study_parameters(inferred) == [
+    assert parameters == [
         {"parameterId": "model", "categoricalValueSpec": {"values": ["vit", "cnn"]}, "conditionalParameterSpecs": [
             child({"parameterId": "model/backbone", "categoricalValueSpec": {"values": ["r18", "r50"]},
                    "conditionalParameterSpecs": [child(discrete("model.backbone.bottleneck", 2.0, 4.0), "r50")]},
@@ -233,3 +240,24 @@ def test_a_group_nested_in_an_option_nests_its_children_under_it(tmp_path: Path)
             child(discrete("model.width", 32.0, 64.0), "cnn"),
         ]},
     ]  # fmt: skip
+
+
+def test_stated_conditions_on_discrete_and_integer_parents_use_their_value_lists() -> None:
+    # (Hydra composes a config group option only from a string, so an inferred parent is CATEGORICAL.)
+    from hydra_plugins.hydra_vertex_ai._search_space import apply_conditions, parse_search_space, study_parameters
+
+    space = parse_search_space(["batch=choice(32,64,128)", "accum=choice(1,2)", "depth=int(interval(1,4))",
+                                "skip=choice(true,false)"])
+    stated = apply_conditions(space, {"accum": "batch=choice(32,64)", "skip": "depth=choice(3,4)"}, "conditions")
+    assert [p["conditionalParameterSpecs"] for p in study_parameters(stated)] == [
+        [{"parentDiscreteValues": {"values": [32.0, 64.0]}, "parameterSpec": discrete("accum", 1.0, 2.0)}],
+        [{"parentIntValues": {"values": [3, 4]},
+          "parameterSpec": {"parameterId": "skip", "categoricalValueSpec": {"values": ["true", "false"]}}}],
+    ]  # fmt: skip
+    for conditions, message in [({"accum": "batch=48"}, "48.0 not among the values of 'batch'"),
+                                ({"skip": "depth=5"}, "5 not among the values of 'depth'"),
+                                ({"skip": "depth=2.5"}, "not all integers"),
+                                ({"accum": "batch=accum"}, "takes numbers"),
+                                ({"accum": "accum=1"}, "cannot depend on itself")]:
+        with pytest.raises(ConfigError, match=message):
+            apply_conditions(space, conditions, "conditions")

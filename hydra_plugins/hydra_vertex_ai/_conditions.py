@@ -15,11 +15,11 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from . import _search_space
 from ._errors import ConfigError
-from ._search_space import CATEGORICAL, DISCRETE, INTEGER, Parameter, SearchSpace
+from ._search_space import CATEGORICAL, Parameter, SearchSpace
 
 log = logging.getLogger(__name__)
 
-# A group parameter with more values than this is not composed option by option (state its conditions instead).
+# A swept group with more options than this is not composed option by option (state its conditions instead).
 MAX_GROUP_OPTIONS = 64
 
 Compose = Callable[[List[str]], DictConfig]
@@ -63,20 +63,14 @@ def infer(
 
 
 def _is_group_parameter(parameter: Parameter, is_group: Callable[[str], bool]) -> bool:
-    if parameter.kind not in (CATEGORICAL, DISCRETE, INTEGER) or "@" in parameter.key:
-        return False
-    return is_group(parameter.key.lstrip("+"))
+    # Hydra composes a group option only from a string, so a swept group is CATEGORICAL (numbers: state conditions)
+    return parameter.kind == CATEGORICAL and "@" not in parameter.key and is_group(parameter.key.lstrip("+"))
 
 
 def _group_values(parameter: Parameter) -> List[Any]:
-    """The values of a group parameter, as in its spec (the forms `parentXValues` take); [] when too many."""
-    spec = parameter.spec
-    if "integerValueSpec" in spec:
-        low, high = int(spec["integerValueSpec"]["minValue"]), int(spec["integerValueSpec"]["maxValue"])
-        values: List[Any] = list(range(low, high + 1)) if high - low < MAX_GROUP_OPTIONS else []
-    else:
-        values = list((spec.get("discreteValueSpec") or spec["categoricalValueSpec"])["values"])
-    if not values or len(values) > MAX_GROUP_OPTIONS:
+    """The options of a swept group (its categorical values); [] when too many to compose one by one."""
+    values = list(parameter.spec["categoricalValueSpec"]["values"])
+    if len(values) > MAX_GROUP_OPTIONS:
         log.warning("'%s' has more than %d options: its conditional keys are not inferred; state them in "
                     "hydra.sweeper.conditions", parameter.key, MAX_GROUP_OPTIONS)
         return []
