@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 import pytest
-from conftest import EMULATOR_ADDRESS, VERTEX_OVERRIDES, tuning_job_spec
+from conftest import EMULATOR_ADDRESS, STAGING, VERTEX_OVERRIDES, tuning_job_spec
 from google.api_core import exceptions as ex
 from google.cloud.aiplatform_v1.types import StudySpec
 from google.protobuf import json_format
@@ -112,6 +112,15 @@ def test_a_conditional_grid_sweep_through_the_emulator(vertex_emulator: Any, tmp
     children = created[0]["studySpec"]["parameters"][0]["conditionalParameterSpecs"]
     assert [c["parameterSpec"]["parameterId"] for c in children] == [
         "optimizer.beta1", "optimizer.momentum", "optimizer.lr"]
+    # `status` lists each trial's active parameters only
+    status = subprocess.run([sys.executable, "-m", "hydra_plugins.hydra_vertex_ai._cli", "status",
+                             created[0]["displayName"], "--staging", STAGING], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=120)
+    rows = [line for line in status.stdout.splitlines() if "optimizer=" in line]
+    assert len(rows) == 6, status.stdout + status.stderr
+    for row in rows:
+        absent = ("optimizer.momentum", "optimizer.lr") if "optimizer=adam" in row else ("optimizer.beta1",)
+        assert not any(key in row for key in absent), row
 
 
 @pytest.mark.parametrize("overrides, message", [
