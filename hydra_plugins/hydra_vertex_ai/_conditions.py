@@ -64,7 +64,12 @@ def infer(
 
 def _is_group_parameter(parameter: Parameter, is_group: Callable[[str], bool]) -> bool:
     # Hydra composes a group option only from a string, so a swept group is CATEGORICAL (numbers: state conditions)
-    return parameter.kind == CATEGORICAL and "@" not in parameter.key and is_group(parameter.key.lstrip("+"))
+    if parameter.kind != CATEGORICAL or "@" in parameter.key:
+        return False
+    try:
+        return is_group(parameter.key.lstrip("+"))
+    except Exception:  # a key the config repository cannot look up is no group of it
+        return False
 
 
 def _group_values(parameter: Parameter) -> List[Any]:
