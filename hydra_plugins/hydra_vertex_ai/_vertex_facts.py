@@ -355,7 +355,9 @@ def cancel_command(name: str) -> str:
 # A child is a full ParameterSpec (itself able to hold children: the message is recursive, and neither the proto
 # nor the hyperparameter tuning docs set a depth limit) under one of three `parent_value_condition`s, each for
 # one kind of parent; "All values must exist in" the parent's value spec, and DISCRETE matching uses "Epsilon
-# ... 1e-10". DOUBLE parents have no condition: a DOUBLE cannot be a parent.
+# ... 1e-10". DOUBLE parents have no condition: a DOUBLE cannot be a parent. Two children of one parent with the same
+# id "must have disjoint parent_value_condition"; we emit one child per id, listing every activating value.
+# REST: https://cloud.google.com/vertex-ai/docs/reference/rest/v1/StudySpec#ConditionalParameterSpec
 PARENT_CONDITIONS = {
     "categoricalValueSpec": "parentCategoricalValues",
     "discreteValueSpec": "parentDiscreteValues",
