@@ -270,3 +270,32 @@ def test_stated_conditions_on_discrete_and_integer_parents_use_their_value_lists
                                 ({"accum": "accum=1"}, "cannot depend on itself")]:
         with pytest.raises(ConfigError, match=message):
             apply_conditions(space, conditions, "conditions")
+
+
+def test_the_report_shows_an_inactive_child_as_absent(tmp_path: Path) -> None:
+    pytest.importorskip("plotly")
+    import re
+
+    from hydra_plugins.hydra_vertex_ai import _report
+    from hydra_plugins.hydra_vertex_ai._vertex_facts import all_parameter_specs
+
+    def trial(number: str, value: float, *params: str) -> Dict[str, Any]:
+        return {"id": number, "state": "SUCCEEDED", "params": list(params), "value": value, "infeasible_reason": None}
+
+    results = {"name": "vertex_vizier", "tuning_job": "t", "state": "SUCCEEDED", "metric_id": "loss", "goal": "minimize",
+               "best_trial": "1", "best_value": 0.5, "best_params": [], "fixed_params": [],
+               "trials": [trial("1", 0.5, "optimizer=adam", "optimizer.amsgrad=true"), trial("2", 1.0, "optimizer=sgd"),
+                          trial("3", 0.7, "optimizer=adam", "optimizer.amsgrad=false")]}  # fmt: skip
+    rest = [{"id": t["id"], "parameters": [{"parameterId": p.split("=")[0], "value": p.split("=")[1]} for p in t["params"]]}
+            for t in results["trials"]]
+    specs = [{"parameterId": "optimizer", "categoricalValueSpec": {"values": ["adam", "sgd"]},
+              "conditionalParameterSpecs": [child({"parameterId": "optimizer.amsgrad",
+                                                   "categoricalValueSpec": {"values": ["true", "false"]}}, "adam")]}]
+    path = _report.write_study_report(tmp_path, results, rest, all_parameter_specs(specs))
+    assert path is not None
+    parallel = re.search(r'data-figure="parallel"[^>]*>(.*?)</script>', path.read_text(), re.S)
+    assert parallel is not None
+    dims = {d["label"]: d for d in json.loads(parallel.group(1))["data"][0]["dimensions"]}
+    # trial 2 (sgd) has no amsgrad: no value on that axis, and no "None" category
+    assert dims["optimizer.amsgrad"]["ticktext"] == ["true", "false"]
+    assert dims["optimizer.amsgrad"]["values"] == [0, None, 1]

@@ -451,15 +451,15 @@ def _parcoords_figure(study: Study, names: List[str], scored: List[ReportRow],
                       specs: Mapping[str, Mapping[str, Any]]) -> Any:
     import plotly.graph_objects as go
 
-    dims = []
+    dims: List[Dict[str, Any]] = []
     for name in names:
         spec = specs.get(name)
         values = [r.params.get(name) for r in scored]
         if _is_categorical(name, scored, spec):
             cats = [str(v) for v in (spec or {}).get("categoricalValueSpec", {}).get("values", [])]
-            cats += sorted({str(v) for v in values} - set(cats))
+            cats += sorted({str(v) for v in values if v is not None} - set(cats))  # None: an inactive child
             index = {c: i for i, c in enumerate(cats)}
-            dims.append({"label": name, "values": [index[str(v)] for v in values],
+            dims.append({"label": name, "values": [None if v is None else index[str(v)] for v in values],
                          "tickvals": list(range(len(cats))), "ticktext": cats})
         elif _is_log(spec) and all(isinstance(v, (int, float)) and v > 0 for v in values):
             logs = [math.log10(float(v)) for v in values if v is not None]
