@@ -299,3 +299,24 @@ def test_the_report_shows_an_inactive_child_as_absent(tmp_path: Path) -> None:
     # trial 2 (sgd) has no amsgrad: no value on that axis, and no "None" category
     assert dims["optimizer.amsgrad"]["ticktext"] == ["true", "false"]
     assert dims["optimizer.amsgrad"]["values"] == [0, None, 1]
+
+
+def test_a_key_two_unrelated_groups_decide_must_be_stated(tmp_path: Path) -> None:
+    # groups a and b (global packages) each write `shared.k` in one of their options: which one decides is unknowable
+    files = {"config.yaml": "defaults:\n  - a: a2\n  - b: b2\n  - _self_\n",
+             "a/a1.yaml": "# @package _global_\nshared:\n  k: 1\n", "a/a2.yaml": "# @package _global_\n{}\n",
+             "b/b1.yaml": "# @package _global_\nshared:\n  k: 2\n", "b/b2.yaml": "# @package _global_\n{}\n"}
+    with pytest.raises(ConfigError, match="'shared.k' depends on both 'a' and 'b'; state which one"):
+        infer_in(tmp_path, files, ["a=choice(a1,a2)", "b=choice(b1,b2)", "shared.k=choice(1,2)"])
+
+
+def test_stating_the_parent_of_a_key_whose_parent_is_not_swept_is_refused() -> None:
+    from hydra_plugins.hydra_vertex_ai._search_space import apply_conditions, parse_search_space
+
+    space = parse_search_space(["model=choice(cnn,vit)", "model.dropout=interval(0,0.5)"])
+    with pytest.raises(ConfigError, match=r"hydra.sweeper.conditions.model.dropout: the parent 'data' is not a swept"):
+        apply_conditions(space, {"model.dropout": "data=big"}, "hydra.sweeper.conditions")
+    with pytest.raises(ConfigError, match=r"hydra.sweeper.conditions.model.dropout: list the parent's values"):
+        apply_conditions(space, {"model.dropout": "model=glob(*)"}, "hydra.sweeper.conditions")
+    with pytest.raises(ConfigError, match=r"list the parent.s values"):
+        apply_conditions(space, {"model.dropout": "model=interval(0,1)"}, "hydra.sweeper.conditions")

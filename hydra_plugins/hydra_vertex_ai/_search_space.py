@@ -200,9 +200,9 @@ def _check_can_be_parent(parent: Parameter) -> None:
 
 def _condition_values(parser: OverridesParser, parent: Parameter, override: Override, text: str) -> List[Any]:
     _check_can_be_parent(parent)
-    value = override.value()
-    if isinstance(value, Sweep) and not isinstance(value, ChoiceSweep):
+    if override.value_type not in (ValueType.ELEMENT, ValueType.CHOICE_SWEEP, ValueType.SIMPLE_CHOICE_SWEEP):
         raise ValueError("list the parent's values: parent=value or parent=choice(v1,v2)")
+    value = override.value()
     elements: List[Any] = list(value.list) if isinstance(value, ChoiceSweep) else [value]
     if parent.kind == CATEGORICAL:
         return [_render_exact(parser, e, text) for e in elements]
