@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import pytest
 from conftest import EMULATOR_ADDRESS, STAGING, VERTEX_OVERRIDES, tuning_job_spec
@@ -216,22 +216,25 @@ NESTED = {
 }
 
 
-def infer_in(conf_dir: Path, files: Dict[str, str], sweep: List[str]) -> List[Dict[str, Any]]:
-    """The study parameters the sweeper infers for `sweep` over a config dir holding `files`, composed by Hydra."""
+def infer_in(conf_dir: Path, files: Dict[str, str], sweep: List[str],
+             conditions: Optional[Dict[str, str]] = None) -> List[Dict[str, Any]]:
+    """The study parameters the sweeper infers for `sweep` (and stated `conditions`) over a config dir holding
+    `files`, composed by Hydra."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
     from hydra_plugins.hydra_vertex_ai import _conditions
-    from hydra_plugins.hydra_vertex_ai._search_space import parse_search_space, study_parameters
+    from hydra_plugins.hydra_vertex_ai._search_space import apply_conditions, parse_search_space, study_parameters
 
+    space = apply_conditions(parse_search_space(sweep), conditions or {}, "hydra.sweeper.conditions")
     for name, text in files.items():
         (conf_dir / name).parent.mkdir(parents=True, exist_ok=True)
         (conf_dir / name).write_text(text)
     with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
         loader = GlobalHydra.instance().config_loader()
         inferred = _conditions.infer(
-            parse_search_space(sweep), lambda overrides: compose("config", overrides, return_hydra_config=True),
-            lambda group: bool(loader.get_group_options(group)), [], "hydra.sweeper")
+            space, lambda overrides: compose("config", overrides, return_hydra_config=True),
+            lambda group: bool(loader.get_group_options(group)), list(conditions or {}), "hydra.sweeper")
     return study_parameters(inferred)
 
 
@@ -320,3 +323,12 @@ def test_stating_the_parent_of_a_key_whose_parent_is_not_swept_is_refused() -> N
         apply_conditions(space, {"model.dropout": "model=glob(*)"}, "hydra.sweeper.conditions")
     with pytest.raises(ConfigError, match=r"list the parent.s values"):
         apply_conditions(space, {"model.dropout": "model=interval(0,1)"}, "hydra.sweeper.conditions")
+
+
+def test_a_stated_condition_against_the_config_groups_is_refused(tmp_path: Path) -> None:
+    files = {"config.yaml": "defaults:\n  - optimizer: adam\n  - _self_\n",
+             "optimizer/adam.yaml": "beta1: 0.9\n", "optimizer/sgd.yaml": "momentum: 0.0\n"}
+    with pytest.raises(ConfigError, match="'optimizer.momentum' depends on 'optimizer' through its config groups, "
+                                          "but: 'optimizer.momentum' cannot depend on itself"):
+        infer_in(tmp_path, files, ["optimizer=choice(adam,sgd)", "optimizer.momentum=choice(0.0,0.5)"],
+                 {"optimizer": "optimizer.momentum=0.5"})

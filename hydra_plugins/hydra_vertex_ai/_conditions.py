@@ -58,7 +58,11 @@ def infer(
             parent_id, values = found
             log.info("'%s' is a conditional parameter: active when %s is %s", parameter.key, by_id[parent_id].key,
                      ", ".join(map(str, values)))
-            space = _search_space.with_parent(space, parameter.parameter_id, parent_id, values)
+            try:
+                space = _search_space.with_parent(space, parameter.parameter_id, parent_id, values)
+            except ValueError as e:  # a stated condition runs the other way
+                raise ConfigError(f"{config_key}.conditions", f"'{parameter.key}' depends on '{by_id[parent_id].key}' "
+                                                              f"through its config groups, but: {e}") from None
     return space
 
 
