@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, AbstractSet, Any, Dict, List, Mapping, Optiona
 from hydra.core.utils import JobReturn, setup_globals
 from omegaconf import DictConfig, OmegaConf
 
-from . import _payload, _report, _search_space, _storage, _tuning_spec
+from . import _inherit, _optuna_port, _payload, _report, _search_space, _storage, _tuning_spec
 from ._backends import factory
 from ._backends.base import Backend, TuningOutcome, final_value
 from ._errors import ConfigError, StudyFailedError
@@ -52,10 +52,11 @@ def _sweep(sweeper: "VertexVizierSweeper", arguments: List[str]) -> List[List[Jo
     assert sweeper.config is not None and sweeper.hydra_context is not None
     setup_globals()
     config = sweeper.config
-    conf: VertexVizierSweeperConf = OmegaConf.to_object(config.hydra.sweeper)  # type: ignore[assignment]
+    conf = _settings(config)
     _tuning_spec.validate(conf, CONFIG_KEY)
     sweep_id = new_sweep_id(str(config.hydra.job.name))
     backend = factory.make_backend(conf, CONFIG_KEY, sweep_id, connect=not conf.dry_run)
+    backend.study_seed = _optuna_port.seed(config.hydra.sweeper)
     space = _search_space.parse_search_space(_search_space.merge_params(conf.params, arguments), conf.algorithm.value)
     if not space.parameters:  # study.proto: StudySpec.parameters is REQUIRED; nothing is staged yet
         raise ConfigError(
@@ -107,6 +108,17 @@ def _sweep(sweeper: "VertexVizierSweeper", arguments: List[str]) -> List[List[Jo
                                f"(partial results in {sweep_dir / RESULTS_FILE})")
     log.info("Best %s = %s with %s", conf.metric_id, results["best_value"], " ".join(results["best_params"]))
     return [_trial_returns(staging, config, parameter_map, list(space.fixed), outcome, early, conf.retry_timeout_s)]
+
+
+def _settings(config: DictConfig) -> VertexVizierSweeperConf:
+    """hydra.sweeper as one typed conf: unset keys read from hydra/launcher=vertex_ai and from the Optuna keys."""
+    _optuna_port.check(config.hydra.sweeper, CONFIG_KEY)
+    conf: VertexVizierSweeperConf = OmegaConf.to_object(config.hydra.sweeper)  # type: ignore[assignment]
+    _inherit.merged_mappings(config, conf)
+    differs = _inherit.differs_line(config, conf)
+    if differs:
+        log.warning("%s", differs)
+    return conf
 
 
 def _resume_target(conf: VertexVizierSweeperConf) -> str:
