@@ -3,6 +3,7 @@ import json
 import logging
 import math
 import os
+import shlex
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -106,7 +107,7 @@ def _sweep(sweeper: "VertexVizierSweeper", arguments: List[str]) -> List[List[Jo
     if outcome.state != SUCCEEDED:
         raise StudyFailedError(f"the tuning job ended {short_state(outcome.state)}: {outcome.error} "
                                f"(partial results in {sweep_dir / RESULTS_FILE})")
-    log.info("Best %s = %s with %s", conf.metric_id, results["best_value"], " ".join(results["best_params"]))
+    _summarize(results, conf, sweep_dir)
     return [_trial_returns(staging, config, parameter_map, list(space.fixed), outcome, early, conf.retry_timeout_s)]
 
 
@@ -119,6 +120,28 @@ def _settings(config: DictConfig) -> VertexVizierSweeperConf:
     if differs:
         log.warning("%s", differs)
     return conf
+
+
+def _summarize(results: Mapping[str, Any], conf: VertexVizierSweeperConf, sweep_dir: Path) -> None:
+    """The best trial's overrides in Hydra's form and as a command line to paste; a study without one fails."""
+    if results["best_trial"] is None:
+        states = sorted({str(t["state"]) for t in results["trials"]})
+        reasons = [t["infeasible_reason"] for t in results["trials"] if t["infeasible_reason"]]
+        why = f"trial states {', '.join(states)}" if states else "the study has no trial"
+        raise StudyFailedError(
+            f"no trial completed with a finite {conf.metric_id}: {why}"
+            + (f"; first reason: {reasons[0]}" if reasons else "") + f" (see {sweep_dir / RESULTS_FILE})"
+        )
+    log.info("Best %s = %s (trial %s) with %s", conf.metric_id, results["best_value"], results["best_trial"],
+             " ".join(results["best_params"]))
+    # hydra.mode=RUN: an hparams_search config sets MULTIRUN, and the pasted line would sweep again
+    log.info("Run the best trial again: %s hydra.mode=RUN", " ".join([_program(), results["best_overrides_shell"]]))
+
+
+def _program() -> str:
+    """How this run was started, as a shell would read it back: `python src/train.py`, or a console script."""
+    script = sys.argv[0]
+    return shlex.join(["python", script]) if script.endswith(".py") else shlex.quote(os.path.basename(script))
 
 
 def _resume_target(conf: VertexVizierSweeperConf) -> str:
@@ -235,6 +258,8 @@ def write_results(
         "best_trial": best["id"] if best else None,
         "best_value": best["value"] if best else None,
         "best_params": best["params"] if best else [],
+        # the fixed and best overrides as one line a shell reads back unchanged (printed, never run here)
+        "best_overrides_shell": shlex.join(fixed + best["params"]) if best else None,
         "fixed_params": fixed,
         "trials": trials,
     }
