@@ -1,15 +1,17 @@
 """A task shaped like lightning-hydra-template's src/train.py, without torch: `python src/train.py ...`.
 
 It "trains" deterministically from its hyperparameters and returns the metric `optimized_metric` names, as the
-template does; each job writes what it was given into <output_dir>/trial.json.
+template does; each job logs what it was given and scored (`SEEN {json}`), into <output_dir>/train.log, which
+every backend brings back.
 """
 import json
-from pathlib import Path
+import logging
 from typing import Dict, Optional
 
 import hydra
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
+
+log = logging.getLogger(__name__)
 
 
 def fit(lr: float, width: int, batch_size: int) -> Dict[str, float]:
@@ -21,7 +23,7 @@ def fit(lr: float, width: int, batch_size: int) -> Dict[str, float]:
 def main(cfg: DictConfig) -> Optional[float]:
     metrics = fit(float(cfg.model.lr), int(cfg.model.width), int(cfg.data.batch_size))
     seen = {"lr": cfg.model.lr, "width": cfg.model.width, "batch_size": cfg.data.batch_size, "metrics": metrics}
-    Path(HydraConfig.get().runtime.output_dir, "trial.json").write_text(json.dumps(seen))
+    log.info("SEEN %s", json.dumps(seen))
     return metrics[cfg.optimized_metric] if cfg.get("optimized_metric") else None
 
 
