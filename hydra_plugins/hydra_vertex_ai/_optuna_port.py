@@ -13,8 +13,6 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 from omegaconf import DictConfig, OmegaConf
 
-from ._errors import ConfigError
-
 log = logging.getLogger(__name__)
 
 RESOLVER = "hydra_vertex_ai.optuna"
@@ -78,6 +76,8 @@ def sampler_class(sampler: Any) -> str:
 
 def check(node: DictConfig, key: str) -> None:
     """Refuse what cannot port and say, one line each, what a ported config's keys do not do; before any staging."""
+    from ._errors import ConfigError
+
     if node.get("custom_search_space") is not None:
         raise ConfigError(f"{key}.custom_search_space", "a Python function defining the search space has no Vizier "
                           "equivalent: write the space in params (conditional spaces included)")

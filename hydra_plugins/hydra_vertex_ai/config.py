@@ -197,13 +197,13 @@ class VertexVizierSweeperConf(VertexBackendConf):
     _target_: str = "hydra_plugins.hydra_vertex_ai.vertex_vizier_sweeper.VertexVizierSweeper"
     # the name the objective is reported under (cloudml-hypertune tag); a task returning a dict is read at this key
     metric_id: str = "objective"
-    # whether a better trial has a lower or a higher metric
+    # whether a better trial has a lower or a higher metric; unset: from direction
     goal: Goal = Goal.minimize
-    # how Vertex picks trials; bayesian is Vertex's default
+    # how Vertex picks trials; bayesian is Vertex's default; unset: from sampler
     algorithm: Algorithm = Algorithm.bayesian
-    # trials in the whole study
+    # trials in the whole study; unset: n_trials
     max_trial_count: int = 10
-    # trials running at once
+    # trials running at once; unset: n_jobs
     parallel_trial_count: int = 2
     # failed trials that fail the whole study; 0 lets Vertex decide (locally: fail only if every trial fails)
     max_failed_trial_count: int = 0
