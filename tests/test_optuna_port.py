@@ -96,6 +96,11 @@ def test_the_ported_search_runs_its_trials_on_the_local_backend(tmp_path: Path) 
                            capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stderr[-3000:]
     assert seen(out)["metrics"]["val/score"] == found["best_value"]
+    # the sampler's seed seeds the local engine: a second run asks the same first points
+    again_dir = tmp_path / "again"
+    again_dir.mkdir()
+    train(again_dir, "hydra.sweeper.n_trials=2")
+    assert [t["params"] for t in results(again_dir)["trials"]] == [t["params"] for t in found["trials"][:2]]
 
 
 def test_the_ported_search_runs_through_the_emulator(vertex_emulator: Any, tmp_path: Path) -> None:
