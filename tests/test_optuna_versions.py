@@ -9,12 +9,11 @@ site-packages comes first on sys.path.
 """
 import json
 import os
-import site
 import subprocess
 import sys
 from pathlib import Path
 
-from test_install import _source_copy
+from test_install import _source_copy, venv_over_this_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 OPTUNA_2 = "2.10.1"
@@ -33,13 +32,8 @@ def _env() -> dict:
 
 
 def test_the_local_study_engine_runs_on_optuna_2_10(tmp_path: Path) -> None:
-    venv = tmp_path / "optuna2"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    python = venv / "bin" / "python"
-    own_site = Path(subprocess.run([str(python), "-c", "import site; print(site.getsitepackages()[0])"],
-                                   capture_output=True, text=True, check=True).stdout.strip())
     # this environment's packages, and this checkout (our editable install's .pth is not processed from there)
-    (own_site / "dependencies.pth").write_text("\n".join([*site.getsitepackages(), str(ROOT)]) + "\n")
+    python, _ = venv_over_this_environment(tmp_path / "optuna2", str(ROOT))
     pip = subprocess.run(
         [sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-deps",
          f"optuna=={OPTUNA_2}", "cmaes>=0.8.2"], env=_env(), capture_output=True, text=True)
