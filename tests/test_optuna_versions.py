@@ -1,19 +1,19 @@
 """Issue 20, item 3: we install beside lightning-hydra-template's requirements, whose hydra-optuna-sweeper==1.2.0
-pins optuna<3. The local study engine runs on optuna 2.10 as on the newest: the rest of the suite runs on the
-newest this environment has, and here its tests run again on optuna 2.10.1.
+pins optuna<3 (test_real_projects.py resolves our extras with it). The local study engine runs on optuna 2.10 as
+on the newest: the rest of the suite runs on the newest this environment has, and here its tests run again on
+optuna 2.10.1.
 
 How: a throwaway venv that sees this environment's packages through a .pth file (as in test_install.py) and has
 only optuna 2.10.1 and its import-time dependency cmaes installed on top, from PyPI (or pip's cache): seconds,
 no compiler, no second copy of the stack. Those two packages shadow the newest optuna because a venv's own
 site-packages comes first on sys.path.
 """
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-from test_install import _source_copy, venv_over_this_environment
+from test_install import venv_over_this_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 OPTUNA_2 = "2.10.1"
@@ -47,16 +47,3 @@ def test_the_local_study_engine_runs_on_optuna_2_10(tmp_path: Path) -> None:
     assert tests.returncode == 0, tests.stdout[-6000:] + tests.stderr[-3000:]
     assert f"{len(ENGINE_TESTS)} passed" in tests.stdout
 
-
-def test_our_extras_resolve_beside_hydra_optuna_sweeper_1_2(tmp_path: Path) -> None:
-    """The template's optuna<3 pin and `hydra-vertex-ai[local-sweeps,emulator]`, resolved by pip (nothing is
-    installed: --dry-run; already-installed packages that fit are kept, so only the conflict is resolved)."""
-    source = _source_copy(tmp_path / "src")
-    report = tmp_path / "report.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", "--no-build-isolation", "--report",
-         str(report), "hydra-core==1.3.2", "hydra-optuna-sweeper==1.2.0", f"{source}[local-sweeps,emulator]"],
-        env=_env(), capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    chosen = {i["metadata"]["name"].lower(): i["metadata"]["version"] for i in json.loads(report.read_text())["install"]}
-    assert "hydra-vertex-ai" in chosen and chosen["optuna"].split(".")[:2] == ["2", "10"], chosen
