@@ -31,7 +31,8 @@ setup(
     ],
     extras_require={
         # the local study engine (hydra.sweeper.backend=local, the emulator's tuning jobs); it runs on optuna 2.10
-        # too, so installing us beside hydra-optuna-sweeper 1.2 (optuna<3) resolves (tests/test_real_projects.py, test_optuna_versions.py)
+        # too, so installing us beside hydra-optuna-sweeper 1.2 (optuna<3) resolves (tests/test_real_projects.py,
+        # tests/test_optuna_versions.py)
         "local-sweeps": ["optuna>=2.10"],
         # Vertex AI Pipelines components (hydra_plugins.hydra_vertex_ai.pipelines)
         "pipelines": ["kfp>=2.14,<3", "google-cloud-pipeline-components>=2.22,<3"],

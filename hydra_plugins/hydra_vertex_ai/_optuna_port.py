@@ -98,7 +98,8 @@ def check(node: DictConfig, key: str) -> None:
         return
     name = sampler_class(sampler)
     if name not in SAMPLERS:
-        log.info("%s.sampler: %s has no Vizier counterpart; Vizier's default algorithm runs", key, name or "no _target_")
+        log.info("%s.sampler: %s has no Vizier counterpart; Vizier's default algorithm runs", key,
+                 name or "no _target_")
     unused = [str(k) for k in sampler if k not in SAMPLER_USED]
     if unused:
         log.info("%s.sampler: unused by Vizier: %s", key, ", ".join(unused))
