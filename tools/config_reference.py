@@ -40,6 +40,8 @@ VERTEX = {
     "early_stopping": "`studySpec.medianAutomatedStoppingSpec` / `decayCurveStoppingSpec`",
     "params": "`studySpec.parameters`",
     "conditions": "`parameters[].conditionalParameterSpecs`", "resume": "an existing `hyperparameterTuningJobs/{id}`",
+    "direction": "`studySpec.metrics[0].goal`", "n_trials": "`maxTrialCount`", "n_jobs": "`parallelTrialCount`",
+    "sampler": "`studySpec.algorithm`",
 }
 
 
@@ -67,7 +69,7 @@ def fields(tree: ast.Module, source: List[str]) -> Dict[str, List[Tuple[str, str
             continue
         rows = [row for base in node.bases if isinstance(base, ast.Name) for row in found.get(base.id, [])]
         for stmt in node.body:
-            if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and stmt.target.id != "_target_":
+            if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and not stmt.target.id.startswith("_"):
                 comment = source[stmt.lineno - 2].strip().lstrip("# ") + choices(stmt.annotation, known)
                 rows = [r for r in rows if r[0] != stmt.target.id] + [(stmt.target.id, default(stmt), comment)]
         found[node.name] = rows

@@ -3,6 +3,7 @@ import json
 import logging
 import math
 import os
+import shlex
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, AbstractSet, Any, Dict, List, Mapping, Optiona
 from hydra.core.utils import JobReturn, setup_globals
 from omegaconf import DictConfig, OmegaConf
 
-from . import _conditions, _payload, _report, _search_space, _storage, _tuning_spec
+from . import _conditions, _inherit, _optuna_port, _payload, _report, _search_space, _storage, _tuning_spec
 from ._backends import factory
 from ._backends.base import Backend, TuningOutcome, final_value
 from ._errors import ConfigError, StudyFailedError
@@ -52,10 +53,11 @@ def _sweep(sweeper: "VertexVizierSweeper", arguments: List[str]) -> List[List[Jo
     assert sweeper.config is not None and sweeper.hydra_context is not None
     setup_globals()
     config = sweeper.config
-    conf: VertexVizierSweeperConf = OmegaConf.to_object(config.hydra.sweeper)  # type: ignore[assignment]
+    conf = _settings(config)
     _tuning_spec.validate(conf, CONFIG_KEY)
     sweep_id = new_sweep_id(str(config.hydra.job.name))
     backend = factory.make_backend(conf, CONFIG_KEY, sweep_id, connect=not conf.dry_run)
+    backend.study_seed = _optuna_port.seed(config.hydra.sweeper)
     space = _search_space.parse_search_space(_search_space.merge_params(conf.params, arguments), conf.algorithm.value)
     if not space.parameters:  # study.proto: StudySpec.parameters is REQUIRED; nothing is staged yet
         raise ConfigError(
@@ -107,8 +109,41 @@ def _sweep(sweeper: "VertexVizierSweeper", arguments: List[str]) -> List[List[Jo
     if outcome.state != SUCCEEDED:
         raise StudyFailedError(f"the tuning job ended {short_state(outcome.state)}: {outcome.error} "
                                f"(partial results in {sweep_dir / RESULTS_FILE})")
-    log.info("Best %s = %s with %s", conf.metric_id, results["best_value"], " ".join(results["best_params"]))
+    _summarize(results, conf, sweep_dir)
     return [_trial_returns(staging, config, parameter_map, list(space.fixed), outcome, early, conf.retry_timeout_s)]
+
+
+def _settings(config: DictConfig) -> VertexVizierSweeperConf:
+    """hydra.sweeper as one typed conf: unset keys read from hydra/launcher=vertex_ai and from the Optuna keys."""
+    _optuna_port.check(config.hydra.sweeper, CONFIG_KEY)
+    conf: VertexVizierSweeperConf = OmegaConf.to_object(config.hydra.sweeper)  # type: ignore[assignment]
+    _inherit.merged_mappings(config, conf)
+    differs = _inherit.differs_line(config, conf)
+    if differs:
+        log.warning("%s", differs)
+    return conf
+
+
+def _summarize(results: Mapping[str, Any], conf: VertexVizierSweeperConf, sweep_dir: Path) -> None:
+    """The best trial's overrides in Hydra's form and as a command line to paste; a study without one fails."""
+    if results["best_trial"] is None:
+        states = sorted({str(t["state"]) for t in results["trials"]})
+        reasons = [t["infeasible_reason"] for t in results["trials"] if t["infeasible_reason"]]
+        why = f"trial states {', '.join(states)}" if states else "the study has no trial"
+        raise StudyFailedError(
+            f"no trial completed with a finite {conf.metric_id}: {why}"
+            + (f"; first reason: {reasons[0]}" if reasons else "") + f" (see {sweep_dir / RESULTS_FILE})"
+        )
+    log.info("Best %s = %s (trial %s) with %s", conf.metric_id, results["best_value"], results["best_trial"],
+             " ".join(results["best_params"]))
+    # hydra.mode=RUN: an hparams_search config sets MULTIRUN, and the pasted line would sweep again
+    log.info("Run the best trial again: %s hydra.mode=RUN", " ".join([_program(), results["best_overrides_shell"]]))
+
+
+def _program() -> str:
+    """How this run was started, as a shell would read it back: `python src/train.py`, or a console script."""
+    script = sys.argv[0]
+    return shlex.join(["python", script]) if script.endswith(".py") else shlex.quote(os.path.basename(script))
 
 
 def _resume_target(conf: VertexVizierSweeperConf) -> str:
@@ -240,6 +275,8 @@ def write_results(
         "best_trial": best["id"] if best else None,
         "best_value": best["value"] if best else None,
         "best_params": best["params"] if best else [],
+        # the fixed and best overrides as one line a shell reads back unchanged (printed, never run here)
+        "best_overrides_shell": shlex.join(fixed + best["params"]) if best else None,
         "fixed_params": fixed,
         "trials": trials,
     }

@@ -5,8 +5,9 @@ Enums compared by value: Hydra's plugin scan re-executes this module, so a membe
 """
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
+from . import _inherit, _optuna_port
 from ._lazy_store import store_lazily
 
 
@@ -196,13 +197,13 @@ class VertexVizierSweeperConf(VertexBackendConf):
     _target_: str = "hydra_plugins.hydra_vertex_ai.vertex_vizier_sweeper.VertexVizierSweeper"
     # the name the objective is reported under (cloudml-hypertune tag); a task returning a dict is read at this key
     metric_id: str = "objective"
-    # whether a better trial has a lower or a higher metric
+    # whether a better trial has a lower or a higher metric; unset: from direction
     goal: Goal = Goal.minimize
-    # how Vertex picks trials; bayesian is Vertex's default
+    # how Vertex picks trials; bayesian is Vertex's default; unset: from sampler
     algorithm: Algorithm = Algorithm.bayesian
-    # trials in the whole study
+    # trials in the whole study; unset: n_trials
     max_trial_count: int = 10
-    # trials running at once
+    # trials running at once; unset: n_jobs
     parallel_trial_count: int = 2
     # failed trials that fail the whole study; 0 lets Vertex decide (locally: fail only if every trial fails)
     max_failed_trial_count: int = 0
@@ -216,6 +217,26 @@ class VertexVizierSweeperConf(VertexBackendConf):
     conditions: Dict[str, str] = field(default_factory=dict)
     # an existing tuning job to reattach to and collect instead of starting one: its resource name or the sweep id
     resume: Optional[str] = None
+    # Optuna sweeper key of a ported config: becomes goal (unless goal is set); a list of directions is refused
+    direction: Optional[Any] = None
+    # Optuna sweeper key: becomes max_trial_count (unless that is set)
+    n_trials: Optional[int] = None
+    # Optuna sweeper key: becomes parallel_trial_count (unless that is set)
+    n_jobs: Optional[int] = None
+    # Optuna sweeper key: TPE (and none) becomes algorithm bayesian, random random, grid grid; seed seeds the local engine
+    sampler: Optional[Dict[str, Any]] = None
+    # Optuna sweeper key: not needed (the study lives in Vertex or the sweep dir); noted and ignored
+    storage: Optional[Any] = None
+    # Optuna sweeper key: not needed, as storage
+    study_name: Optional[str] = None
+    # Optuna sweeper key: refused (a Python function has no Vizier equivalent: write the space in params)
+    custom_search_space: Optional[str] = None
+    # Hydra builds the sweeper without instantiating what its settings name (an Optuna sampler's _target_)
+    _recursive_: bool = False
 
 
-store_lazily("hydra/sweeper", "vertex_vizier", VertexVizierSweeperConf, open_dicts=["job.env", "conditions"])
+# Unset keys read hydra.launcher's (with hydra/launcher=vertex_ai selected) and the Optuna keys: see the modules.
+_inherit.register()
+_optuna_port.register()
+store_lazily("hydra/sweeper", "vertex_vizier", VertexVizierSweeperConf, open_dicts=["job.env", "conditions"],
+             prepare=[_inherit.inherit_from_launcher, _optuna_port.read_optuna_keys])

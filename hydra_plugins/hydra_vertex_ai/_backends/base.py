@@ -64,6 +64,8 @@ class Backend(ABC):
     job_overrides: Mapping[str, str] = {}
     # after Ctrl-C of a tuning job: how far it got (trials that finished), where the backend knows
     partial_tuning: Optional[TuningOutcome] = None
+    # seeds the local study engine's sampler (a ported Optuna config's sampler.seed); a Vertex study has no seed
+    study_seed: Optional[int] = None
 
     @abstractmethod
     def container_path(self, local_path: str) -> str:

@@ -166,7 +166,8 @@ class LocalBackend(Backend):
                 with interrupts():
                     future = engine.submit(run_tuning_job, job, job_id=job_id, workdir=workdir, cancel=cancel,
                                            on_update=progress, env_passthrough=self.env_passthrough,
-                                           watch=FailureWatch(int(job.get("parallelTrialCount") or 1)))
+                                           watch=FailureWatch(int(job.get("parallelTrialCount") or 1)),
+                                           seed=self.study_seed)
                     while not future.done():
                         wait([future], timeout=0.5)
             except BaseException:

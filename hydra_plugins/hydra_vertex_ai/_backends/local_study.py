@@ -11,6 +11,7 @@ import logging
 import math
 import statistics
 import threading
+import warnings
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -45,13 +46,14 @@ def run_tuning_job(
     on_kill: Optional[KillHook] = None,
     env_passthrough: Sequence[str] = (),
     watch: Optional[FailureWatch] = None,
+    seed: Optional[int] = None,
 ) -> TuningOutcome:
     """Run every trial of `job` (REST HyperparameterTuningJob) to the study's end, or until `cancel`.
 
     With a `watch` (the local backend's; not the emulator's, which behaves as Vertex does) the first failed trial
     is reported at once and a study whose first trials fail alike stops early (see base.FailureWatch)."""
     try:
-        study = _LocalStudy(job, job_id, Path(workdir), cancel, on_update or (lambda trials: None))
+        study = _LocalStudy(job, job_id, Path(workdir), cancel, on_update or (lambda trials: None), seed)
         study.on_kill = on_kill
     except StudySpecError as e:
         return TuningOutcome(FAILED, [], str(e), str(workdir))
@@ -72,13 +74,13 @@ def require_optuna() -> Any:
     return optuna
 
 
-def _sampler(study_spec: Mapping[str, Any]) -> Any:
+def _sampler(study_spec: Mapping[str, Any], seed: Optional[int] = None) -> Any:
     optuna = require_optuna()
 
     algorithm = study_spec.get("algorithm", "ALGORITHM_UNSPECIFIED")
     if algorithm in ("RANDOM_SEARCH", "GRID_SEARCH"):  # grid points are enqueued, see _LocalStudy
-        return optuna.samplers.RandomSampler()
-    return optuna.samplers.TPESampler()  # Vertex's default algorithm is Bayesian optimization
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed)  # Vertex's default algorithm is Bayesian optimization
 
 
 def _grid(parameters: List[Mapping[str, Any]]) -> List[Dict[str, Any]]:
@@ -210,7 +212,8 @@ def median_says_stop(
 
 class _LocalStudy:
     def __init__(
-        self, job: Mapping[str, Any], job_id: str, workdir: Path, cancel: threading.Event, on_update: TrialsCallback
+        self, job: Mapping[str, Any], job_id: str, workdir: Path, cancel: threading.Event, on_update: TrialsCallback,
+        seed: Optional[int] = None,
     ) -> None:
         optuna = require_optuna()
 
@@ -227,13 +230,15 @@ class _LocalStudy:
         self.parallel = max(1, int(job.get("parallelTrialCount") or 1))
         self.max_failed = int(job.get("maxFailedTrialCount") or 0)
         self.trial_job = {"displayName": job.get("displayName", job_id), "jobSpec": job["trialJobSpec"], "labels": {}}
-        self.study = optuna.create_study(direction="maximize" if self.maximize else "minimize", sampler=_sampler(spec))
+        self.study = optuna.create_study(direction="maximize" if self.maximize else "minimize", sampler=_sampler(spec, seed))
         if spec.get("algorithm") == "GRID_SEARCH":
             # Optuna's GridSampler stops the study from inside tell(), which ask/tell does not allow:
             # enqueue every grid point instead, in order, and stop when they are used up.
             points = _grid(self.parameters)
-            for point in points[: self.max_trials]:
-                self.study.enqueue_trial(point)
+            with warnings.catch_warnings():  # optuna 2.x calls enqueue_trial experimental; it is stable since 3.0
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                for point in points[: self.max_trials]:
+                    self.study.enqueue_trial(point)
             self.max_trials = min(self.max_trials, len(points))
         self.job_id, self.workdir, self.cancel, self.on_update = job_id, workdir, cancel, on_update
         self.stop = threading.Event()  # stops running trials: user cancel, or too many failures
