@@ -99,7 +99,7 @@ class JobSpecConf(WorkerPoolConf):
     image_uri: Optional[str] = None
     # without image_uri: the Vertex prebuilt training image the packages run on; None picks one for the app
     executor_image_uri: Optional[str] = None
-    # without image_uri: pip requirements (a list, or a requirements file's path); None reads the snapshot root's
+    # without image_uri: pip requirements, a list or a file's path; None: the snapshot root's requirements.txt/pyproject
     requirements: Optional[Any] = None
     # explicit pools after the chief: workerpool1 (workers), 2 (parameter servers), 3 (evaluators)
     worker_pools: List[WorkerPoolConf] = field(default_factory=list)
