@@ -316,3 +316,15 @@ def test_the_lightning_sweep_runs_through_the_emulator_without_an_image(vertex_e
     [pool] = study["trialJobSpec"]["workerPoolSpecs"]
     assert pool["pythonPackageSpec"]["executorImageUri"] == CPU_24 and "containerSpec" not in pool
     assert "7 requirement(s)" in proc.stdout + proc.stderr
+
+
+@pytest.mark.usefixtures("hydra_restore_singletons")
+def test_a_requirement_missing_here_fails_the_job_and_is_never_downloaded(tmp_path: Path) -> None:
+    from hydra.core.utils import JobStatus
+
+    overrides = [*VERTEX_LOCAL, f"{KEY}.executor_image_uri={CPU_24}", f"{KEY}.requirements=[no-such-package-hydra-i19]",
+                 f"hydra.sweep.dir={tmp_path / 'sweep'}", f"out_dir={tmp_path / 'rec'}"]
+    [ret] = launch_in_process(task, [["tag=1"]], overrides)
+    assert ret.status == JobStatus.FAILED
+    message = str(ret._return_value)
+    assert "python packages could not be installed" in message and "no-such-package-hydra-i19" in message
