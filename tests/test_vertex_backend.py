@@ -252,7 +252,6 @@ def _conf(**changes: Any) -> VertexAILauncherConf:
     ({"project": None}, "hydra.launcher.project"),
     ({"location": ""}, "hydra.launcher.location"),
     ({"staging_dir": "/tmp/staging"}, "hydra.launcher.staging_dir"),
-    ({"job.image_uri": None}, "hydra.launcher.job.image_uri"),
     ({"api_endpoint": "localhost"}, "hydra.launcher.api_endpoint"),
     ({"create_rate_per_minute": 0}, "hydra.launcher.create_rate_per_minute"),
 ])  # fmt: skip

@@ -507,9 +507,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
     except Exception as e:  # no credentials, an API error, an unreadable bucket: one line, no traceback
-        from ._errors import VertexAPIError
+        from ._errors import CredentialsError, VertexAPIError
 
-        kind = "" if isinstance(e, VertexAPIError) else f"{type(e).__name__}: "
+        kind = "" if isinstance(e, (VertexAPIError, CredentialsError)) else f"{type(e).__name__}: "
         print(f"{PROG}: error: {kind}{_one_line(e)}", file=sys.stderr)
         return 1
 

@@ -54,6 +54,7 @@ from ._vertex_facts import (
     label_problem,
     machine_problem,
 )
+from ._vertex_images import MAX_PACKAGE_URIS, not_prebuilt_message, training_image
 
 log = logging.getLogger(__name__)
 
@@ -593,6 +594,9 @@ def _check_job_spec(spec: Any, where: str) -> None:
         if problem:
             raise _Abort(grpc.StatusCode.INVALID_ARGUMENT,
                          f"{where}.worker_pool_specs[{i}].disk_spec.boot_disk_type: {problem}")
+    for i, pool in pools:
+        if pool.HasField("python_package_spec"):
+            _check_python_package(pool.python_package_spec, f"{where}.worker_pool_specs[{i}].python_package_spec")
     if spec.tensorboard and not spec.service_account:
         raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"{where}.service_account: {TENSORBOARD_NEEDS_SERVICE_ACCOUNT}")
     strategy = spec.scheduling.DESCRIPTOR.fields_by_name["strategy"].enum_type.values_by_number.get(
@@ -604,6 +608,27 @@ def _check_job_spec(spec: Any, where: str) -> None:
         problem = flex_start_problem(machines, timeout)
         if problem:
             raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"{where}.scheduling.strategy: {problem}")
+
+
+# custom_job.proto PythonPackageSpec: executor_image_uri, package_uris and python_module are REQUIRED; "You
+# must use an image from this list" (the prebuilt training images); packages are Cloud Storage URIs, "at most
+# 100". A pool with both container_spec and python_package_spec cannot reach here: they are the one-of `task`
+# of WorkerPoolSpec, which the client's JSON parser refuses and the wire format cannot hold at once.
+
+
+def _check_python_package(spec: Any, where: str) -> None:
+    for required in ("executor_image_uri", "package_uris", "python_module"):
+        if not getattr(spec, required):
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, _required(f"{where}.{required}"))
+    if training_image(spec.executor_image_uri) is None:
+        raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"{where}.executor_image_uri: {not_prebuilt_message(spec.executor_image_uri)}")
+    if len(spec.package_uris) > MAX_PACKAGE_URIS:
+        raise _Abort(grpc.StatusCode.INVALID_ARGUMENT,
+                     f"{where}.package_uris: at most {MAX_PACKAGE_URIS} packages, got {len(spec.package_uris)}")
+    for uri in spec.package_uris:
+        if not _storage.is_gcs(uri) or not _storage.split_gcs(uri)[0] or not _storage.split_gcs(uri)[1]:
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"{where}.package_uris: '{uri}' is not a Cloud Storage "
+                                                           "URI (gs://BUCKET/PATH)")
 
 
 def _accelerator(machine_spec: Any) -> str:
@@ -730,7 +755,8 @@ def _set_fuse_env(pools: List[Dict[str, Any]], root: str) -> None:
     storage_host = os.environ.get("STORAGE_EMULATOR_HOST")
     for pool in pools:
         if pool:
-            env = pool.setdefault("containerSpec", {}).setdefault("env", [])
+            program = pool["pythonPackageSpec"] if "pythonPackageSpec" in pool else pool.setdefault("containerSpec", {})
+            env = program.setdefault("env", [])
             env.append({"name": _storage.FUSE_ROOT_ENV, "value": root})
             if storage_host:
                 env.append({"name": "STORAGE_EMULATOR_HOST", "value": storage_host})

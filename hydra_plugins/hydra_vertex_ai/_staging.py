@@ -3,6 +3,7 @@
 Layout under the configured `staging_dir` (a local folder or a gs:// URI):
 
     snapshots/<sha256>.tar.gz        source snapshots, shared by every sweep (content-addressed)
+    packages/<sha256>/<name>.whl     without an image: this package's wheel and the requirements' (content-addressed)
     sweeps/<sweep dir>/...           vertex: the jobs' Hydra output dirs, seen through the FUSE mount
     <sweep_id>/manifest.json         what was launched: the record a re-attach or the CLI reads
     <sweep_id>/context-<batch>.pkl   shared by the jobs of one launch batch (HydraContext, task, singletons)
@@ -72,6 +73,10 @@ class Staging:
 
     def snapshot(self, digest: str) -> str:
         return _storage.join(self.staging_dir, "snapshots", f"{digest}.tar.gz")
+
+    def package(self, digest: str, filename: str) -> str:
+        """A wheel of the python-package path, under its content hash (pip needs the file's own name)."""
+        return _storage.join(self.staging_dir, "packages", digest, filename)
 
     @property
     def manifest(self) -> str:

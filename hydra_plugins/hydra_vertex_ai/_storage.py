@@ -85,7 +85,14 @@ def _client() -> Any:
 
                 _clients[key] = storage.Client(project=project or "local", credentials=AnonymousCredentials())
             else:
-                _clients[key] = storage.Client(project=project)
+                from google.auth.exceptions import DefaultCredentialsError
+
+                try:
+                    _clients[key] = storage.Client(project=project)
+                except DefaultCredentialsError as e:
+                    from ._errors import CredentialsError
+
+                    raise CredentialsError("Cloud Storage", e) from None
         return _clients[key]
 
 

@@ -12,7 +12,17 @@ from typing import TYPE_CHECKING, AbstractSet, Any, Dict, List, Mapping, Optiona
 from hydra.core.utils import JobReturn, setup_globals
 from omegaconf import DictConfig, OmegaConf
 
-from . import _conditions, _inherit, _optuna_port, _payload, _report, _search_space, _storage, _tuning_spec
+from . import (
+    _conditions,
+    _inherit,
+    _optuna_port,
+    _packaging,
+    _payload,
+    _report,
+    _search_space,
+    _storage,
+    _tuning_spec,
+)
 from ._backends import factory
 from ._backends.base import Backend, TuningOutcome, final_value
 from ._errors import ConfigError, StudyFailedError
@@ -72,8 +82,10 @@ def _sweep(sweeper: "VertexVizierSweeper", arguments: List[str]) -> List[List[Jo
         _check_composes(sweeper, space, parameter_map)
     sweep_dir = Path(str(config.hydra.sweep.dir))
     staging = backend.staging
+    packages = _packaging.for_launch(conf, CONFIG_KEY, sweeper.task_function, staging)
     job = _tuning_spec.build_tuning_job(
         conf, space,
+        packages=packages.packages if packages else None,
         display_name=sweep_id,  # starts with the job name already
         labels={"hydra_sweep": sweep_id, "hydra_job": "study", "hydra_uid": f"{sweep_id}-study"},
         payload_uri=staging.study_payload,
@@ -88,6 +100,8 @@ def _sweep(sweeper: "VertexVizierSweeper", arguments: List[str]) -> List[List[Jo
     outputs = backend.outputs_of(str(sweep_dir))
     try:
         if conf.resume is None:
+            if packages is not None:
+                _packaging.stage_packages(packages)
             _stage(sweeper, backend, space, parameter_map, conf, str(sweep_dir))
             _record(backend, conf, sweep_id, str(config.hydra.job.name), str(sweep_dir), parameter_map, list(space.fixed))
             log.info("Vertex Vizier sweeper (%s backend): %d parameter(s), %d trial(s), staging %s",

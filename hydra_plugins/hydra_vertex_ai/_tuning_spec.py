@@ -47,12 +47,13 @@ def build_tuning_job(
     labels: Dict[str, str],
     payload_uri: str,
     base_output_dir: str,
+    packages: Optional[_jobspec.PythonPackages] = None,
 ) -> Dict[str, Any]:
     """The HyperparameterTuningJob (REST shape); its trials run the launcher's CustomJob spec."""
     trial = _jobspec.build_custom_job(
         conf.job,
         display_name=f"{display_name}-trial",
-        container=_jobspec.Container(args=[payload_uri], env=_jobspec.job_env(conf.job)),
+        container=_jobspec.Container(args=[payload_uri], env=_jobspec.job_env(conf.job), packages=packages),
         labels=labels,
         base_output_dir=base_output_dir,
     )

@@ -96,8 +96,12 @@ class JobSpecConf(WorkerPoolConf):
     replica_count > 1 the extra replicas of the same machine form workerpool1, as in the Vertex SDK.
     """
 
-    # container image every pool runs unless it names its own; required on the vertex backend
+    # container image every pool runs unless it names its own; None runs a pythonPackageSpec on a prebuilt image
     image_uri: Optional[str] = None
+    # without image_uri: the Vertex prebuilt training image the packages run on; None picks one for the app
+    executor_image_uri: Optional[str] = None
+    # without image_uri: pip requirements, a list or a file's path; None: the snapshot root's requirements.txt/pyproject
+    requirements: Optional[Any] = None
     # explicit pools after the chief: workerpool1 (workers), 2 (parameter servers), 3 (evaluators)
     worker_pools: List[WorkerPoolConf] = field(default_factory=list)
     # service account the job runs as; None uses Vertex's default custom-code service agent

@@ -38,6 +38,7 @@ from .._vertex_facts import (
     output_dirs,
 )
 from .base import JobOutcome
+from .python_package import InstallError, package_envs
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ def container_env(
     """The environment of one replica: a few documented host variables, the spec's env, Vertex's vars."""
     spec = job["jobSpec"]
     env = host_env(passthrough)
-    for item in spec["workerPoolSpecs"][replica.pool]["containerSpec"].get("env", []):
+    for item in program(spec["workerPoolSpecs"][replica.pool]).get("env", []):
         env[item["name"]] = item["value"]
     task: Dict[str, Any] = {"type": f"workerpool{replica.pool}", "index": replica.index}
     env[JOB_ID_ENV] = job_id
@@ -126,16 +127,21 @@ def thread_env(job: Mapping[str, Any], parallel: int) -> Dict[str, str]:
     set it: N parallel torch processes each using every core slow each other down badly. Local only:
     a Vertex replica has its machine to itself."""
     spec_env = {e["name"] for pool in job["jobSpec"]["workerPoolSpecs"] if pool
-                for e in pool["containerSpec"].get("env", [])}
+                for e in program(pool).get("env", [])}
     if "OMP_NUM_THREADS" in os.environ or "OMP_NUM_THREADS" in spec_env or parallel <= 1:
         return {}
     return {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // parallel))}
 
 
+def program(pool: Mapping[str, Any]) -> Mapping[str, Any]:
+    """What a pool runs: its containerSpec, or its pythonPackageSpec (both carry `args` and `env`)."""
+    return pool.get("pythonPackageSpec") or pool.get("containerSpec") or {}
+
+
 def image_entrypoint_pools(job: Mapping[str, Any]) -> List[int]:
     """Pools that run their image's own ENTRYPOINT (no command, e.g. the Reduction Server): no image runs here."""
     return [i for i, pool in enumerate(job["jobSpec"]["workerPoolSpecs"])
-            if pool and not pool.get("containerSpec", {}).get("command")]
+            if pool and "pythonPackageSpec" not in pool and not pool.get("containerSpec", {}).get("command")]
 
 
 def unrunnable_message(job: Mapping[str, Any], pool: int) -> str:
@@ -144,7 +150,11 @@ def unrunnable_message(job: Mapping[str, Any], pool: int) -> str:
             "give that pool a command, or leave the pool out of local runs")
 
 
-def container_command(pool: Mapping[str, Any], extra_args: Sequence[str]) -> List[str]:
+def container_command(pool: Mapping[str, Any], extra_args: Sequence[str], python: Optional[str] = None) -> List[str]:
+    """The replica's command line; a pythonPackageSpec runs `python -m <pythonModule>` with `python` (its env)."""
+    package = pool.get("pythonPackageSpec")
+    if package:
+        return [python or sys.executable, "-m", package["pythonModule"], *package.get("args", []), *extra_args]
     spec = pool["containerSpec"]
     command = list(spec.get("command", []))
     if command and command[0] in ("python", "python3"):
@@ -236,6 +246,10 @@ def run_custom_job(
     if unrunnable:
         return JobOutcome(FAILED, unrunnable_message(job, unrunnable[0]), str(workdir))
     workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        envs = package_envs(job)
+    except (InstallError, OSError, subprocess.SubprocessError) as e:
+        return _ended(workdir, JobOutcome(FAILED, f"the job's python packages could not be installed: {e}", str(workdir)))
     cluster = cluster_of(job)
     procs: Dict[Replica, subprocess.Popen[bytes]] = {}
     for p, pool in enumerate(job["jobSpec"]["workerPoolSpecs"]):
@@ -243,13 +257,20 @@ def run_custom_job(
             replica = Replica(p, r)
             cwd = workdir / f"workerpool{p}-{r}"
             cwd.mkdir(exist_ok=True)
-            command = container_command(pool, extra_args)
+            package_env = envs.get(p)
+            command = container_command(pool, extra_args, package_env.python if package_env else None)
+            env = container_env(job, replica, job_id, cluster, trial_id, extra_env, env_passthrough)
+            if package_env is not None:  # as a Vertex replica: its install first, apart from its run
+                env.update(VIRTUAL_ENV=str(package_env.root), PATH=f"{package_env.root / 'bin'}{os.pathsep}{env.get('PATH', '')}")
             try:
                 with open(replica_log(workdir, p, r), "wb") as out:
+                    if package_env is not None:
+                        out.write(package_env.describe().encode())
+                        out.flush()
                     procs[replica] = subprocess.Popen(
                         command,
                         cwd=cwd,
-                        env=container_env(job, replica, job_id, cluster, trial_id, extra_env, env_passthrough),
+                        env=env,
                         stdin=subprocess.DEVNULL,
                         stdout=out,
                         stderr=subprocess.STDOUT,
@@ -261,7 +282,12 @@ def run_custom_job(
                     _stop(started, on_kill)
                 return _ended(workdir, JobOutcome(
                     FAILED, f"replica workerpool{p}[{r}] could not start {command[:1]}: {e}", str(cwd)))
-    return _ended(workdir, _supervise(procs, workdir, cancel, on_kill))
+    run_start = time.monotonic()
+    outcome = _supervise(procs, workdir, cancel, on_kill)
+    if envs:
+        with open(replica_log(workdir), "a") as chief_log:
+            chief_log.write(f"[hydra-vertex-ai] ran for {time.monotonic() - run_start:.1f}s after its install\n")
+    return _ended(workdir, outcome)
 
 
 # --- what a job's folder records, for a re-attached launcher and the CLI -------------------------------

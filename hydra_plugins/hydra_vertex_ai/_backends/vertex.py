@@ -142,10 +142,6 @@ class VertexBackend(Backend):
             raise ConfigError(
                 f"{key}.staging_dir", f"the vertex backend stages in Cloud Storage: use gs://BUCKET/PATH, not '{conf.staging_dir}'"
             )
-        if not conf.job.image_uri:
-            raise ConfigError(
-                f"{key}.job.image_uri", "required on the vertex backend: the container image with your code and this package"
-            )
         for name in ("poll_interval_s", "create_rate_per_minute", "retry_initial_s", "retry_timeout_s"):
             if getattr(conf, name) <= 0:
                 raise ConfigError(f"{key}.{name}", f"must be positive, got {getattr(conf, name)}")
