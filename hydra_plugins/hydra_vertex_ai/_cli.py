@@ -355,9 +355,9 @@ def cmd_collect(args: argparse.Namespace) -> int:
     sweep_dir.mkdir(parents=True, exist_ok=True)
     outputs = sweep.manifest.get("outputs_uri")
     if sweep.on_vertex and outputs:
-        from ._backends.vertex_outputs import sync_outputs
+        from ._backends.vertex_outputs import OutputFilter, sync_outputs
 
-        sync_outputs({str(sweep_dir): str(outputs)})
+        sync_outputs({str(sweep_dir): str(outputs)}, which=OutputFilter(**sweep.manifest.get("sync_outputs", {})))
     if sweep.is_study:
         return _collect_study(sweep, sweep_dir)
     _report_launch(sweep, sweep_dir, rows)

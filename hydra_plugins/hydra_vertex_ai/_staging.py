@@ -212,6 +212,9 @@ def manifest_header(kind: str, sweep_id: str, job_name: str, sweep_dir: str, con
     parent = getattr(backend, "parent", None)
     if parent:  # vertex: projects/P/locations/L
         header.update(project=parent.split("/")[1], location=parent.split("/")[3], api_endpoint=conf.api_endpoint)
+        # which outputs `collect` copies back, as the run would have
+        header["sync_outputs"] = {"max_mb": conf.sync_outputs_max_mb, "include": list(conf.sync_outputs_include),
+                                  "exclude": list(conf.sync_outputs_exclude)}
     else:
         header["max_parallel"] = conf.max_parallel
     return header

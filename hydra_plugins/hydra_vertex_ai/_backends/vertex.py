@@ -49,7 +49,7 @@ from .vertex_client import (
     parse_endpoint,
     proto_of,
 )
-from .vertex_outputs import sync_outputs
+from .vertex_outputs import OutputFilter, sync_outputs
 from .vertex_tuning import TuningJobs
 
 log = logging.getLogger(__name__)
@@ -109,6 +109,7 @@ class VertexBackend(Backend):
         retry_initial_s: float = 1.0,
         retry_timeout_s: float = 600.0,
         sync_outputs: bool = True,
+        output_filter: Optional[OutputFilter] = None,
         max_parallel: Optional[int] = None,
     ) -> None:
         self.api = VertexClient(
@@ -120,6 +121,7 @@ class VertexBackend(Backend):
         self.staging = Staging.of(staging_dir, sweep_id)
         self.poll_interval_s = poll_interval_s
         self.sync_outputs = sync_outputs
+        self.output_filter = output_filter or OutputFilter()
         # jobs of this sweep unfinished at once (created or being created); None: all of them
         self.max_parallel = max_parallel
         self.tuning = TuningJobs(self.api, poll_interval_s)
@@ -149,6 +151,8 @@ class VertexBackend(Backend):
         for name in ("poll_interval_s", "create_rate_per_minute", "retry_initial_s", "retry_timeout_s"):
             if getattr(conf, name) <= 0:
                 raise ConfigError(f"{key}.{name}", f"must be positive, got {getattr(conf, name)}")
+        if conf.sync_outputs_max_mb < 0:
+            raise ConfigError(f"{key}.sync_outputs_max_mb", f"must be 0 or more, got {conf.sync_outputs_max_mb}")
         if conf.api_endpoint:
             if "://" in conf.api_endpoint:
                 raise ConfigError(f"{key}.api_endpoint",
@@ -172,6 +176,7 @@ class VertexBackend(Backend):
             retry_initial_s=conf.retry_initial_s,
             retry_timeout_s=conf.retry_timeout_s,
             sync_outputs=conf.sync_outputs,
+            output_filter=OutputFilter.of(conf),
             max_parallel=conf.max_parallel,
         )
 
@@ -199,7 +204,7 @@ class VertexBackend(Backend):
             self._adopt_existing(tracked)
         self._run(tracked)
         if self.sync_outputs and outputs and self.wait:
-            sync_outputs(outputs, self.api.retry_timeout_s)
+            sync_outputs(outputs, self.api.retry_timeout_s, self.output_filter)
         return [self._outcome(job) for job in tracked]
 
     def _run(self, tracked: List[_Tracked]) -> None:
@@ -409,7 +414,7 @@ class VertexBackend(Backend):
             self.partial_tuning = self.tuning.interrupted
             raise
         if self.sync_outputs and outputs:
-            sync_outputs(outputs, self.api.retry_timeout_s)
+            sync_outputs(outputs, self.api.retry_timeout_s, self.output_filter)
         return outcome
 
 
