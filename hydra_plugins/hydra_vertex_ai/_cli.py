@@ -389,7 +389,8 @@ def _collect_study(sweep: Sweep, sweep_dir: Path) -> int:
     conf = VertexVizierSweeperConf(metric_id=str(sweep.manifest["metric_id"]), goal=Goal(sweep.manifest["goal"]))
     pmap = {k: tuple(v) for k, v in (sweep.manifest.get("parameter_map") or {}).items()}
     results = _sweep.write_results(results_path, conf, pmap, list(sweep.manifest.get("fixed") or []), outcome)
-    _report.write_study_report(sweep_dir, results, outcome.trials, link_for=lambda _: console_link(str(name)))
+    _report.write_study_report(sweep_dir, results, outcome.trials,
+                               link_for=_report.vertex_trial_links(str(name), outcome.trials))
     print(f"sweep {sweep.id}: {len(outcome.trials)} trial(s); results in {results_path}")
     return 0
 
@@ -420,12 +421,15 @@ def _result_value(uri: str) -> Any:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    """Rebuild report.html from what the sweep recorded: its jobs' results, or its optimization_results.yaml."""
+    """Rebuild report.html from what the run recorded for it in the sweep dir (the same page), or else from the
+    sweep's records: its jobs' results, or its optimization_results.yaml."""
     from . import _report, _sweep
 
     sweep = load(args.sweep, args.staging)
     sweep_dir = Path(str(sweep.manifest["sweep_dir"]))
-    if not sweep.is_study:
+    if _report.rebuild(sweep_dir) is not None:
+        pass
+    elif not sweep.is_study:
         _report_launch(sweep, sweep_dir, sweep.rows())
     else:
         results_path = sweep_dir / _sweep.RESULTS_FILE

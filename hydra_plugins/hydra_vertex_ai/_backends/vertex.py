@@ -55,7 +55,7 @@ from .vertex_tuning import TuningJobs
 log = logging.getLogger(__name__)
 
 # The fields a poll needs; Vertex returns whole jobs (specs and all) without a read mask.
-LIST_READ_MASK = ("name", "display_name", "state", "error", "labels")
+LIST_READ_MASK = ("name", "display_name", "state", "error", "labels", "create_time", "start_time", "end_time")
 LIST_PAGE_SIZE = 100
 # Creates in flight at once: with a raised quota, N creates take about N * latency / CREATE_THREADS.
 CREATE_THREADS = 32
@@ -87,6 +87,8 @@ class _Tracked:
     state: str = QUEUED
     error: Optional[str] = None
     stalled_warned: bool = False
+    # (create, start, end) as Vertex last said, in seconds since the epoch: the report's durations and timeline
+    times: Tuple[Optional[float], Optional[float], Optional[float]] = (None, None, None)
 
     @property
     def done(self) -> bool:
@@ -297,6 +299,7 @@ class VertexBackend(Backend):
             if job is None:
                 continue  # an earlier batch of the same sweep
             job.name, job.state, job.error = item.name, item.state.name, error_message(item)
+            job.times = (_epoch(item.create_time), _epoch(item.start_time), _epoch(item.end_time))
             if job.state == PAUSED and not job.stalled_warned:
                 log.warning("%s is PAUSED: stalled until resumed in the console (%s)", job.name, console_link(job.name))
                 job.stalled_warned = True
@@ -389,7 +392,7 @@ class VertexBackend(Backend):
     def _outcome(self, job: _Tracked) -> JobOutcome:
         assert job.name is not None
         error = job.error if job.state != SUCCEEDED else None
-        return JobOutcome(job.state, error, where(job.name))
+        return JobOutcome(job.state, error, where(job.name), *job.times)
 
     # --- HyperparameterTuningJobs ----------------------------------------------------------------------
 
@@ -499,3 +502,9 @@ class _Creator:
     def settled(self) -> bool:
         """Whether no create can still commit a job."""
         return all(future.done() for future in self.creating)
+
+
+def _epoch(moment: Any) -> Optional[float]:
+    """A proto-plus timestamp (a datetime, None when unset) in seconds since the epoch."""
+    seconds = moment.timestamp() if moment is not None and hasattr(moment, "timestamp") else None
+    return seconds if seconds else None

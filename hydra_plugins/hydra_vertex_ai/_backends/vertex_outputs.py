@@ -57,9 +57,12 @@ class LeftInBucket:
     bytes: int = 0
     prefixes: List[str] = field(default_factory=list)
 
+    def size(self) -> str:
+        return _size(self.bytes)
+
     def line(self) -> str:
         where = ", ".join(self.prefixes)
-        return f"{self.count} output file(s), {_size(self.bytes)}, stayed in the bucket (over the size cap or " \
+        return f"{self.count} output file(s), {self.size()}, stayed in the bucket (over the size cap or " \
                f"excluded): {where}"
 
 
