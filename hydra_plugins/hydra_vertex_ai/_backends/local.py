@@ -162,6 +162,7 @@ class LocalBackend(Backend):
         last_line: List[str] = [""]
 
         def progress(trials: List[Dict[str, Any]]) -> None:
+            _storage.write_bytes(self.staging.trials_record, json.dumps(trials).encode())
             line = summarize_trials(trials, maximize)
             if line != last_line[0]:
                 last_line[0] = line
