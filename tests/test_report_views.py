@@ -169,3 +169,15 @@ def test_a_rebuilt_report_is_the_same_page(tmp_path: Path) -> None:
     assert jobs is not None
     text = jobs.read_text()
     assert _report.rebuild(tmp_path) == jobs and jobs.read_text() == text
+
+
+@needs_plotly
+def test_the_report_says_what_stayed_in_the_bucket_and_links_there(tmp_path: Path) -> None:
+    from hydra_plugins.hydra_vertex_ai._backends.vertex_outputs import LeftInBucket, _record
+
+    prefix = "gs://bucket/staging/sweeps/multirun/x/"
+    _record(str(tmp_path), LeftInBucket(3, 50 * 1024 * 1024, [prefix]))
+    page, text = read(_report.write_jobs_report(tmp_path, [ReportRow("0", ["x=1"], "SUCCEEDED", value=1.0)]))
+    link = "https://console.cloud.google.com/storage/browser/bucket/staging/sweeps/multirun/x"
+    assert f'<a href="{link}">3 file(s), 50.0 MB: {prefix}</a>' in text
+    assert ("a", "href", link) in page.references

@@ -211,6 +211,9 @@ def test_outputs_come_back_but_large_and_excluded_files_stay_in_the_bucket(
         [outcome] = backend.run_jobs([_trivial_job(sweep, 0, writer)], backend.outputs_of(str(tmp_path / "sweep")))
 
     assert outcome.state == "JOB_STATE_SUCCEEDED", outcome.error
+    # when it was created, started and ended, as Vertex says (the report's durations and timeline)
+    assert outcome.created_at and outcome.started_at and outcome.ended_at
+    assert outcome.created_at <= outcome.started_at <= outcome.ended_at
     job_dir = tmp_path / "sweep" / "0"
     assert (job_dir / ".hydra" / "config.yaml").read_text() == "a: 1"
     assert (job_dir / "job.log").read_text() == "hello"
