@@ -447,8 +447,10 @@ def _is_categorical(name: str, rows: Sequence[ReportRow], spec: Optional[Mapping
 
 
 def _layout(title: str, **extra: Any) -> Dict[str, Any]:
-    """Every figure's layout: titles and legends clear of the plot, axis labels given room (nothing overlaps)."""
-    layout: Dict[str, Any] = {"title": {"text": title}, "template": "plotly_white", "height": 420,
+    """Every figure's layout: titles and legends clear of the plot, axis labels given room (nothing overlaps).
+    The look (plotly_white) is on the page once and applied to every figure there (`_page`): set on each figure,
+    plotly validates and copies it each time, seconds for a report, and the page would carry it per figure."""
+    layout: Dict[str, Any] = {"title": {"text": title}, "height": 420,
                               "margin": {"l": 70, "r": 30, "t": 60, "b": 60}, **extra}
     for axis in ("xaxis", "yaxis"):
         layout.setdefault(axis, {}).setdefault("automargin", True)
@@ -743,8 +745,10 @@ dl{display:grid;grid-template-columns:max-content auto;gap:2px 16px}dt{font-weig
 """
 
 _RENDER = """
+var TEMPLATE = JSON.parse(document.getElementById("report-template").textContent);
 document.querySelectorAll("script.report-figure").forEach(function (el) {
   var fig = JSON.parse(el.textContent);
+  fig.layout.template = TEMPLATE;
   var div = document.getElementById(el.getAttribute("data-target"));
   Plotly.newPlot(div, fig.data, fig.layout, {displaylogo: false, responsive: true, showLink: false});
 });
@@ -776,6 +780,12 @@ def _json_for_script(text: str) -> str:
     return text.replace("</", "<\\/").replace("<!--", "<\\!--")
 
 
+def _template_json() -> str:
+    import plotly.io as pio
+
+    return json.dumps(pio.templates["plotly_white"].to_plotly_json())
+
+
 def _fact(value: Any) -> str:
     """A summary value: text, or {"text", "href"} as a link."""
     if isinstance(value, Mapping) and "href" in value:
@@ -805,6 +815,7 @@ def _page(title: str, summary: Mapping[str, Any], figures: List[Tuple[str, Any]]
         *blocks,
         f"<h2>{e(table_title)}</h2>",
         table,
+        f'<script type="application/json" id="report-template">{_json_for_script(_template_json())}</script>',
         f"<script>{_RENDER}</script>",
         "</body></html>",
     ])
