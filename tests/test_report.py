@@ -392,7 +392,9 @@ def test_a_local_launcher_multirun_writes_the_report(tmp_path: Path) -> None:
             expected = (x - 2) ** 2 + {"a": 1, "b": 0}[opt] + 0.01
             assert cells[3] == "SUCCEEDED" and float(cells[2]) == pytest.approx(expected)
         assert cells[4].endswith("s") and (sweep / cells[6]).is_file()
-    assert set(page.figures) == {"param:x", "param:opt"}
+    assert set(page.figures) == {"param:x", "param:opt", "timeline"}
+    bars = page.figures["timeline"]["data"]  # every job from its start to its end, by state
+    assert sorted(y for b in bars if b["name"] in ("succeeded", "failed") for y in b["y"]) == [f"job {i}" for i in range(6)]
     x = trace(page.figures["param:x"])
     assert sorted((px, round(py, 6)) for px, py in zip(x["x"], x["y"])) == [(2.0, 0.01), (2.0, 1.01), (3.0, 1.01),
                                                                               (3.0, 2.01)]

@@ -111,6 +111,7 @@ class Progress:
         if self.live is not None:
             for handler, stream in self.rerouted:
                 handler.setStream(stream)
+            self.rerouted = []
             self.live.stop()
 
 
