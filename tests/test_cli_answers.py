@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import List
 
+import pytest
 from conftest import PROBE, VERTEX_LOCAL, run_app
 
 TESTS = Path(__file__).parent
@@ -97,3 +98,18 @@ def test_logs_of_a_job_that_ended_without_writing_says_so(tmp_path: Path) -> Non
     logs = cli("logs", launched, "0", cwd=tmp_path)
     assert logs.returncode == 0 and logs.stdout == ""
     assert "job 0 ended SUCCEEDED without writing to its log" in logs.stderr and "no log yet" not in logs.stderr
+
+
+def test_the_index_keeps_the_newest_sweeps_and_survives_a_broken_file(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from hydra_plugins.hydra_vertex_ai import _sweep_index
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    _sweep_index.index_path().parent.mkdir(parents=True)
+    _sweep_index.index_path().write_text("{not json")  # a broken index is ignored, then replaced
+    for i in range(_sweep_index.KEEP + 5):
+        _sweep_index.remember(f"s{i}", f"/m/{i}/manifest.json", float(i))
+    _sweep_index.remember("s7", "/m/7/manifest.json", 7.0)  # seen again: still once
+    recent = _sweep_index.recent()
+    assert len(recent) == _sweep_index.KEEP and recent[0] == f"/m/{_sweep_index.KEEP + 4}/manifest.json"
+    assert "/m/4/manifest.json" not in recent and recent.count("/m/7/manifest.json") == 1

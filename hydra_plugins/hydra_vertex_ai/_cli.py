@@ -198,8 +198,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     from . import _sweep_index
 
     uris = list_manifests(args.staging_dir, os.getcwd())
-    if args.staging_dir is None:
-        uris += _sweep_index.recent()
+    if args.staging_dir is None:  # the newest of the index only: each may be a read from a bucket
+        uris += _sweep_index.recent()[: args.limit]
     sweeps: Dict[str, Sweep] = {}
     for uri in uris:
         try:
