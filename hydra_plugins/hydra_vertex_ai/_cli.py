@@ -407,7 +407,9 @@ def cmd_collect(args: argparse.Namespace) -> int:
     if sweep.on_vertex and outputs:
         from ._backends.vertex_outputs import OutputFilter, sync_outputs
 
-        sync_outputs({str(sweep_dir): str(outputs)}, which=OutputFilter(**sweep.manifest.get("sync_outputs", {})))
+        left = sync_outputs({str(sweep_dir): str(outputs)}, which=OutputFilter(**sweep.manifest.get("sync_outputs", {})))
+        if left.count:  # the run's end line, which the command's WARNING-level logging would not show
+            print(left.line())
     if sweep.is_study:
         return _collect_study(sweep, sweep_dir)
     _report_launch(sweep, sweep_dir, rows)
