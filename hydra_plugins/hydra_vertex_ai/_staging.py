@@ -118,6 +118,11 @@ class Staging:
     def trials_dir(self) -> str:
         return _storage.join(self.root, "trials")
 
+    @property
+    def trials_record(self) -> str:
+        """A local study's REST trials as they stand (what `hydra-vertex-ai status` shows of it)."""
+        return _storage.join(self.trials_dir, "trials.json")
+
     def trial_dir(self, trial_id: str) -> str:
         return _storage.join(self.trials_dir, trial_id)
 
@@ -190,8 +195,13 @@ class ManifestNotFound(LookupError):
 
 
 def write_manifest(staging: Staging, manifest: Mapping[str, Any]) -> None:
-    """Write (or replace) the sweep's manifest: what a re-attach and the CLI read. Never holds credentials."""
+    """Write (or replace) the sweep's manifest: what a re-attach and the CLI read. Never holds credentials.
+    The per-user sweep index remembers where it is (`hydra-vertex-ai list` from any directory)."""
+    from . import _sweep_index
+
     _storage.write_bytes(staging.manifest, json.dumps(manifest, indent=1, sort_keys=True).encode())
+    uri = staging.manifest if _storage.is_gcs(staging.manifest) else os.path.abspath(staging.manifest)
+    _sweep_index.remember(str(manifest.get("sweep_id")), uri, float(manifest.get("created") or time.time()))
 
 
 def manifest_header(kind: str, sweep_id: str, job_name: str, sweep_dir: str, conf: Any, backend: "Backend") -> Dict[str, Any]:
@@ -217,6 +227,9 @@ def manifest_header(kind: str, sweep_id: str, job_name: str, sweep_dir: str, con
     parent = getattr(backend, "parent", None)
     if parent:  # vertex: projects/P/locations/L
         header.update(project=parent.split("/")[1], location=parent.split("/")[3], api_endpoint=conf.api_endpoint)
+        # which outputs `collect` copies back, as the run would have
+        header["sync_outputs"] = {"max_mb": conf.sync_outputs_max_mb, "include": list(conf.sync_outputs_include),
+                                  "exclude": list(conf.sync_outputs_exclude)}
     else:
         header["max_parallel"] = conf.max_parallel
     return header

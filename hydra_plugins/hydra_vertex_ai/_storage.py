@@ -21,6 +21,9 @@ GCS_PREFIX = "gs://"
 # Where Vertex mounts buckets in every container; the emulator points this elsewhere.
 FUSE_ROOT_ENV = "HYDRA_VERTEX_AI_GCS_FUSE_ROOT"
 VERTEX_FUSE_ROOT = "/gcs"
+# The most threads that share one client at once (outputs copied back); its HTTP connection pool is this
+# large, so no thread waits for a connection and urllib3 never warns "Connection pool is full".
+MAX_THREADS = 32
 _clients: Dict[str, Any] = {}
 _clients_lock = threading.Lock()
 
@@ -93,7 +96,17 @@ def _client() -> Any:
                     from ._errors import CredentialsError
 
                     raise CredentialsError("Cloud Storage", e) from None
+            _size_pool(_clients[key])
         return _clients[key]
+
+
+def _size_pool(client: Any) -> None:
+    """One connection per thread: requests' default pool holds 10, fewer than our upload and read threads."""
+    from requests.adapters import HTTPAdapter  # type: ignore[import-untyped]
+
+    adapter = HTTPAdapter(pool_connections=MAX_THREADS, pool_maxsize=MAX_THREADS)
+    for scheme in ("https://", "http://"):
+        client._http.mount(scheme, adapter)
 
 
 def _blob(uri: str) -> Any:

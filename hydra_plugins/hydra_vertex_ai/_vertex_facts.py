@@ -302,6 +302,11 @@ def console_link(name: str) -> str:
     return f"{CONSOLE}/agent-platform/locations/{location}/training/{job_id}?project={project}"
 
 
+def storage_browser_link(uri: str) -> str:
+    """The Cloud Console's page of a gs:// folder (the Cloud Storage browser)."""
+    return f"{CONSOLE}/storage/browser/{uri[len('gs://'):].rstrip('/')}"
+
+
 def logging_filter(name: str) -> str:
     """The Cloud Logging query of a job's container logs."""
     return f'resource.type="ml_job" resource.labels.job_id="{name.split("/")[-1]}"'

@@ -177,8 +177,14 @@ class VertexBackendConf:
     retry_initial_s: float = 1.0
     # vertex backend: stop retrying one API call (or a Cloud Storage read) after this many seconds; nothing is cancelled
     retry_timeout_s: float = 600.0
-    # vertex backend: copy each job's .hydra/ and *.log from the bucket into the local sweep dir at the end
+    # vertex backend: copy every file of each job's output dir from the bucket into the local sweep dir at the end
     sync_outputs: bool = True
+    # vertex backend: files larger than this (MB) stay in the bucket; the end of the sweep says how many and where
+    sync_outputs_max_mb: float = 20.0
+    # vertex backend: only files matching one of these globs come back (on the path below the sweep dir or the name)
+    sync_outputs_include: List[str] = field(default_factory=list)
+    # vertex backend: files matching one of these globs stay in the bucket, e.g. ["*.ckpt", "*/wandb/*"]
+    sync_outputs_exclude: List[str] = field(default_factory=list)
 
 
 @dataclass

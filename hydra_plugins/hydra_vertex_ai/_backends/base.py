@@ -27,6 +27,10 @@ class JobOutcome:
     error: Optional[str] = None
     # where to look: a Cloud Console link and logging filter, or a local log path
     where: Optional[str] = None
+    # when it was created (queued), started running and ended, in seconds since the epoch, where known
+    created_at: Optional[float] = None
+    started_at: Optional[float] = None
+    ended_at: Optional[float] = None
 
 
 @dataclass

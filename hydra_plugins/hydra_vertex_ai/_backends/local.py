@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
@@ -74,7 +75,7 @@ class LocalBackend(Backend):
             try:
                 with interrupts():
                     for job, job_id, workdir in zip(jobs, ids, dirs):
-                        futures.append(pool.submit(self._run_one, job, job_id, workdir, cancel,
+                        futures.append(pool.submit(self._timed, time.time(), job, job_id, workdir, cancel,
                                                    min(self.max_parallel, len(jobs))))
                     self._wait(futures, jobs, dirs, progress)
             except BaseException:
@@ -94,6 +95,14 @@ class LocalBackend(Backend):
                 raise
             progress.close()
         return [f.result() for f in futures]
+
+    def _timed(self, queued: float, *args: Any) -> JobOutcome:
+        """`_run_one`, with when the job was queued, started and ended (the report's timeline)."""
+        started = time.time()
+        outcome = self._run_one(*args)
+        if outcome.ended_at is None:
+            outcome.created_at, outcome.started_at, outcome.ended_at = queued, started, time.time()
+        return outcome
 
     def _run_one(self, job: Dict[str, Any], job_id: str, workdir: Path, cancel: threading.Event,
                  parallel: int) -> JobOutcome:
@@ -153,6 +162,7 @@ class LocalBackend(Backend):
         last_line: List[str] = [""]
 
         def progress(trials: List[Dict[str, Any]]) -> None:
+            _storage.write_bytes(self.staging.trials_record, json.dumps(trials).encode())
             line = summarize_trials(trials, maximize)
             if line != last_line[0]:
                 last_line[0] = line
