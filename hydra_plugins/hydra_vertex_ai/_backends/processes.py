@@ -35,7 +35,10 @@ from .._vertex_facts import (
     RUNNING,
     SUCCEEDED,
     cluster_spec_json,
+    expand_env,
     output_dirs,
+    timeout_error,
+    timeout_s,
 )
 from .base import JobOutcome
 
@@ -106,8 +109,10 @@ def container_env(
     """The environment of one replica: a few documented host variables, the spec's env, Vertex's vars."""
     spec = job["jobSpec"]
     env = host_env(passthrough)
+    defined: Dict[str, str] = {}  # $(NAME) in a value refers to the spec's variables defined before it
     for item in spec["workerPoolSpecs"][replica.pool]["containerSpec"].get("env", []):
-        env[item["name"]] = item["value"]
+        defined[item["name"]] = expand_env(item.get("value", ""), defined)
+    env.update(defined)
     task: Dict[str, Any] = {"type": f"workerpool{replica.pool}", "index": replica.index}
     env[JOB_ID_ENV] = job_id
     if trial_id is not None:
@@ -261,7 +266,7 @@ def run_custom_job(
                     _stop(started, on_kill)
                 return _ended(workdir, JobOutcome(
                     FAILED, f"replica workerpool{p}[{r}] could not start {command[:1]}: {e}", str(cwd)))
-    return _ended(workdir, _supervise(procs, workdir, cancel, on_kill))
+    return _ended(workdir, _supervise(procs, workdir, cancel, on_kill, timeout_s(job["jobSpec"])))
 
 
 # --- what a job's folder records, for a re-attached launcher and the CLI -------------------------------
@@ -393,13 +398,21 @@ def _supervise(
     workdir: Path,
     cancel: threading.Event,
     on_kill: Optional[KillHook] = None,
+    timeout: Optional[float] = None,
 ) -> JobOutcome:
+    """Wait for the replicas; stop them all on `cancel`, on a failed replica, or past `timeout` seconds (the
+    job's scheduling.timeout, which Vertex enforces the same way: see `_vertex_facts.timeout_error`)."""
     running = dict(procs)
+    deadline = None if timeout is None else time.monotonic() + timeout
     while running:
         if cancel.is_set():
             for proc in running.values():
                 _stop(proc, on_kill)
             return JobOutcome(CANCELLED, "cancelled", str(workdir))
+        if deadline is not None and time.monotonic() >= deadline:
+            for proc in running.values():
+                _stop(proc, on_kill)
+            return JobOutcome(FAILED, timeout_error(timeout or 0.0), str(workdir))
         for replica, proc in list(running.items()):
             code = _reap(proc, on_kill)
             if code is None:
