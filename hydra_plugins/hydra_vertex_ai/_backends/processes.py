@@ -22,7 +22,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set
 
 from .. import _storage
 from .._metrics import TRIAL_ID_ENV
@@ -126,13 +126,24 @@ def container_env(
     return env
 
 
+def _spec_env_names(job: Mapping[str, Any]) -> Set[str]:
+    return {e["name"] for pool in job["jobSpec"]["workerPoolSpecs"] if pool
+            for e in pool.get("containerSpec", {}).get("env", [])}
+
+
+def _fuse_standin(job: Mapping[str, Any], workdir: Path) -> Dict[str, str]:
+    """The job's stand-in for Vertex's /gcs mount (see `_storage.standin_mount`): a folder of its own, unless
+    the spec names one (the emulator's, which it copies to the bucket)."""
+    if _storage.FUSE_ROOT_ENV in _spec_env_names(job):
+        return {}
+    return {_storage.FUSE_ROOT_ENV: str(workdir / "gcs")}
+
+
 def thread_env(job: Mapping[str, Any], parallel: int) -> Dict[str, str]:
     """Cap each process's BLAS/OpenMP threads at its share of the cores, as torchrun does, unless the user
     set it: N parallel torch processes each using every core slow each other down badly. Local only:
     a Vertex replica has its machine to itself."""
-    spec_env = {e["name"] for pool in job["jobSpec"]["workerPoolSpecs"] if pool
-                for e in pool["containerSpec"].get("env", [])}
-    if "OMP_NUM_THREADS" in os.environ or "OMP_NUM_THREADS" in spec_env or parallel <= 1:
+    if "OMP_NUM_THREADS" in os.environ or "OMP_NUM_THREADS" in _spec_env_names(job) or parallel <= 1:
         return {}
     return {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // parallel))}
 
@@ -242,6 +253,7 @@ def run_custom_job(
         return JobOutcome(FAILED, unrunnable_message(job, unrunnable[0]), str(workdir))
     workdir.mkdir(parents=True, exist_ok=True)
     cluster = cluster_of(job)
+    extra_env = {**_fuse_standin(job, workdir), **(extra_env or {})}
     procs: Dict[Replica, subprocess.Popen[bytes]] = {}
     for p, pool in enumerate(job["jobSpec"]["workerPoolSpecs"]):
         for r in range(int(pool.get("replicaCount", 0)) if pool else 0):
