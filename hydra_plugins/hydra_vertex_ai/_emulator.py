@@ -5,8 +5,12 @@ unchanged. CustomJobs run through the local backend (`_backends.local.run_custom
 through the local study engine. Knobs inject what the real service does on a bad day: latency, failed
 calls, calls that commit and then lose their reply, a create rate quota and an accelerator quota. Create
 refuses what Vertex refuses (INVALID_ARGUMENT: labels, boot disk pairs, TensorBoard without a service account,
-FLEX_START limits, a study without parameters), from the same `_vertex_facts` rules as our client checks; no
-knob turns that off.
+FLEX_START limits, a study without parameters, an imageless container, a display name over 128 characters, a
+chief pool of more than one replica, more than 4 pools, a non-gs:// base output dir, and any field it does not
+model: `JOB_SPEC_FIELDS`), from the same `_vertex_facts` rules as our client checks; no knob turns that off.
+Jobs look as Vertex's do: QUEUED -> PENDING (waiting for a slot) -> RUNNING -> terminal, named with the
+project's number and a numeric id; trials name their CustomJob; Delete answers a google.longrunning Operation,
+which the Operations service serves; List filters take OR and create_time.
 
 FUSE: on Vertex, /gcs/<bucket> is the bucket. Here every job process gets
 HYDRA_VERTEX_AI_GCS_FUSE_ROOT=<workdir>/gcs, a plain directory standing in for the mount (its Hydra output
