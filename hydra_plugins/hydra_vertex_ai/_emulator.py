@@ -502,8 +502,9 @@ class JobServiceEmulator:
     # --- execution -------------------------------------------------------------------------------------
 
     def _execute(self, record: _Record) -> None:
-        """QUEUED as created, PENDING while it waits for a slot (Vertex provisioning its machines), RUNNING once
-        its replicas run, then terminal (CANCELLING -> CANCELLED): job_state.proto's order."""
+        """QUEUED as created ("just created ... processing has not yet begun"), PENDING while it waits for a slot
+        ("The service is preparing to run the job": Vertex provisioning machines), RUNNING once its replicas
+        run ("in progress"), then terminal, or CANCELLING -> CANCELLED (job_state.proto)."""
         self._set_state(record, "JOB_STATE_PENDING")
         while not self._slots.acquire(timeout=0.1):
             if record.cancel.is_set():

@@ -11,6 +11,7 @@ The FUSE rule, for real and emulated containers alike:
   exists and the variable is unset). A process that sets the variable (the emulator sets it for its jobs)
   has a plain local stand-in there, so its gs:// I/O goes through the client, e.g. to a storage emulator.
 """
+import logging
 import os
 import posixpath
 import threading
@@ -21,6 +22,7 @@ GCS_PREFIX = "gs://"
 # Where Vertex mounts buckets in every container; the emulator points this elsewhere.
 FUSE_ROOT_ENV = "HYDRA_VERTEX_AI_GCS_FUSE_ROOT"
 VERTEX_FUSE_ROOT = "/gcs"
+log = logging.getLogger(__name__)
 _clients: Dict[str, Any] = {}
 _clients_lock = threading.Lock()
 
@@ -74,7 +76,11 @@ def standin_mount(config: Any, environ: Mapping[str, str]) -> None:
 
     for node, key, value in _mount_paths(config):
         local = root + value[len(VERTEX_FUSE_ROOT):]
-        _fetch(f"{GCS_PREFIX}{value[len(VERTEX_FUSE_ROOT) + 1:]}", root)
+        uri = f"{GCS_PREFIX}{value[len(VERTEX_FUSE_ROOT) + 1:]}"
+        try:
+            _fetch(uri, root)
+        except Exception as e:  # e.g. no storage endpoint here: the task sees an empty mount, and says so
+            log.warning("cannot copy %s into the stand-in of the /gcs mount: %s", uri, e)
         with read_write(node):
             node[key] = local
 
@@ -105,7 +111,9 @@ def _fetch(uri: str, root: str) -> None:
         target = Path(root, bucket, name)
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(_blob(found).download_as_bytes())
+            tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
+            tmp.write_bytes(_blob(found).download_as_bytes())
+            os.replace(tmp, target)  # replicas of parallel jobs may fetch the same file
 
 
 def _local_path(uri: str) -> Optional[str]:
