@@ -9,6 +9,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 from ._errors import ConfigError
 from ._vertex_facts import (
     ACCELERATOR_TYPES,
+    MAX_DISPLAY_NAME_LENGTH,
     MAX_LABELS,
     MAX_WORKER_POOLS,
     REDUCTION_SERVER_IMAGE,
@@ -182,7 +183,7 @@ def build_custom_job(
     if spec.enable_web_access:
         job_spec["enableWebAccess"] = True
     return {
-        "displayName": display_name[:128],
+        "displayName": display_name[:MAX_DISPLAY_NAME_LENGTH],
         "jobSpec": job_spec,
         "labels": {**spec.labels, **labels},
     }

@@ -7,6 +7,7 @@ from typing import Any, Dict, Optional
 from . import _jobspec
 from ._errors import ConfigError
 from ._search_space import SearchSpace, study_parameters
+from ._vertex_facts import MAX_DISPLAY_NAME_LENGTH
 from .config import Algorithm, EarlyStopping, Goal, MeasurementSelection, VertexVizierSweeperConf
 
 # StudySpec.MetricSpec.GoalType, StudySpec.Algorithm, StudySpec.MeasurementSelectionType and the stopping
@@ -67,7 +68,7 @@ def build_tuning_job(
     if stopping:
         study[stopping] = {"useElapsedDuration": False}
     return {
-        "displayName": display_name[:128],
+        "displayName": display_name[:MAX_DISPLAY_NAME_LENGTH],
         "studySpec": study,
         "maxTrialCount": conf.max_trial_count,
         "parallelTrialCount": conf.parallel_trial_count,

@@ -85,6 +85,12 @@ ACCELERATOR_TYPES = (
 # CustomJobSpec.worker_pool_specs: the chief, workers, parameter (or reduction) servers, evaluators.
 MAX_WORKER_POOLS = 4
 
+# custom_job.proto CustomJob.display_name (and HyperparameterTuningJob's): "can be up to 128 characters long".
+MAX_DISPLAY_NAME_LENGTH = 128
+# https://cloud.google.com/vertex-ai/docs/training/distributed-training: "Use your first worker pool to configure
+# your primary replica, and set the replica count to 1."
+CHIEF_REPLICAS = 1
+
 # DiskSpec.boot_disk_type (machine_resources.proto): "Valid values: pd-ssd, pd-standard or hyperdisk-balanced";
 # "for A3U machines, the default value is hyperdisk-balanced", otherwise pd-ssd.
 BOOT_DISK_TYPES = ("pd-ssd", "pd-standard", "hyperdisk-balanced")
@@ -190,6 +196,32 @@ def machine_problem(machine_type: str, accelerator: str, count: int) -> Optional
 # Scheduling.Strategy FLEX_START (Dynamic Workload Scheduler), per
 # https://cloud.google.com/vertex-ai/docs/training/schedule-jobs-dws: "requests L4, A100, H100, H200, or B200
 # GPUs", "a maximum timeout of 7 days or less", "the same machine configuration for all worker pools".
+# --- a job's running time: custom_job.proto Scheduling.timeout, "The maximum job running time. The default is
+# 7 days." A job still running then is stopped and ends FAILED with google.rpc.Code DEADLINE_EXCEEDED (4,
+# google/rpc/code.proto: "The deadline expired before the operation could complete").
+DEADLINE_EXCEEDED_CODE = 4
+TIMEOUT_ERROR_PREFIX = "The job ran longer than its scheduling.timeout"
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)s$")
+
+
+def duration_s(text: str) -> float:
+    """Seconds of a google.protobuf.Duration in its JSON form ("7200s", "2.5s")."""
+    match = _DURATION.match(text.strip())
+    if match is None:
+        raise ValueError(f"'{text}' is not a protobuf Duration such as '3600s'")
+    return float(match.group(1))
+
+
+def timeout_s(job_spec: Mapping[str, Any]) -> Optional[float]:
+    """A REST CustomJobSpec's scheduling.timeout in seconds, None when unset."""
+    timeout = job_spec.get("scheduling", {}).get("timeout")
+    return None if timeout is None else duration_s(timeout)
+
+
+def timeout_error(timeout: float) -> str:
+    return f"{TIMEOUT_ERROR_PREFIX} of {timeout:g}s (DEADLINE_EXCEEDED): it was stopped"
+
+
 FLEX_START_ACCELERATORS = (
     "NVIDIA_L4", "NVIDIA_TESLA_A100", "NVIDIA_A100_80GB", "NVIDIA_H100_80GB", "NVIDIA_H100_MEGA_80GB",
     "NVIDIA_H200_141GB", "NVIDIA_B200",
@@ -235,6 +267,31 @@ def output_dirs(base_output_dir: str) -> Dict[str, str]:
         "AIP_CHECKPOINT_DIR": f"{base}/checkpoints/",
         "AIP_TENSORBOARD_LOG_DIR": f"{base}/logs/",
     }
+
+
+def expand_env(value: str, defined: Mapping[str, str]) -> str:
+    """An EnvVar value as the container sees it (env_var.proto EnvVar.value, Kubernetes' rule): `$(NAME)` becomes
+    the value of a variable defined before it, an unresolved reference stays as written, and `$$` is a
+    literal `$`, so `$$(NAME)` is never expanded."""
+    out: List[str] = []
+    i = 0
+    while i < len(value):
+        char = value[i]
+        if char != "$" or i + 1 == len(value):
+            out.append(char)
+            i += 1
+        elif value[i + 1] == "$":
+            out.append("$")
+            i += 2
+        elif value[i + 1] == "(" and ")" in value[i + 2:]:
+            end = value.index(")", i + 2)
+            name = value[i + 2:end]
+            out.append(defined.get(name, f"$({name})"))
+            i = end + 1
+        else:
+            out.append(char)
+            i += 1
+    return "".join(out)
 
 
 def cluster_spec_json(cluster: Mapping[str, List[str]], task: Mapping[str, Any], job_spec: Mapping[str, Any]) -> str:

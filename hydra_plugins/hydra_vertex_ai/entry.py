@@ -81,6 +81,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except Exception as e:  # bad flags or an override that does not compose: the trial fails visibly
         print(f"hydra-vertex-ai: cannot build the trial's config: {e}", file=sys.stderr)
         return EXIT_USAGE
+    from ._storage import standin_mount
+
+    standin_mount(config, os.environ)  # on a stand-in, /gcs/<bucket>/... in the config reaches the bucket
     outputs = _outputs_on_local_disk(config)
     try:
         return _finish(payload, _run(context, config), trial_id)

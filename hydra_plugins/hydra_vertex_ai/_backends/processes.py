@@ -22,7 +22,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set
 
 from .. import _storage
 from .._metrics import TRIAL_ID_ENV
@@ -35,7 +35,10 @@ from .._vertex_facts import (
     RUNNING,
     SUCCEEDED,
     cluster_spec_json,
+    expand_env,
     output_dirs,
+    timeout_error,
+    timeout_s,
 )
 from .base import JobOutcome
 from .python_package import InstallError, package_envs
@@ -107,8 +110,10 @@ def container_env(
     """The environment of one replica: a few documented host variables, the spec's env, Vertex's vars."""
     spec = job["jobSpec"]
     env = host_env(passthrough)
+    defined: Dict[str, str] = {}  # $(NAME) in a value refers to the spec's variables defined before it
     for item in program(spec["workerPoolSpecs"][replica.pool]).get("env", []):
-        env[item["name"]] = item["value"]
+        defined[item["name"]] = expand_env(item.get("value", ""), defined)
+    env.update(defined)
     task: Dict[str, Any] = {"type": f"workerpool{replica.pool}", "index": replica.index}
     env[JOB_ID_ENV] = job_id
     if trial_id is not None:
@@ -122,13 +127,24 @@ def container_env(
     return env
 
 
+def _spec_env_names(job: Mapping[str, Any]) -> Set[str]:
+    return {e["name"] for pool in job["jobSpec"]["workerPoolSpecs"] if pool
+            for e in program(pool).get("env", [])}
+
+
+def _fuse_standin(job: Mapping[str, Any], workdir: Path) -> Dict[str, str]:
+    """The job's stand-in for Vertex's /gcs mount (see `_storage.standin_mount`): a folder of its own, unless
+    the spec names one (the emulator's, which it copies to the bucket)."""
+    if _storage.FUSE_ROOT_ENV in _spec_env_names(job):
+        return {}
+    return {_storage.FUSE_ROOT_ENV: str(workdir / "gcs")}
+
+
 def thread_env(job: Mapping[str, Any], parallel: int) -> Dict[str, str]:
     """Cap each process's BLAS/OpenMP threads at its share of the cores, as torchrun does, unless the user
     set it: N parallel torch processes each using every core slow each other down badly. Local only:
     a Vertex replica has its machine to itself."""
-    spec_env = {e["name"] for pool in job["jobSpec"]["workerPoolSpecs"] if pool
-                for e in program(pool).get("env", [])}
-    if "OMP_NUM_THREADS" in os.environ or "OMP_NUM_THREADS" in spec_env or parallel <= 1:
+    if "OMP_NUM_THREADS" in os.environ or "OMP_NUM_THREADS" in _spec_env_names(job) or parallel <= 1:
         return {}
     return {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // parallel))}
 
@@ -251,6 +267,7 @@ def run_custom_job(
     except (InstallError, OSError, subprocess.SubprocessError) as e:
         return _ended(workdir, JobOutcome(FAILED, f"the job's python packages could not be installed: {e}", str(workdir)))
     cluster = cluster_of(job)
+    extra_env = {**_fuse_standin(job, workdir), **(extra_env or {})}
     procs: Dict[Replica, subprocess.Popen[bytes]] = {}
     for p, pool in enumerate(job["jobSpec"]["workerPoolSpecs"]):
         for r in range(int(pool.get("replicaCount", 0)) if pool else 0):
@@ -283,7 +300,7 @@ def run_custom_job(
                 return _ended(workdir, JobOutcome(
                     FAILED, f"replica workerpool{p}[{r}] could not start {command[:1]}: {e}", str(cwd)))
     run_start = time.monotonic()
-    outcome = _supervise(procs, workdir, cancel, on_kill)
+    outcome = _supervise(procs, workdir, cancel, on_kill, timeout_s(job["jobSpec"]))
     if envs:
         with open(replica_log(workdir), "a") as chief_log:
             chief_log.write(f"[hydra-vertex-ai] ran for {time.monotonic() - run_start:.1f}s after its install\n")
@@ -419,13 +436,21 @@ def _supervise(
     workdir: Path,
     cancel: threading.Event,
     on_kill: Optional[KillHook] = None,
+    timeout: Optional[float] = None,
 ) -> JobOutcome:
+    """Wait for the replicas; stop them all on `cancel`, on a failed replica, or past `timeout` seconds (the
+    job's scheduling.timeout, which Vertex enforces the same way: see `_vertex_facts.timeout_error`)."""
     running = dict(procs)
+    deadline = None if timeout is None else time.monotonic() + timeout
     while running:
         if cancel.is_set():
             for proc in running.values():
                 _stop(proc, on_kill)
             return JobOutcome(CANCELLED, "cancelled", str(workdir))
+        if deadline is not None and time.monotonic() >= deadline:
+            for proc in running.values():
+                _stop(proc, on_kill)
+            return JobOutcome(FAILED, timeout_error(timeout or 0.0), str(workdir))
         for replica, proc in list(running.items()):
             code = _reap(proc, on_kill)
             if code is None:
