@@ -21,12 +21,15 @@ from ._staging import (
     COLLECT_THREADS,
     ManifestNotFound,
     Staging,
+    cancelled_uids,
     find_manifest,
     manifest_header,
     merge_jobs,
     new_sweep_id,
     read_manifest,
+    record_cancelled,
     stage,
+    update_jobs,
     write_manifest,
 )
 from ._vertex_facts import SUCCEEDED, short_state
@@ -203,15 +206,17 @@ def _record(
         jobs=merge_jobs(earlier.get("jobs", []), entries),
     )
     write_manifest(staging, manifest)
-    backend.on_jobs_created = lambda names: _record_names(staging, manifest, names)
+    backend.on_jobs_created = lambda names: _record_names(staging, names)
+    # a job cancelled while queued (Ctrl-C, `hydra-vertex-ai cancel`) is never created, by this run or a re-attach
+    backend.cancelled = cancelled_uids(manifest)
+    backend.on_never_created = lambda uids: record_cancelled(staging, uids)
+    backend.cancelled_now = lambda: cancelled_uids(read_manifest(staging.manifest))
 
 
-def _record_names(staging: Staging, manifest: Dict[str, Any], names: Mapping[str, str]) -> None:
-    """Each job's resource name, once all exist: one more write of the manifest per launch batch."""
-    for job in manifest.get("jobs", []):
-        if job.get("hydra_uid") in names:
-            job["name"] = names[job["hydra_uid"]]
-    write_manifest(staging, manifest)
+def _record_names(staging: Staging, names: Mapping[str, str]) -> None:
+    """Each job's resource name, once all exist: one more write of the manifest per launch batch (as it is
+    now: `hydra-vertex-ai cancel` may have recorded cancelled jobs meanwhile)."""
+    update_jobs(staging, lambda job: job.update(name=names[job["hydra_uid"]]) if job.get("hydra_uid") in names else None)
 
 
 def _subdir(config: DictConfig) -> Optional[str]:

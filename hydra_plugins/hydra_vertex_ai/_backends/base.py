@@ -4,7 +4,7 @@ import os
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, AbstractSet, Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 from .._errors import ConfigError
 
@@ -13,6 +13,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# why a job has no resource: it was cancelled (Ctrl-C, `hydra-vertex-ai cancel`) while queued
+NEVER_CREATED = "cancelled before it was created"
 # Outputs to copy back when a backend is done: local directory -> the gs:// URI its jobs wrote it to.
 Outputs = Mapping[str, str]
 
@@ -60,6 +62,12 @@ class Backend(ABC):
     on_tuning_created: Optional[Callable[[str], None]] = None
     # called once every CustomJob of a run exists, with hydra_uid -> resource name (the launcher's manifest)
     on_jobs_created: Optional[Callable[[Dict[str, str]], None]] = None
+    # hydra_uids of this sweep's jobs cancelled before they were created (the manifest says): never created
+    cancelled: AbstractSet[str] = frozenset()
+    # called with the hydra_uids of jobs an interrupt left uncreated: the manifest records them cancelled
+    on_never_created: Optional[Callable[[List[str]], None]] = None
+    # the hydra_uids recorded cancelled by now (`hydra-vertex-ai cancel` while this launcher runs)
+    cancelled_now: Optional[Callable[[], AbstractSet[str]]] = None
     # job number -> its overrides as one string, for the progress table
     job_overrides: Mapping[str, str] = {}
     # after Ctrl-C of a tuning job: how far it got (trials that finished), where the backend knows
@@ -80,6 +88,16 @@ class Backend(ABC):
     @abstractmethod
     def run_tuning_job(self, job: Dict[str, Any], outputs: Optional[Outputs] = None) -> TuningOutcome:
         """Run one HyperparameterTuningJob (REST-shaped dict) to its end; Ctrl-C cancels it."""
+
+    def record_never_created(self, uids: Sequence[str]) -> None:
+        """Hand the jobs an interrupt left uncreated to `on_never_created`: a re-attach must not create them."""
+        if not uids or self.on_never_created is None:
+            return
+        try:
+            self.on_never_created(list(uids))
+        except Exception as e:  # the interrupt goes on; the user is told what a re-attach would do
+            log.warning("could not record %d uncreated job(s) as cancelled (a re-attach would run them): %s",
+                        len(uids), e)
 
     def outputs_of(self, local_dir: str) -> Dict[str, str]:
         """The copy-back mapping for a sweep dir: {local dir: bucket URI}, empty when jobs write in place."""

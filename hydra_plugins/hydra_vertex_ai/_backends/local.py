@@ -23,7 +23,7 @@ from .._progress import JobRow, Progress
 from .._signals import interrupts, shielded
 from .._staging import Staging, replica_log
 from .._vertex_facts import CANCELLED, QUEUED, RUNNING
-from .base import Backend, FailureWatch, JobOutcome, Outputs, TuningOutcome, summarize_trials
+from .base import NEVER_CREATED, Backend, FailureWatch, JobOutcome, Outputs, TuningOutcome, summarize_trials
 from .processes import (
     adopt,
     pid_alive,
@@ -80,12 +80,15 @@ class LocalBackend(Backend):
             except BaseException:
                 with shielded(lambda: "stopping the local jobs"):  # a second Ctrl-C must not orphan them
                     cancel.set()
-                    never_started = sum(f.cancel() for f in futures)
+                    for f in futures:
+                        f.cancel()
                     # Waits for every running job to be stopped; a job that raised must not hide the interrupt.
-                    stopped = [
-                        jobs[i]["displayName"] for i, f in enumerate(futures)
-                        if not f.cancelled() and f.exception() is None and f.result().state == CANCELLED
-                    ]
+                    cancelled = [i for i, f in enumerate(futures)
+                                 if f.cancelled() or (f.exception() is None and f.result().state == CANCELLED)]
+                    never = [i for i in cancelled if not recorded_pids(dirs[i])]  # queued: never started
+                    stopped = [jobs[i]["displayName"] for i in cancelled if i not in never]
+                    never_started = len(never)
+                    self.record_never_created([ids[i] for i in never])
                     progress.close()
                     for name in stopped:
                         print(f"Interrupted: cancelled local job {name}", file=sys.stderr, flush=True)
@@ -98,6 +101,8 @@ class LocalBackend(Backend):
     def _run_one(self, job: Dict[str, Any], job_id: str, workdir: Path, cancel: threading.Event,
                  parallel: int) -> JobOutcome:
         """Run the job; when re-attaching, first take what an earlier launcher left: an end, or running replicas."""
+        if job_id in self.cancelled and not recorded_pids(workdir):  # cancelled while queued: never started
+            return JobOutcome(CANCELLED, NEVER_CREATED, str(workdir))
         if self.attach:
             ended = recorded_outcome(workdir)
             if ended is not None:
