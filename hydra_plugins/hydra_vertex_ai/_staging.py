@@ -9,7 +9,8 @@ Layout under the configured `staging_dir` (a local folder or a gs:// URI):
     <sweep_id>/jobs/<num>/           one launcher job: payload.pkl, result.pkl; local: workerpool<i>-<r>.log,
                                      job.json (its spec), pids.json (its processes), outcome.json (how it ended)
     <sweep_id>/supervisor.*          local, wait=false: the detached process that runs the jobs, and its log
-    <sweep_id>/outputs/<num>/        its base output directory (AIP_MODEL_DIR & co), unless the job sets one
+    <sweep_id>/outputs/<num>/        its base output directory (AIP_MODEL_DIR & co), unless the job sets one:
+                                     then <job.base_output_dir>/<sweep_id>/<num> (a trial: .../<sweep_id>/<trial>)
     <sweep_id>/context.pkl, study/payload.pkl   a study's shared context and its one payload
     <sweep_id>/trials/<trial id>/    one trial: result.pkl, logs and metrics (local)
 """
@@ -92,8 +93,9 @@ class Staging:
         return _storage.join(self.job_dir(num), "result.pkl")
 
     def outputs(self, configured: Optional[str]) -> str:
-        """The base output directory of a study's trials (Vertex adds the trial id), or the parent of jobs'."""
-        return configured or _storage.join(self.root, "outputs")
+        """The base output directory of a study's trials (Vertex adds the trial id), or the parent of jobs':
+        `<job.base_output_dir>/<sweep id>` when one is configured, so that two runs never share a model dir."""
+        return _storage.join(configured, self.sweep_id) if configured else _storage.join(self.root, "outputs")
 
     def base_output(self, num: int, configured: Optional[str]) -> str:
         """A launcher job's base output directory: its own folder under `outputs`."""
