@@ -230,11 +230,20 @@ def _subdir(config: DictConfig) -> Optional[str]:
 def follow_hint(sweep_id: str, staging: Staging, what: str) -> str:
     """How to follow, collect or re-attach a sweep, printed when the launcher leaves it running or stops."""
     cli = f"hydra-vertex-ai {{}} {sweep_id} --staging {shlex.quote(staging.staging_dir)}"
-    rerun = shlex.join([os.path.basename(sys.executable), *sys.argv])
+    rerun = shlex.join([os.path.basename(sys.executable), *_rerun_args(sys.argv)])
     return (f"{what}: sweep {sweep_id}\n"
             f"  follow:    {cli.format('status')}   (or logs, cancel)\n"
             f"  collect:   {cli.format('collect')}\n"
             f"  re-attach: {rerun} hydra.launcher.attach={sweep_id}")
+
+
+# what the re-attach command must not repeat: it would detach again, or name another sweep
+_NOT_REPEATED = (f"{CONFIG_KEY}.wait", f"{CONFIG_KEY}.attach")
+
+
+def _rerun_args(argv: Sequence[str]) -> List[str]:
+    """The command line to re-attach with: this one without `wait=` and `attach=` (`+`/`++`/`~` forms too)."""
+    return [arg for arg in argv if arg.lstrip("+~").split("=", 1)[0] not in _NOT_REPEATED]
 
 
 class PendingReturn(JobReturn):
