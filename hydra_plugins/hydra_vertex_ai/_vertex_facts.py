@@ -344,6 +344,16 @@ def quota_console_url(project: str) -> str:
     return f"{CONSOLE}/iam-admin/quotas?project={project}"
 
 
+def cancel_sweep_command(project: str, location: str, sweep_id: str) -> str:
+    """The gcloud line that cancels every CustomJob carrying the sweep's label, known to us by name or not.
+
+    `gcloud ai custom-jobs list --filter` takes the API's list filter (ListCustomJobsRequest.filter, which
+    supports `labels.<key>=<value>`: googleapis google/cloud/aiplatform/v1/job_service.proto)."""
+    where = f"--region={location} --project={project}"
+    return (f"gcloud ai custom-jobs list {where} --filter='labels.hydra_sweep={sweep_id}' --format='value(name)' "
+            f"| xargs -r -n1 gcloud ai custom-jobs cancel {where}")
+
+
 def cancel_command(name: str) -> str:
     """The gcloud command that cancels the CustomJob or HyperparameterTuningJob `name`."""
     parts = name.split("/")

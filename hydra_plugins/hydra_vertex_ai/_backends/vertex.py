@@ -29,6 +29,7 @@ from .._vertex_facts import (
     SUCCEEDED,
     TERMINAL_STATES,
     cancel_command,
+    cancel_sweep_command,
     console_link,
     quota_console_url,
     regional_endpoint,
@@ -95,6 +96,8 @@ class _Tracked:
     state: str = QUEUED
     error: Optional[str] = None
     stalled_warned: bool = False
+    # a create call went out and no answer said it was refused: without a name, the job may exist all the same
+    create_sent: bool = False
 
     @property
     def done(self) -> bool:
@@ -280,11 +283,12 @@ class VertexBackend(Backend):
 
         self.api.limiter.acquire(stop)
         proto = proto_of(CustomJob, job.spec)
+        def create() -> Any:
+            job.create_sent = True
+            return self.client.create_custom_job(parent=self.api.parent, custom_job=proto, timeout=RPC_TIMEOUT_S)
+
         created = self.api.create_once(
-            f"creating CustomJob '{job.spec['displayName']}'",
-            lambda: self.client.create_custom_job(parent=self.api.parent, custom_job=proto, timeout=RPC_TIMEOUT_S),
-            lambda: self._find_custom_job(job.uid),
-            stop,
+            f"creating CustomJob '{job.spec['displayName']}'", create, lambda: self._find_custom_job(job.uid), stop
         )
         if job.name is None:  # a poll that listed the sweep may have found it first, with a newer state
             job.name, job.state = created.name, created.state.name
@@ -414,13 +418,22 @@ class VertexBackend(Backend):
         return text
 
     def _outage_report(self, tracked: List[_Tracked], error: Unreachable) -> str:
-        """An outage longer than retry_timeout_s: nothing was cancelled; what may run and how to come back."""
+        """An outage longer than retry_timeout_s: nothing was cancelled; every job that may exist (a create on
+        the wire may have been committed), how to cancel them all by the sweep's label, and how to come back."""
         created = [job for job in tracked if job.name and not job.done]
+        unanswered = [job for job in tracked if not job.name and job.create_sent]
         text = (f"{error}\nVertex AI did not answer for longer than retry_timeout_s: nothing was cancelled and no "
-                f"more jobs were created. {len(created)} job(s) of sweep {self.sweep_id} may still be running:")
-        text += "".join(f"\n  {job.spec['displayName']}: {job.name} (last seen {short_state(job.state)}); "
-                        f"to cancel it: {cancel_command(job.name or '')}" for job in created)
-        text += (f"\nRe-attach when the service answers (finished jobs' results are kept): "
+                f"more jobs were created. {len(created) + len(unanswered)} job(s) of sweep {self.sweep_id} may exist "
+                f"and run: {len(created)} created, {len(unanswered)} whose create got no answer (it may have been "
+                "committed):")
+        text += "".join(f"\n  {job.spec['displayName']}: {job.name} (last seen {short_state(job.state)})"
+                        for job in created)
+        text += "".join(f"\n  {job.spec['displayName']}: create sent, no answer" for job in unanswered)
+        project, location = self.parent.split("/")[1], self.parent.split("/")[3]
+        text += (f"\nTo cancel them, select the sweep's jobs by its label (this finds the unanswered ones too):"
+                 f"\n  hydra-vertex-ai cancel {self.sweep_id} --staging {self.staging.staging_dir}"
+                 f"\n  or: {cancel_sweep_command(project, location, self.sweep_id)}"
+                 f"\nRe-attach when the service answers (finished jobs' results are kept): "
                  f"hydra.launcher.attach={self.sweep_id}. A larger retry_timeout_s waits longer.")
         return text
 
@@ -496,6 +509,7 @@ class _Creator:
             try:
                 future.result()
             except QuotaExceeded as e:
+                job.create_sent = False  # refused: it does not exist
                 self.todo.appendleft(job)
                 self._quota_refused(e)
         if self.quota_block is not None:
