@@ -132,6 +132,31 @@ def read_bytes(uri: str, deadline_s: Optional[float] = None) -> bytes:
     return Path(path).read_bytes()
 
 
+def holds(uri: str, data: bytes) -> bool:
+    """Whether `uri` holds exactly `data`: what a content-addressed upload checks before it skips itself.
+
+    gs://: the object's size and CRC32C from its metadata (no download); a local file: its size and bytes.
+    A truncated or otherwise damaged object does not hold its name's content, so it is replaced, not reused."""
+    path = _local_path(uri)
+    if path is None:
+        bucket, name = split_gcs(uri)
+        blob = _client().bucket(bucket).get_blob(name)
+        return blob is not None and blob.size == len(data) and blob.crc32c == crc32c(data)
+    try:
+        return os.path.getsize(path) == len(data) and Path(path).read_bytes() == data
+    except OSError:
+        return False
+
+
+def crc32c(data: bytes) -> str:
+    """CRC32C of `data` as Cloud Storage's object metadata gives it: base64 of the big-endian checksum."""
+    import base64
+
+    import google_crc32c
+
+    return base64.b64encode(google_crc32c.Checksum(data).digest()).decode()
+
+
 def exists(uri: str, deadline_s: Optional[float] = None) -> bool:
     path = _local_path(uri)
     if path is None:
