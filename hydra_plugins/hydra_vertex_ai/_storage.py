@@ -132,6 +132,39 @@ def read_bytes(uri: str, deadline_s: Optional[float] = None) -> bytes:
     return Path(path).read_bytes()
 
 
+# What staging needs of a bucket: to write objects and read them back.
+STAGING_PERMISSIONS = ("storage.objects.create", "storage.objects.get")
+
+
+def writable_problem(uri: str) -> Optional[str]:
+    """Why nothing can be staged under `uri` (a bucket that does not exist or that this account cannot write,
+    a local folder that cannot be made or written), or None. Writes nothing: one metadata call for a bucket."""
+    path = _local_path(uri)
+    if path is not None:  # nothing is created here: the first folder that exists must be one we can write in
+        existing = Path(path).absolute()
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            return f"cannot create {path}: {existing} is not a directory"
+        return None if os.access(existing, os.W_OK) else f"cannot create {path}: {existing} is not writable"
+    from google.api_core import exceptions
+
+    name = split_gcs(uri)[0]
+    try:
+        bucket = _client().bucket(name)
+        bucket.reload()
+        granted = set(bucket.test_iam_permissions(list(STAGING_PERMISSIONS)))
+    except exceptions.NotFound:
+        return f"bucket gs://{name} does not exist (create it: gcloud storage buckets create gs://{name} --location=REGION)"
+    except exceptions.Forbidden as e:
+        return f"this account cannot use bucket gs://{name}: {e.message}"
+    missing = [p for p in STAGING_PERMISSIONS if p not in granted]
+    if missing:
+        return (f"this account cannot write to bucket gs://{name} (missing {', '.join(missing)}: grant it "
+                "roles/storage.objectAdmin on the bucket)")
+    return None
+
+
 def holds(uri: str, data: bytes) -> bool:
     """Whether `uri` holds exactly `data`: what a content-addressed upload checks before it skips itself.
 

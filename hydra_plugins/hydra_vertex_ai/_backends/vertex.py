@@ -31,6 +31,7 @@ from .._vertex_facts import (
     cancel_command,
     cancel_sweep_command,
     console_link,
+    location_problem,
     quota_console_url,
     regional_endpoint,
     short_state,
@@ -149,6 +150,9 @@ class VertexBackend(Backend):
             )
         if not conf.location:
             raise ConfigError(f"{key}.location", "a Vertex AI region is required, e.g. us-central1")
+        region = location_problem(conf.location)
+        if region:
+            raise ConfigError(f"{key}.location", region)
         if not _storage.is_gcs(conf.staging_dir) or not _storage.split_gcs(conf.staging_dir)[0]:
             raise ConfigError(
                 f"{key}.staging_dir", f"the vertex backend stages in Cloud Storage: use gs://BUCKET/PATH, not '{conf.staging_dir}'"
