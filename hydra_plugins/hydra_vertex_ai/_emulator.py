@@ -38,7 +38,7 @@ from google.protobuf import json_format
 from google.protobuf.field_mask_pb2 import FieldMask
 
 from . import _storage
-from ._backends.processes import proc_stat
+from ._pids import proc_stat
 from ._vertex_facts import (
     CANCELLED,
     CAPACITY_QUOTA_PREFIX,

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from . import _storage
+from ._pids import pid_record
 from ._vertex_facts import sanitize_label
 
 if TYPE_CHECKING:
@@ -195,8 +196,6 @@ def write_manifest(staging: Staging, manifest: Mapping[str, Any]) -> None:
 
 def manifest_header(kind: str, sweep_id: str, job_name: str, sweep_dir: str, conf: Any, backend: "Backend") -> Dict[str, Any]:
     """What every sweep manifest records: what ran, where its outputs go, who runs it, how to reach its jobs."""
-    from ._backends.processes import pid_record
-
     header: Dict[str, Any] = {
         "version": 1,
         "kind": kind,

@@ -143,7 +143,8 @@ class LocalBackend(Backend):
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True,  # outlives the launcher and its terminal
             )
-        from .processes import _write_json, pid_record
+        from .._pids import pid_record
+        from .processes import _write_json
 
         _write_json(root / SUPERVISOR_FILE, pid_record(proc.pid))
         log.info("detached: local jobs run under supervisor PID %d (log %s)", proc.pid, root / "supervisor.log")
