@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from . import _jobspec, _payload, _report, _storage
 from ._backends import factory
-from ._backends.base import Backend, JobOutcome
+from ._backends.base import LOG_TAIL_HEAD, Backend, JobOutcome, exception_line, log_tail
 from ._errors import ConfigError
 from ._signals import interrupts
 from ._staging import (
@@ -106,6 +106,7 @@ def _launch(launcher: "VertexAILauncher", job_overrides: Sequence[Sequence[str]]
     # Storage reads give up after retry_timeout_s, all jobs at once: Cloud Storage gone must not hang the sweep.
     with ThreadPoolExecutor(max_workers=COLLECT_THREADS, thread_name_prefix="vertex-collect") as pool:
         returns = list(pool.map(lambda j, o: _collect(j, o, conf.retry_timeout_s), jobs, outcomes))
+    _tell_failures(jobs, outcomes, returns)
     _report.report_launch(sweep_dir, launcher.sweep_id, jobs, outcomes, returns)
     return returns
 
@@ -163,6 +164,40 @@ def _collect(job: PreparedJob, outcome: JobOutcome, deadline_s: Optional[float] 
     if outcome.where:
         message += f"\nsee {outcome.where}"
     return _payload.failed_return(job.config, job.overrides, _payload.RemoteJobError(message))
+
+
+def _tell_failures(jobs: Sequence[PreparedJob], outcomes: Sequence[JobOutcome], returns: Sequence[JobReturn]) -> None:
+    """One console line per failed job saying why (its exception, not its log's last line) with its log's last
+    lines below; then the sweep's jobs counted by state and its failures by distinct reason."""
+    reasons: Dict[str, int] = {}
+    for job, outcome, ret in zip(jobs, outcomes, returns):
+        if ret.status != JobStatus.FAILED:
+            continue
+        reason = _reason(ret._return_value, outcome)
+        reasons[reason] = reasons.get(reason, 0) + 1
+        tail = log_tail(outcome.error)
+        log.error("Job #%d (%s) failed: %s%s", job.num, " ".join(filter_overrides(job.overrides)), reason,
+                  "\n  " + tail.replace("\n", "\n  ") if tail else "")
+    if not reasons:
+        return
+    states: Dict[str, int] = {}
+    for outcome, ret in zip(outcomes, returns):
+        state = "FAILED" if ret.status == JobStatus.FAILED and outcome.state == SUCCEEDED else short_state(outcome.state)
+        states[state] = states.get(state, 0) + 1
+    log.error("%d job(s): %s; %d failure reason(s): %s", len(returns),
+              ", ".join(f"{n} {s}" for s, n in sorted(states.items())), len(reasons),
+              "; ".join(f"{r} ({n} job(s))" for r, n in sorted(reasons.items(), key=lambda item: -item[1])))
+
+
+def _reason(error: Any, outcome: JobOutcome) -> str:
+    """Why a job failed, in one line: the task's own exception, or the one its log shows, or what Vertex said."""
+    if isinstance(error, BaseException) and not isinstance(error, _payload.RemoteJobError):
+        return f"{type(error).__name__}: {error}".splitlines()[0]
+    shown = exception_line(log_tail(outcome.error).splitlines())
+    if shown:
+        return shown
+    text = (outcome.error or str(error)).split(LOG_TAIL_HEAD)[0].strip()  # e.g. "replica ... exited with code 1"
+    return text.splitlines()[0] if text else "no reason given"
 
 
 # --- the manifest, re-attaching, detaching ---------------------------------------------------------------

@@ -134,13 +134,37 @@ def summarize_trials(trials: Sequence[Mapping[str, Any]], maximize: bool) -> str
 # the exception), the study stops: the next trials would fail the same way and only burn the budget.
 SAME_FAILURE_MIN_TRIALS = 2
 _LOG_PATH = re.compile(r"(\S+\.log)\b")
+_TRACEBACK = "Traceback (most recent call last):"
+# how a local job's error introduces its log's last lines (processes: "<why>; last lines of <log>:\n<lines>")
+LOG_TAIL_HEAD = "; last lines of "
 
 
 def failure_line(reason: str) -> str:
-    """One line saying why a trial failed: the last non-empty line of its log tail (the exception, as a rule)."""
+    """One line saying why a job or trial failed: the exception its log's last traceback ended with (log lines
+    written after it, e.g. a logger's or Hydra's, do not hide it), else the last non-empty line of its log tail."""
     head, sep, tail = reason.partition(":\n")
-    lines = [ln.strip() for ln in (tail if sep else reason).splitlines() if ln.strip()]
-    return lines[-1] if lines else head.strip()
+    lines = [ln.rstrip() for ln in (tail if sep else reason).splitlines() if ln.strip()]
+    exception = exception_line(lines)
+    if exception:
+        return exception
+    return lines[-1].strip() if lines else head.strip()
+
+
+def exception_line(lines: Sequence[str]) -> Optional[str]:
+    """The `Type: message` line that ends the last Python traceback in `lines`, or None."""
+    starts = [i for i, line in enumerate(lines) if line.strip().startswith(_TRACEBACK)]
+    if not starts:
+        return None
+    for line in lines[starts[-1] + 1:]:
+        if line and not line[0].isspace():  # the frames are indented; the exception line is not
+            return line.strip()
+    return None
+
+
+def log_tail(error: Optional[str]) -> str:
+    """The log lines a local job's error carries after `; last lines of <log>:`, or ""."""
+    head, sep, tail = (error or "").partition(":\n")
+    return tail.rstrip() if sep and LOG_TAIL_HEAD in head else ""
 
 
 class FailureWatch:

@@ -38,7 +38,7 @@ from .._vertex_facts import (
     cluster_spec_json,
     output_dirs,
 )
-from .base import JobOutcome
+from .base import LOG_TAIL_HEAD, JobOutcome
 
 log = logging.getLogger(__name__)
 
@@ -350,7 +350,7 @@ def adopt(workdir: Path, cancel: threading.Event, has_result: Callable[[], bool]
     if has_result():
         return _ended(workdir, JobOutcome(SUCCEEDED, None, str(workdir)))
     log_path = replica_log(workdir)
-    message = f"ended without a result while no launcher watched it; last lines of {log_path}:\n{_tail(log_path)}"
+    message = f"ended without a result while no launcher watched it{LOG_TAIL_HEAD}{log_path}:\n{_tail(log_path)}"
     return _ended(workdir, JobOutcome(FAILED, message, str(log_path)))
 
 
@@ -377,6 +377,6 @@ def _supervise(
                 log_path = replica_log(workdir, replica.pool, replica.index)
                 message = f"replica workerpool{replica.pool}[{replica.index}] {_exit_text(code)}"
                 tail = _tail(log_path)
-                return JobOutcome(FAILED, f"{message}; last lines of {log_path}:\n{tail}", str(log_path))
+                return JobOutcome(FAILED, f"{message}{LOG_TAIL_HEAD}{log_path}:\n{tail}", str(log_path))
         time.sleep(0.05)
     return JobOutcome(SUCCEEDED, None, str(workdir))
