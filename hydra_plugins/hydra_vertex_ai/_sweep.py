@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, AbstractSet, Any, Dict, List, Mapping, Optional, Set
 
-from hydra.core.utils import JobReturn, setup_globals
+from hydra.core.utils import JobReturn, JobStatus, setup_globals
 from omegaconf import DictConfig, OmegaConf
 
 from . import _payload, _report, _search_space, _storage, _tuning_spec
@@ -97,7 +97,11 @@ def _sweep(sweeper: "VertexVizierSweeper", arguments: List[str]) -> List[List[Jo
     if outcome.payload_uri:
         staging = Staging.of_study_payload(outcome.payload_uri)
     early = stopped_early_ids(outcome, job["studySpec"], staging)
-    results = write_results(sweep_dir / RESULTS_FILE, conf, parameter_map, list(space.fixed), outcome, early)
+    # read before the summary: a trial whose result is truncated or unreadable is a failed trial there too
+    returns = _trial_returns(staging, config, parameter_map, list(space.fixed), outcome, early, conf.retry_timeout_s)
+    unreadable = unreadable_results(outcome, returns)
+    results = write_results(sweep_dir / RESULTS_FILE, conf, parameter_map, list(space.fixed), outcome, early,
+                            unreadable)
     _report.report_sweep(sweep_dir, results, outcome, job["studySpec"], backend)  # never raises
     if early:
         log.info("Stopped early by the early stopping rule (reported with their last measurement): trial(s) %s",
@@ -106,7 +110,7 @@ def _sweep(sweeper: "VertexVizierSweeper", arguments: List[str]) -> List[List[Jo
         raise StudyFailedError(f"the tuning job ended {short_state(outcome.state)}: {outcome.error} "
                                f"(partial results in {sweep_dir / RESULTS_FILE})")
     log.info("Best %s = %s with %s", conf.metric_id, results["best_value"], " ".join(results["best_params"]))
-    return [_trial_returns(staging, config, parameter_map, list(space.fixed), outcome, early, conf.retry_timeout_s)]
+    return [returns]
 
 
 def _resume_target(conf: VertexVizierSweeperConf) -> str:
@@ -202,6 +206,16 @@ def _stage(
           {staging.study_payload: payload})
 
 
+def unreadable_results(outcome: TuningOutcome, returns: List[JobReturn]) -> Dict[str, str]:
+    """Trial id -> why, for the trials the service counts SUCCEEDED whose result could not be read here (truncated,
+    unreadable): each is told on the console, and counted failed in the summary."""
+    failed = {str(t.get("id")): str(r._return_value) for t, r in zip(outcome.trials, returns)
+              if t.get("state") == SUCCEEDED_TRIAL and r.status == JobStatus.FAILED}
+    for trial_id, why in failed.items():
+        log.error("Trial %s failed: %s", trial_id, why)
+    return failed
+
+
 def write_results(
     path: Path,
     conf: VertexVizierSweeperConf,
@@ -209,9 +223,14 @@ def write_results(
     fixed: List[str],
     outcome: TuningOutcome,
     stopped_early: AbstractSet[str] = frozenset(),
+    unreadable: Mapping[str, str] = {},
 ) -> Dict[str, Any]:
-    """optimization_results.yaml: the best value and parameters as paste-ready overrides, and every trial."""
+    """optimization_results.yaml: the best value and parameters as paste-ready overrides, and every trial
+    (those in `unreadable` as FAILED, with why)."""
     trials = [_trial_summary(t, parameter_map, stopped_early) for t in outcome.trials]
+    for trial in trials:
+        if trial["id"] in unreadable:
+            trial.update(state="FAILED", infeasible_reason=unreadable[trial["id"]])
     scored = [t for t in trials if t["state"] == "SUCCEEDED" and t["value"] is not None and math.isfinite(t["value"])]
     best = (max if conf.goal == Goal.maximize else min)(scored, key=lambda t: t["value"]) if scored else None
     results = {
