@@ -7,7 +7,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, AbstractSet, Any, Dict, List, Mapping, Optional, Sequence
 
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
@@ -16,6 +16,7 @@ from . import _jobspec, _payload, _report, _storage
 from ._backends import factory
 from ._backends.base import LOG_TAIL_HEAD, Backend, JobOutcome, exception_line, log_tail
 from ._errors import ConfigError
+from ._hints import host_setting_hint
 from ._signals import interrupts
 from ._staging import (
     COLLECT_THREADS,
@@ -106,7 +107,7 @@ def _launch(launcher: "VertexAILauncher", job_overrides: Sequence[Sequence[str]]
     # Storage reads give up after retry_timeout_s, all jobs at once: Cloud Storage gone must not hang the sweep.
     with ThreadPoolExecutor(max_workers=COLLECT_THREADS, thread_name_prefix="vertex-collect") as pool:
         returns = list(pool.map(lambda j, o: _collect(j, o, conf.retry_timeout_s), jobs, outcomes))
-    _tell_failures(jobs, outcomes, returns)
+    _tell_failures(jobs, outcomes, returns, _shipped_env(conf))
     _report.report_launch(sweep_dir, launcher.sweep_id, jobs, outcomes, returns)
     return returns
 
@@ -166,18 +167,21 @@ def _collect(job: PreparedJob, outcome: JobOutcome, deadline_s: Optional[float] 
     return _payload.failed_return(job.config, job.overrides, _payload.RemoteJobError(message))
 
 
-def _tell_failures(jobs: Sequence[PreparedJob], outcomes: Sequence[JobOutcome], returns: Sequence[JobReturn]) -> None:
-    """One console line per failed job saying why (its exception, not its log's last line) with its log's last
-    lines below; then the sweep's jobs counted by state and its failures by distinct reason."""
+def _tell_failures(jobs: Sequence[PreparedJob], outcomes: Sequence[JobOutcome], returns: Sequence[JobReturn],
+                   shipped_env: AbstractSet[str] = frozenset()) -> None:
+    """One console line per failed job saying why (its exception, not its log's last line, and what to set when a
+    host setting was not shipped) with its log's last lines below; then the sweep's jobs counted by state and
+    its failures by distinct reason. `shipped_env`: the variable names the jobs had."""
     reasons: Dict[str, int] = {}
     for job, outcome, ret in zip(jobs, outcomes, returns):
         if ret.status != JobStatus.FAILED:
             continue
         reason = _reason(ret._return_value, outcome)
         reasons[reason] = reasons.get(reason, 0) + 1
+        hint = host_setting_hint(reason, shipped_env, os.getcwd(), CONFIG_KEY)
         tail = log_tail(outcome.error)
-        log.error("Job #%d (%s) failed: %s%s", job.num, " ".join(filter_overrides(job.overrides)), reason,
-                  "\n  " + tail.replace("\n", "\n  ") if tail else "")
+        log.error("Job #%d (%s) failed: %s%s%s", job.num, " ".join(filter_overrides(job.overrides)), reason,
+                  f"\n  -> {hint}" if hint else "", "\n  " + tail.replace("\n", "\n  ") if tail else "")
     if not reasons:
         return
     states: Dict[str, int] = {}
@@ -187,6 +191,16 @@ def _tell_failures(jobs: Sequence[PreparedJob], outcomes: Sequence[JobOutcome], 
     log.error("%d job(s): %s; %d failure reason(s): %s", len(returns),
               ", ".join(f"{n} {s}" for s, n in sorted(states.items())), len(reasons),
               "; ".join(f"{r} ({n} job(s))" for r, n in sorted(reasons.items(), key=lambda item: -item[1])))
+
+
+def _shipped_env(conf: VertexAILauncherConf) -> AbstractSet[str]:
+    """The variable names a job's environment has besides Vertex's own: job.env, and locally the passthrough."""
+    names = set(_jobspec.job_env(conf.job))
+    if conf.backend.value == "local":
+        from ._backends.processes import host_env
+
+        names |= set(host_env(conf.local_env_passthrough))
+    return names
 
 
 def _reason(error: Any, outcome: JobOutcome) -> str:
