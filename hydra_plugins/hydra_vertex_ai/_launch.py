@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from . import _jobspec, _payload, _report, _storage
 from ._backends import factory
-from ._backends.base import LOG_TAIL_HEAD, Backend, JobOutcome, exception_line, log_tail
+from ._backends.base import LOG_TAIL_HEAD, Backend, JobOutcome, exception_line, failure_summary, log_tail
 from ._errors import ConfigError
 from ._hints import host_setting_hint
 from ._signals import interrupts
@@ -172,25 +172,20 @@ def _tell_failures(jobs: Sequence[PreparedJob], outcomes: Sequence[JobOutcome], 
     """One console line per failed job saying why (its exception, not its log's last line, and what to set when a
     host setting was not shipped) with its log's last lines below; then the sweep's jobs counted by state and
     its failures by distinct reason. `shipped_env`: the variable names the jobs had."""
-    reasons: Dict[str, int] = {}
+    reasons: List[str] = []
     for job, outcome, ret in zip(jobs, outcomes, returns):
         if ret.status != JobStatus.FAILED:
             continue
         reason = _reason(ret._return_value, outcome)
-        reasons[reason] = reasons.get(reason, 0) + 1
+        reasons.append(reason)
         hint = host_setting_hint(reason, shipped_env, os.getcwd(), CONFIG_KEY)
         tail = log_tail(outcome.error)
         log.error("Job #%d (%s) failed: %s%s%s", job.num, " ".join(filter_overrides(job.overrides)), reason,
                   f"\n  -> {hint}" if hint else "", "\n  " + tail.replace("\n", "\n  ") if tail else "")
-    if not reasons:
-        return
-    states: Dict[str, int] = {}
-    for outcome, ret in zip(outcomes, returns):
-        state = "FAILED" if ret.status == JobStatus.FAILED and outcome.state == SUCCEEDED else short_state(outcome.state)
-        states[state] = states.get(state, 0) + 1
-    log.error("%d job(s): %s; %d failure reason(s): %s", len(returns),
-              ", ".join(f"{n} {s}" for s, n in sorted(states.items())), len(reasons),
-              "; ".join(f"{r} ({n} job(s))" for r, n in sorted(reasons.items(), key=lambda item: -item[1])))
+    if reasons:
+        states = ["FAILED" if ret.status == JobStatus.FAILED and outcome.state == SUCCEEDED else short_state(outcome.state)
+                  for outcome, ret in zip(outcomes, returns)]
+        log.error("%s", failure_summary(states, reasons))
 
 
 def _shipped_env(conf: VertexAILauncherConf) -> AbstractSet[str]:

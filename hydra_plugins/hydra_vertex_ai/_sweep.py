@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import _payload, _report, _search_space, _storage, _tuning_spec
 from ._backends import factory
-from ._backends.base import Backend, TuningOutcome, final_value
+from ._backends.base import Backend, TuningOutcome, failure_line, failure_summary, final_value
 from ._errors import ConfigError, StudyFailedError
 from ._signals import interrupts
 from ._staging import (
@@ -100,6 +100,7 @@ def _sweep(sweeper: "VertexVizierSweeper", arguments: List[str]) -> List[List[Jo
     # read before the summary: a trial whose result is truncated or unreadable is a failed trial there too
     returns = _trial_returns(staging, config, parameter_map, list(space.fixed), outcome, early, conf.retry_timeout_s)
     unreadable = unreadable_results(outcome, returns)
+    _tell_trial_failures(outcome, unreadable)
     results = write_results(sweep_dir / RESULTS_FILE, conf, parameter_map, list(space.fixed), outcome, early,
                             unreadable)
     _report.report_sweep(sweep_dir, results, outcome, job["studySpec"], backend)  # never raises
@@ -204,6 +205,19 @@ def _stage(
     )
     stage(staging, conf.snapshot, CONFIG_KEY, sweeper.hydra_context, sweeper.task_function, staging.study_context,
           {staging.study_payload: payload})
+
+
+def _tell_trial_failures(outcome: TuningOutcome, unreadable: Mapping[str, str]) -> None:
+    """One console line per failed trial with its reason (the exception its log shows), then the trials counted
+    by state and the failures by distinct reason. (Unreadable results were told as they were found.)"""
+    reasons = [failure_line(str(t.get("infeasibleReason") or "no reason given")) for t in outcome.trials
+               if t.get("state") == "INFEASIBLE"]
+    for trial, reason in zip([t for t in outcome.trials if t.get("state") == "INFEASIBLE"], reasons):
+        log.error("Trial %s failed: %s", trial.get("id"), reason)
+    reasons += [failure_line(why) for why in unreadable.values()]
+    if reasons:
+        states = ["FAILED" if str(t.get("id")) in unreadable else str(t.get("state")) for t in outcome.trials]
+        log.error("%s", failure_summary(states, reasons, "trial(s)"))
 
 
 def unreadable_results(outcome: TuningOutcome, returns: List[JobReturn]) -> Dict[str, str]:

@@ -3,6 +3,7 @@ import logging
 import os
 import re
 from abc import ABC, abstractmethod
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, AbstractSet, Any, Callable, Dict, List, Mapping, Optional, Sequence
 
@@ -148,6 +149,15 @@ def failure_line(reason: str) -> str:
     if exception:
         return exception
     return lines[-1].strip() if lines else head.strip()
+
+
+def failure_summary(states: Sequence[str], reasons: Sequence[str], what: str = "job(s)") -> str:
+    """The line that ends a run with failures: how many ended in each state, and each distinct reason's count."""
+    by_state = Counter(states)
+    by_reason = Counter(reasons)
+    return (f"{len(states)} {what}: {', '.join(f'{n} {s}' for s, n in sorted(by_state.items()))}; "
+            f"{len(by_reason)} failure reason(s): "
+            + "; ".join(f"{r} ({n} {what})" for r, n in by_reason.most_common()))
 
 
 def exception_line(lines: Sequence[str]) -> Optional[str]:
