@@ -7,19 +7,13 @@ from typing import Any, Dict
 
 import pytest
 from conftest import emulator_backend, wait_for
+from test_resilience import _job
 
 from hydra_plugins.hydra_vertex_ai._emulator import Knobs
 
 
 def _sleeper(sweep_id: str, num: int) -> Dict[str, Any]:
-    return {
-        "displayName": f"{sweep_id}-{num}",
-        "labels": {"hydra_sweep": sweep_id, "hydra_job": str(num), "hydra_uid": f"{sweep_id}-{num}"},
-        "jobSpec": {"workerPoolSpecs": [{
-            "machineSpec": {"machineType": "n1-standard-4"}, "replicaCount": "1",
-            "containerSpec": {"imageUri": "local/test", "command": ["python", "-c", "import time; time.sleep(300)"]},
-        }]},
-    }  # fmt: skip
+    return _job(sweep_id, num, "import time; time.sleep(300)")
 
 
 @pytest.mark.parametrize("slow, told", [
