@@ -150,10 +150,8 @@ def writable_problem(uri: str) -> Optional[str]:
     from google.api_core import exceptions
 
     name = split_gcs(uri)[0]
-    try:
-        bucket = _client().bucket(name)
-        bucket.reload()
-        granted = set(bucket.test_iam_permissions(list(STAGING_PERMISSIONS)))
+    try:  # testIamPermissions needs no permission itself (a bucket's metadata would: objectAdmin lacks it)
+        granted = set(_client().bucket(name).test_iam_permissions(list(STAGING_PERMISSIONS)))
     except exceptions.NotFound:
         return f"bucket gs://{name} does not exist (create it: gcloud storage buckets create gs://{name} --location=REGION)"
     except exceptions.Forbidden as e:
