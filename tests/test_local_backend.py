@@ -21,12 +21,14 @@ def test_job_sees_a_vertex_container_environment(tmp_path: Path) -> None:
     seen = records(tmp_path / "rec")
     assert sorted(seen) == [0, 1]
     assert seen[0]["env"]["CLOUD_ML_JOB_ID"] != seen[1]["env"]["CLOUD_ML_JOB_ID"]
+    [manifest] = (sweep / ".vertex_ai").glob("*/manifest.json")
+    base = f"{outputs}/{manifest.parent.name}"  # <base_output_dir>/<sweep id>: two runs never share a model dir
     for num, job in seen.items():
         env = job["env"]
         assert env["CLOUD_ML_JOB_ID"] == job["job_id"]  # hydra.job.id is the Vertex job id
-        assert env["AIP_MODEL_DIR"] == f"{outputs}/{num}/model/"
-        assert env["AIP_CHECKPOINT_DIR"] == f"{outputs}/{num}/checkpoints/"
-        assert env["AIP_TENSORBOARD_LOG_DIR"] == f"{outputs}/{num}/logs/"
+        assert env["AIP_MODEL_DIR"] == f"{base}/{num}/model/"
+        assert env["AIP_CHECKPOINT_DIR"] == f"{base}/{num}/checkpoints/"
+        assert env["AIP_TENSORBOARD_LOG_DIR"] == f"{base}/{num}/logs/"
         cluster_spec = json.loads(env["CLUSTER_SPEC"])
         assert cluster_spec["task"] == {"type": "workerpool0", "index": 0}
         assert list(cluster_spec["cluster"]) == ["workerpool0"] and len(cluster_spec["cluster"]["workerpool0"]) == 1

@@ -21,7 +21,17 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from . import _storage
 from ._progress import JobRow, count_states, format_elapsed, relative_path, shorten
-from ._staging import ManifestNotFound, Staging, find_manifest, list_manifests, read_manifest, replica_log
+from ._staging import (
+    CANCELLED_FIELD,
+    ManifestNotFound,
+    Staging,
+    cancelled_uids,
+    find_manifest,
+    list_manifests,
+    read_manifest,
+    record_cancelled,
+    replica_log,
+)
 from ._vertex_facts import CANCELLING, TERMINAL_STATES, console_link, short_state
 
 log = logging.getLogger(__name__)
@@ -97,7 +107,7 @@ class Sweep:
             rows = []
             for job in self.manifest["jobs"]:
                 item = found.get(job["hydra_uid"])
-                state = short_state(item.state.name) if item is not None else "NOT_CREATED"
+                state = short_state(item.state.name) if item is not None else _unborn_state(job)
                 rows.append(JobRow(str(job["num"]), _overrides(job), state, _elapsed(item),
                                    console_link(item.name) if item is not None else ""))
             return rows
@@ -109,7 +119,7 @@ class Sweep:
         workdir = Path(job["job_dir"])
         state = local_job_state(workdir, _storage.exists(job["result"]))
         if state is None:
-            state = "QUEUED" if self.launcher_alive() else "NOT_CREATED"
+            state = "QUEUED" if self.launcher_alive() and not job.get(CANCELLED_FIELD) else _unborn_state(job)
         elapsed = None
         if (workdir / PIDS_FILE).exists():
             end = (workdir / OUTCOME_FILE).stat().st_mtime if (workdir / OUTCOME_FILE).exists() else time.time()
@@ -158,6 +168,11 @@ class Sweep:
 
         owner = self.manifest.get("owner") or [None, None]
         return bool(owner[0] and pid_alive(int(owner[0]), owner[1])) or supervisor_alive(self.staging)
+
+
+def _unborn_state(job: Dict[str, Any]) -> str:
+    """The state of a job that does not exist: cancelled while queued (the manifest says), or never created."""
+    return "CANCELLED" if job.get(CANCELLED_FIELD) else "NOT_CREATED"
 
 
 def _overrides(job: Dict[str, Any]) -> str:
@@ -311,7 +326,8 @@ def _read(uri: str) -> bytes:
 
 def cmd_cancel(args: argparse.Namespace) -> int:
     sweep = load(args.sweep, args.staging)
-    targets = [r for r in sweep.rows() if r.state in UNFINISHED]
+    rows = sweep.rows()
+    targets = [r for r in rows if r.state in UNFINISHED or _unborn(sweep, r)]
     owner = sweep.launcher_alive() if not sweep.on_vertex else False
     if sweep.is_study and sweep.on_vertex:
         job = sweep.tuning_job()
@@ -329,6 +345,9 @@ def cmd_cancel(args: argparse.Namespace) -> int:
         if input("Cancel them? [y/N] ").strip().lower() not in ("y", "yes"):
             print("nothing cancelled")
             return 1
+    if not sweep.is_study:  # before anything else: a running launcher must not create them meanwhile
+        record_cancelled(sweep.staging, [job["hydra_uid"] for job, r in zip(sweep.manifest["jobs"], rows)
+                                         if r in targets and _unborn(sweep, r)])
     if sweep.on_vertex:
         _cancel_vertex(sweep, targets)
     else:
@@ -339,6 +358,11 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     if left:
         raise CliError(f"{len(left)} job(s) still unfinished: {', '.join('#' + r.num for r in left)}")
     return 0
+
+
+def _unborn(sweep: Sweep, row: JobRow) -> bool:
+    """Whether a launch's job does not exist yet: queued behind max_parallel, or never created."""
+    return row.state == "NOT_CREATED" or (not sweep.on_vertex and row.state == "QUEUED")
 
 
 def _cancel_vertex(sweep: Sweep, targets: Sequence[JobRow]) -> None:
@@ -504,6 +528,8 @@ def cmd_supervise(args: argparse.Namespace) -> int:
     sweep = Sweep(args.manifest, read_manifest(args.manifest))
     backend = LocalBackend(sweep.staging, sweep.manifest.get("max_parallel"))
     backend.attach = True
+    backend.cancelled = cancelled_uids(sweep.manifest)
+    backend.on_never_created = lambda uids: record_cancelled(sweep.staging, uids)
     backend.job_overrides = {str(j["num"]): _overrides(j) for j in sweep.manifest["jobs"]}
     specs = [json.loads((Path(j["job_dir"]) / JOB_SPEC_FILE).read_text()) for j in sweep.manifest["jobs"]]
     backend.run_jobs(specs)

@@ -43,7 +43,7 @@ from google.protobuf import json_format
 from google.protobuf.field_mask_pb2 import FieldMask
 
 from . import _storage
-from ._backends.processes import proc_stat
+from ._pids import proc_stat
 from ._vertex_facts import (
     CANCELLED,
     CAPACITY_QUOTA_PREFIX,
@@ -60,6 +60,7 @@ from ._vertex_facts import (
     accelerator_quota_metric,
     boot_disk_problem,
     conditional_spec_problem,
+    env_problem,
     flex_start_problem,
     label_problem,
     machine_problem,
@@ -686,6 +687,10 @@ def _check_job_spec(spec: Any, where: str) -> None:
         wrong = machine_problem(machine.machine_type, _accelerator(machine), machine.accelerator_count)
         if wrong:
             raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"{where}.worker_pool_specs[{i}].machine_spec.{wrong[0]}: {wrong[1]}")
+        # EnvVar.name (env_var.proto) "Must be a valid C identifier"; ContainerSpec.env "Maximum limit is 100"
+        env = env_problem([var.name for var in pool.container_spec.env])
+        if env:
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"{where}.worker_pool_specs[{i}].container_spec.env: {env[1]}")
         problem = boot_disk_problem(machine.machine_type, pool.disk_spec.boot_disk_type)
         if problem:
             raise _Abort(grpc.StatusCode.INVALID_ARGUMENT,

@@ -16,9 +16,13 @@ from ._vertex_facts import (
     SYSTEM_LABELS,
     TENSORBOARD_NEEDS_SERVICE_ACCOUNT,
     boot_disk_problem,
+    env_problem,
     flex_start_problem,
+    image_problem,
     label_problem,
     machine_problem,
+    machine_type_problem,
+    network_problem,
 )
 from .config import JobSpecConf, Strategy, WorkerPoolConf
 
@@ -54,6 +58,7 @@ def validate(spec: JobSpecConf, key: str) -> None:
         _validate_pool(pool, f"{key}.worker_pools[{i}]")
     _validate_labels(spec.labels, f"{key}.labels")
     _validate_scheduling(spec, f"{key}.scheduling")
+    _validate_container(spec, key)
     if spec.tensorboard and not spec.service_account:
         raise ConfigError(f"{key}.service_account", TENSORBOARD_NEEDS_SERVICE_ACCOUNT)
     if spec.output_sync_s < 0:
@@ -107,6 +112,12 @@ def _validate_pool(pool: WorkerPoolConf, key: str, chief: bool = False) -> None:
         raise ConfigError(
             f"{key}.accelerator_count", f"accelerator_type {pool.accelerator_type} needs accelerator_count >= 1"
         )
+    family = machine_type_problem(pool.machine_type) if pool.replica_count else None
+    if family:
+        raise ConfigError(f"{key}.machine_type", family)
+    image = image_problem(pool.image_uri) if pool.image_uri else None
+    if image:
+        raise ConfigError(f"{key}.image_uri", image)
     machine = machine_problem(pool.machine_type, pool.accelerator_type or "", pool.accelerator_count)
     if machine and pool.replica_count:
         raise ConfigError(f"{key}.{machine[0]}", machine[1])
@@ -131,6 +142,16 @@ def _validate_command(pool: WorkerPoolConf, key: str, chief: bool) -> None:
         )
 
 
+def _validate_container(spec: JobSpecConf, key: str) -> None:
+    """What Vertex refuses of the job's container settings: env names, the network's form."""
+    env = env_problem(list(job_env(spec)))
+    if env:
+        raise ConfigError(f"{key}.env.{env[0]}" if env[0] else f"{key}.env", env[1])
+    network = network_problem(spec.network) if spec.network else None
+    if network:
+        raise ConfigError(f"{key}.network", network)
+
+
 def _validate_labels(labels: Mapping[str, str], key: str) -> None:
     if len(labels) + len(SYSTEM_LABELS) > MAX_LABELS:
         raise ConfigError(key, f"at most {MAX_LABELS - len(SYSTEM_LABELS)} user labels")
@@ -149,6 +170,10 @@ def _validate_scheduling(spec: JobSpecConf, key: str) -> None:
         raise ConfigError(f"{key}.strategy", f"'{sched.strategy}' is not one of {', '.join(s.value for s in Strategy)}")
     if sched.timeout_s is not None and sched.timeout_s <= 0:
         raise ConfigError(f"{key}.timeout_s", "must be positive")
+    if sched.max_wait_duration_s is not None and sched.max_wait_duration_s < 0:
+        # Scheduling.max_wait_duration (custom_job.proto): a duration; 0 waits indefinitely
+        raise ConfigError(f"{key}.max_wait_duration_s", f"must not be negative (0 waits indefinitely), got "
+                                                        f"{sched.max_wait_duration_s}")
     if sched.max_wait_duration_s is not None and strategy != Strategy.FLEX_START:
         raise ConfigError(f"{key}.max_wait_duration_s", "only applies with strategy=FLEX_START")
     if strategy == Strategy.FLEX_START:

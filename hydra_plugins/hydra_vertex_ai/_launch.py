@@ -7,26 +7,30 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, AbstractSet, Any, Dict, List, Mapping, Optional, Sequence
 
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from . import _jobspec, _packaging, _payload, _report, _storage
 from ._backends import factory
-from ._backends.base import Backend, JobOutcome
+from ._backends.base import LOG_TAIL_HEAD, Backend, JobOutcome, exception_line, failure_summary, log_tail
 from ._errors import ConfigError
+from ._hints import host_setting_hint
 from ._signals import interrupts
 from ._staging import (
     COLLECT_THREADS,
     ManifestNotFound,
     Staging,
+    cancelled_uids,
     find_manifest,
     manifest_header,
     merge_jobs,
     new_sweep_id,
     read_manifest,
+    record_cancelled,
     stage,
+    update_jobs,
     write_manifest,
 )
 from ._vertex_facts import SUCCEEDED, short_state
@@ -106,6 +110,7 @@ def _launch(launcher: "VertexAILauncher", job_overrides: Sequence[Sequence[str]]
     # Storage reads give up after retry_timeout_s, all jobs at once: Cloud Storage gone must not hang the sweep.
     with ThreadPoolExecutor(max_workers=COLLECT_THREADS, thread_name_prefix="vertex-collect") as pool:
         returns = list(pool.map(lambda j, o: _collect(j, o, conf.retry_timeout_s), jobs, outcomes))
+    _tell_failures(jobs, outcomes, returns, _shipped_env(conf))
     _report.report_launch(sweep_dir, launcher.sweep_id, jobs, outcomes, returns)
     return returns
 
@@ -167,6 +172,48 @@ def _collect(job: PreparedJob, outcome: JobOutcome, deadline_s: Optional[float] 
     return _payload.failed_return(job.config, job.overrides, _payload.RemoteJobError(message))
 
 
+def _tell_failures(jobs: Sequence[PreparedJob], outcomes: Sequence[JobOutcome], returns: Sequence[JobReturn],
+                   shipped_env: AbstractSet[str] = frozenset()) -> None:
+    """One console line per failed job saying why (its exception, not its log's last line, and what to set when a
+    host setting was not shipped) with its log's last lines below; then the sweep's jobs counted by state and
+    its failures by distinct reason. `shipped_env`: the variable names the jobs had."""
+    reasons: List[str] = []
+    for job, outcome, ret in zip(jobs, outcomes, returns):
+        if ret.status != JobStatus.FAILED:
+            continue
+        reason = _reason(ret._return_value, outcome)
+        reasons.append(reason)
+        hint = host_setting_hint(reason, shipped_env, os.getcwd(), CONFIG_KEY)
+        tail = log_tail(outcome.error)
+        log.error("Job #%d (%s) failed: %s%s%s", job.num, " ".join(filter_overrides(job.overrides)), reason,
+                  f"\n  -> {hint}" if hint else "", "\n  " + tail.replace("\n", "\n  ") if tail else "")
+    if reasons:
+        states = ["FAILED" if ret.status == JobStatus.FAILED and outcome.state == SUCCEEDED else short_state(outcome.state)
+                  for outcome, ret in zip(outcomes, returns)]
+        log.error("%s", failure_summary(states, reasons))
+
+
+def _shipped_env(conf: VertexAILauncherConf) -> AbstractSet[str]:
+    """The variable names a job's environment has besides Vertex's own: job.env, and locally the passthrough."""
+    names = set(_jobspec.job_env(conf.job))
+    if conf.backend.value == "local":
+        from ._backends.processes import host_env
+
+        names |= set(host_env(conf.local_env_passthrough))
+    return names
+
+
+def _reason(error: Any, outcome: JobOutcome) -> str:
+    """Why a job failed, in one line: the task's own exception, or the one its log shows, or what Vertex said."""
+    if isinstance(error, BaseException) and not isinstance(error, _payload.RemoteJobError):
+        return f"{type(error).__name__}: {error}".splitlines()[0]
+    shown = exception_line(log_tail(outcome.error).splitlines())
+    if shown:
+        return shown
+    text = (outcome.error or str(error)).split(LOG_TAIL_HEAD)[0].strip()  # e.g. "replica ... exited with code 1"
+    return text.splitlines()[0] if text else "no reason given"
+
+
 # --- the manifest, re-attaching, detaching ---------------------------------------------------------------
 
 
@@ -208,15 +255,17 @@ def _record(
         jobs=merge_jobs(earlier.get("jobs", []), entries),
     )
     write_manifest(staging, manifest)
-    backend.on_jobs_created = lambda names: _record_names(staging, manifest, names)
+    backend.on_jobs_created = lambda names: _record_names(staging, names)
+    # a job cancelled while queued (Ctrl-C, `hydra-vertex-ai cancel`) is never created, by this run or a re-attach
+    backend.cancelled = cancelled_uids(manifest)
+    backend.on_never_created = lambda uids: record_cancelled(staging, uids)
+    backend.cancelled_now = lambda: cancelled_uids(read_manifest(staging.manifest))
 
 
-def _record_names(staging: Staging, manifest: Dict[str, Any], names: Mapping[str, str]) -> None:
-    """Each job's resource name, once all exist: one more write of the manifest per launch batch."""
-    for job in manifest.get("jobs", []):
-        if job.get("hydra_uid") in names:
-            job["name"] = names[job["hydra_uid"]]
-    write_manifest(staging, manifest)
+def _record_names(staging: Staging, names: Mapping[str, str]) -> None:
+    """Each job's resource name, once all exist: one more write of the manifest per launch batch (as it is
+    now: `hydra-vertex-ai cancel` may have recorded cancelled jobs meanwhile)."""
+    update_jobs(staging, lambda job: job.update(name=names[job["hydra_uid"]]) if job.get("hydra_uid") in names else None)
 
 
 def _subdir(config: DictConfig) -> Optional[str]:
@@ -230,11 +279,20 @@ def _subdir(config: DictConfig) -> Optional[str]:
 def follow_hint(sweep_id: str, staging: Staging, what: str) -> str:
     """How to follow, collect or re-attach a sweep, printed when the launcher leaves it running or stops."""
     cli = f"hydra-vertex-ai {{}} {sweep_id} --staging {shlex.quote(staging.staging_dir)}"
-    rerun = shlex.join([os.path.basename(sys.executable), *sys.argv])
+    rerun = shlex.join([os.path.basename(sys.executable), *_rerun_args(sys.argv)])
     return (f"{what}: sweep {sweep_id}\n"
             f"  follow:    {cli.format('status')}   (or logs, cancel)\n"
             f"  collect:   {cli.format('collect')}\n"
             f"  re-attach: {rerun} hydra.launcher.attach={sweep_id}")
+
+
+# what the re-attach command must not repeat: it would detach again, or name another sweep
+_NOT_REPEATED = (f"{CONFIG_KEY}.wait", f"{CONFIG_KEY}.attach")
+
+
+def _rerun_args(argv: Sequence[str]) -> List[str]:
+    """The command line to re-attach with: this one without `wait=` and `attach=` (`+`/`++`/`~` forms too)."""
+    return [arg for arg in argv if arg.lstrip("+~").split("=", 1)[0] not in _NOT_REPEATED]
 
 
 class PendingReturn(JobReturn):

@@ -34,7 +34,7 @@ from hydra.core.override_parser.types import (
 from hydra.errors import CompactHydraException, HydraException
 
 from ._errors import ConfigError
-from ._vertex_facts import PARENT_CONDITIONS, in_value_spec, parent_value_matches, value_spec_kind
+from ._vertex_facts import DISCRETE_MIN_GAP, PARENT_CONDITIONS, in_value_spec, parent_value_matches, value_spec_kind
 from .config import Algorithm
 
 log = logging.getLogger(__name__)
@@ -352,14 +352,36 @@ def _interval(pid: str, key: str, sweep: IntervalSweep, scale: str, text: str) -
         raise SearchSpaceError(text, "interval bounds must be finite")
     if low > high:
         raise SearchSpaceError(text, f"the lower bound {low} is above the upper bound {high}")
+    if low == high:  # DoubleValueSpec/IntegerValueSpec (study.proto): Vizier needs min_value < max_value
+        raise SearchSpaceError(text, f"the interval holds only {low}: widen it, or set the key to that value")
     if scale == _LOG and low <= 0:
         raise SearchSpaceError(text, "log scale needs bounds > 0")
     integer = isinstance(low, int) and isinstance(high, int)
+    truncated = _truncated_bounds(text) if integer else []
+    if truncated:  # Hydra's int() truncates: int(interval(0.5,3.7)) would silently sweep [0, 3]
+        raise SearchSpaceError(text, f"int() would truncate the bound(s) {', '.join(truncated)}: give integer bounds")
     if integer and max(abs(low), abs(high)) > _MAX_EXACT_INT:
         raise SearchSpaceError(text, "INTEGER bounds must be within ±2**53: Vertex returns trial values as doubles")
     kind, field = (INTEGER, "integerValueSpec") if integer else (DOUBLE, "doubleValueSpec")
     spec = {"parameterId": pid, field: {"minValue": low, "maxValue": high}, "scaleType": scale}
     return Parameter(pid, key, kind, False, spec)
+
+
+_INTERVAL_ARGS = re.compile(r"interval\(([^()]*)\)")
+
+
+def _truncated_bounds(text: str) -> List[str]:
+    """The bounds of `interval(...)` in `text` that are not whole numbers, as written."""
+    found = _INTERVAL_ARGS.search(text)
+    bounds = [b.split("=")[-1].strip() for b in found.group(1).split(",")] if found else []
+    return [b for b in bounds if _is_fraction(b)]
+
+
+def _is_fraction(text: str) -> bool:
+    try:
+        return not float(text).is_integer()
+    except ValueError:
+        return False
 
 
 def _range_values(sweep: RangeSweep, text: str) -> List[Union[int, float]]:
@@ -413,6 +435,10 @@ def _discrete(pid: str, key: str, values: List[Union[int, float]], scale: str, t
         raise SearchSpaceError(text, f"{len(distinct)} values; Vertex allows at most {MAX_DISCRETE_VALUES}")
     if scale == _LOG and distinct[0] <= 0:
         raise SearchSpaceError(text, "log scale needs values > 0")
+    close = [(a, b) for a, b in zip(distinct, distinct[1:]) if b - a < DISCRETE_MIN_GAP]
+    if close:
+        raise SearchSpaceError(text, f"{close[0][0]!r} and {close[0][1]!r} are closer than Vertex allows "
+                                     f"(DISCRETE values at least {DISCRETE_MIN_GAP:g} apart)")
     integral = any(isinstance(v, int) for v in values)
     spec = {"parameterId": pid, "discreteValueSpec": {"values": [float(v) for v in distinct]}, "scaleType": scale}
     return Parameter(pid, key, DISCRETE, integral, spec)

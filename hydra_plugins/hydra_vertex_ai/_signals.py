@@ -7,6 +7,7 @@
 - `deferred()`: Ctrl-C / SIGTERM / SIGHUP during a few statements that must not be torn apart (a create
   handed to a thread and recorded as in flight) take effect when the block ends.
 
+A signal that is ignored (SIG_IGN) when a block starts stays ignored in it: `nohup` is honoured.
 Signal handlers live in the main thread only: elsewhere both are no-ops. Standard library only (the
 emulator's CLI imports it).
 """
@@ -36,7 +37,10 @@ def _handlers(signals: Any, handler: Callable[[int, Any], None]) -> Iterator[Non
     if not _in_main_thread():
         yield
         return
-    previous: Dict[int, Any] = {sig: signal.signal(sig, handler) for sig in signals}
+    # A signal ignored when the block starts stays ignored: `nohup` (or a supervisor) asked for it, and a logout
+    # must not cancel the sweep of a launcher started that way.
+    previous: Dict[int, Any] = {sig: signal.signal(sig, handler) for sig in signals
+                                if signal.getsignal(sig) != signal.SIG_IGN}
     try:
         yield
     finally:

@@ -85,7 +85,7 @@ def stage_snapshot(
     data = archive(root, files, site)
     digest = hashlib.sha256(data).hexdigest()
     uri = staging.snapshot(digest)
-    if _storage.exists(uri):
+    if _storage.holds(uri, data):  # size and checksum: a truncated upload is replaced, never reused
         log.info("Source snapshot of %s unchanged (%d files), not uploaded again", root, len(files))
     else:
         _storage.write_bytes(uri, data)

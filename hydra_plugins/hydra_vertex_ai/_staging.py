@@ -10,7 +10,8 @@ Layout under the configured `staging_dir` (a local folder or a gs:// URI):
     <sweep_id>/jobs/<num>/           one launcher job: payload.pkl, result.pkl; local: workerpool<i>-<r>.log,
                                      job.json (its spec), pids.json (its processes), outcome.json (how it ended)
     <sweep_id>/supervisor.*          local, wait=false: the detached process that runs the jobs, and its log
-    <sweep_id>/outputs/<num>/        its base output directory (AIP_MODEL_DIR & co), unless the job sets one
+    <sweep_id>/outputs/<num>/        its base output directory (AIP_MODEL_DIR & co), unless the job sets one:
+                                     then <job.base_output_dir>/<sweep_id>/<num> (a trial: .../<sweep_id>/<trial>)
     <sweep_id>/context.pkl, study/payload.pkl   a study's shared context and its one payload
     <sweep_id>/trials/<trial id>/    one trial: result.pkl, logs and metrics (local)
 """
@@ -23,9 +24,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from . import _storage
+from ._pids import pid_record
 from ._vertex_facts import sanitize_label
 
 if TYPE_CHECKING:
@@ -97,8 +99,9 @@ class Staging:
         return _storage.join(self.job_dir(num), "result.pkl")
 
     def outputs(self, configured: Optional[str]) -> str:
-        """The base output directory of a study's trials (Vertex adds the trial id), or the parent of jobs'."""
-        return configured or _storage.join(self.root, "outputs")
+        """The base output directory of a study's trials (Vertex adds the trial id), or the parent of jobs':
+        `<job.base_output_dir>/<sweep id>` when one is configured, so that two runs never share a model dir."""
+        return _storage.join(configured, self.sweep_id) if configured else _storage.join(self.root, "outputs")
 
     def base_output(self, num: int, configured: Optional[str]) -> str:
         """A launcher job's base output directory: its own folder under `outputs`."""
@@ -186,6 +189,8 @@ def stage(
 # --- the sweep manifest ----------------------------------------------------------------------------------
 
 MANIFEST_NAME = "manifest.json"
+# a job entry's flag: cancelled (by Ctrl-C or `hydra-vertex-ai cancel`) before it was created
+CANCELLED_FIELD = "cancelled"
 # where local sweeps are looked for, below the working directory, when only a sweep id is given
 LOCAL_SEARCH_GLOBS = ("multirun/**/.vertex_ai", "outputs/**/.vertex_ai", "*/.vertex_ai")
 
@@ -206,8 +211,6 @@ def write_manifest(staging: Staging, manifest: Mapping[str, Any]) -> None:
 
 def manifest_header(kind: str, sweep_id: str, job_name: str, sweep_dir: str, conf: Any, backend: "Backend") -> Dict[str, Any]:
     """What every sweep manifest records: what ran, where its outputs go, who runs it, how to reach its jobs."""
-    from ._backends.processes import pid_record
-
     header: Dict[str, Any] = {
         "version": 1,
         "kind": kind,
@@ -239,11 +242,39 @@ def read_manifest(uri: str) -> Dict[str, Any]:
     return dict(json.loads(_storage.read_bytes(uri)))
 
 
+# what a re-attach keeps of a job's earlier entry: its resource name, and that it was cancelled before it existed
+_KEPT_JOB_FIELDS = ("name", CANCELLED_FIELD)
+
+
 def merge_jobs(old: Sequence[Mapping[str, Any]], new: Sequence[Mapping[str, Any]]) -> List[Dict[str, Any]]:
-    """The manifest's job list after another launch batch (or a re-attach): by job number, newest wins."""
+    """The manifest's job list after another launch batch (or a re-attach): by job number, newest wins, except
+    what only the sweep's history knows (`_KEPT_JOB_FIELDS`)."""
     by_num = {int(job["num"]): dict(job) for job in old}
-    by_num.update({int(job["num"]): dict(job) for job in new})
+    for job in new:
+        earlier = by_num.get(int(job["num"]), {})
+        by_num[int(job["num"])] = {**{k: earlier[k] for k in _KEPT_JOB_FIELDS if k in earlier}, **job}
     return [by_num[num] for num in sorted(by_num)]
+
+
+def update_jobs(staging: Staging, change: Callable[[Dict[str, Any]], None]) -> Dict[str, Any]:
+    """Apply `change` to each job entry of the manifest as it is now (the CLI may have written it since)."""
+    manifest = read_manifest(staging.manifest)
+    for job in manifest.get("jobs", []):
+        change(job)
+    write_manifest(staging, manifest)
+    return manifest
+
+
+def cancelled_uids(manifest: Mapping[str, Any]) -> Set[str]:
+    """The hydra_uids of the jobs cancelled before they were created: never to be created."""
+    return {str(job["hydra_uid"]) for job in manifest.get("jobs", []) if job.get(CANCELLED_FIELD)}
+
+
+def record_cancelled(staging: Staging, uids: Iterable[str]) -> None:
+    """Record jobs that were cancelled before they existed, so that no re-attach creates them."""
+    wanted = set(uids)
+    if wanted:
+        update_jobs(staging, lambda job: job.update({CANCELLED_FIELD: True}) if job.get("hydra_uid") in wanted else None)
 
 
 def find_manifest(ref: str, staging_dirs: Sequence[str] = (), search_root: str = ".") -> str:

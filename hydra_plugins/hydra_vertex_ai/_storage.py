@@ -208,6 +208,62 @@ def read_bytes(uri: str, deadline_s: Optional[float] = None) -> bytes:
     return Path(path).read_bytes()
 
 
+# What staging needs of a bucket: to write objects and read them back.
+STAGING_PERMISSIONS = ("storage.objects.create", "storage.objects.get")
+
+
+def writable_problem(uri: str) -> Optional[str]:
+    """Why nothing can be staged under `uri` (a bucket that does not exist or that this account cannot write,
+    a local folder that cannot be made or written), or None. Writes nothing: one metadata call for a bucket."""
+    path = _local_path(uri)
+    if path is not None:  # nothing is created here: the first folder that exists must be one we can write in
+        existing = Path(path).absolute()
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            return f"cannot create {path}: {existing} is not a directory"
+        return None if os.access(existing, os.W_OK) else f"cannot create {path}: {existing} is not writable"
+    from google.api_core import exceptions
+
+    name = split_gcs(uri)[0]
+    try:  # testIamPermissions needs no permission itself (a bucket's metadata would: objectAdmin lacks it)
+        granted = set(_client().bucket(name).test_iam_permissions(list(STAGING_PERMISSIONS)))
+    except exceptions.NotFound:
+        return f"bucket gs://{name} does not exist (create it: gcloud storage buckets create gs://{name} --location=REGION)"
+    except exceptions.Forbidden as e:
+        return f"this account cannot use bucket gs://{name}: {e.message}"
+    missing = [p for p in STAGING_PERMISSIONS if p not in granted]
+    if missing:
+        return (f"this account cannot write to bucket gs://{name} (missing {', '.join(missing)}: grant it "
+                "roles/storage.objectAdmin on the bucket)")
+    return None
+
+
+def holds(uri: str, data: bytes) -> bool:
+    """Whether `uri` holds exactly `data`: what a content-addressed upload checks before it skips itself.
+
+    gs://: the object's size and CRC32C from its metadata (no download); a local file: its size and bytes.
+    A truncated or otherwise damaged object does not hold its name's content, so it is replaced, not reused."""
+    path = _local_path(uri)
+    if path is None:
+        bucket, name = split_gcs(uri)
+        blob = _client().bucket(bucket).get_blob(name)
+        return blob is not None and blob.size == len(data) and blob.crc32c == crc32c(data)
+    try:
+        return os.path.getsize(path) == len(data) and Path(path).read_bytes() == data
+    except OSError:
+        return False
+
+
+def crc32c(data: bytes) -> str:
+    """CRC32C of `data` as Cloud Storage's object metadata gives it: base64 of the big-endian checksum."""
+    import base64
+
+    import google_crc32c
+
+    return base64.b64encode(google_crc32c.Checksum(data).digest()).decode()
+
+
 def exists(uri: str, deadline_s: Optional[float] = None) -> bool:
     path = _local_path(uri)
     if path is None:

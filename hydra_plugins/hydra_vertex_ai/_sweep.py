@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, AbstractSet, Any, Dict, List, Mapping, Optional, Set
 
-from hydra.core.utils import JobReturn, setup_globals
+from hydra.core.utils import JobReturn, JobStatus, setup_globals
 from omegaconf import DictConfig, OmegaConf
 
 from . import (
@@ -24,7 +24,7 @@ from . import (
     _tuning_spec,
 )
 from ._backends import factory
-from ._backends.base import Backend, TuningOutcome, final_value
+from ._backends.base import Backend, TuningOutcome, failure_line, failure_summary, final_value
 from ._errors import ConfigError, StudyFailedError
 from ._signals import interrupts
 from ._staging import (
@@ -115,7 +115,12 @@ def _sweep(sweeper: "VertexVizierSweeper", arguments: List[str]) -> List[List[Jo
     if outcome.payload_uri:
         staging = Staging.of_study_payload(outcome.payload_uri)
     early = stopped_early_ids(outcome, job["studySpec"], staging)
-    results = write_results(sweep_dir / RESULTS_FILE, conf, parameter_map, list(space.fixed), outcome, early)
+    # read before the summary: a trial whose result is truncated or unreadable is a failed trial there too
+    returns = _trial_returns(staging, config, parameter_map, list(space.fixed), outcome, early, conf.retry_timeout_s)
+    unreadable = unreadable_results(outcome, returns)
+    _tell_trial_failures(outcome, unreadable)
+    results = write_results(sweep_dir / RESULTS_FILE, conf, parameter_map, list(space.fixed), outcome, early,
+                            unreadable)
     _report.report_sweep(sweep_dir, results, outcome, job["studySpec"], backend)  # never raises
     if early:
         log.info("Stopped early by the early stopping rule (reported with their last measurement): trial(s) %s",
@@ -124,7 +129,7 @@ def _sweep(sweeper: "VertexVizierSweeper", arguments: List[str]) -> List[List[Jo
         raise StudyFailedError(f"the tuning job ended {short_state(outcome.state)}: {outcome.error} "
                                f"(partial results in {sweep_dir / RESULTS_FILE})")
     _summarize(results, conf, sweep_dir)
-    return [_trial_returns(staging, config, parameter_map, list(space.fixed), outcome, early, conf.retry_timeout_s)]
+    return [returns]
 
 
 def _settings(config: DictConfig) -> VertexVizierSweeperConf:
@@ -268,6 +273,29 @@ def _stage(
           {staging.study_payload: payload})
 
 
+def _tell_trial_failures(outcome: TuningOutcome, unreadable: Mapping[str, str]) -> None:
+    """One console line per failed trial with its reason (the exception its log shows), then the trials counted
+    by state and the failures by distinct reason. (Unreadable results were told as they were found.)"""
+    reasons = [failure_line(str(t.get("infeasibleReason") or "no reason given")) for t in outcome.trials
+               if t.get("state") == "INFEASIBLE"]
+    for trial, reason in zip([t for t in outcome.trials if t.get("state") == "INFEASIBLE"], reasons):
+        log.error("Trial %s failed: %s", trial.get("id"), reason)
+    reasons += [failure_line(why) for why in unreadable.values()]
+    if reasons:
+        states = ["FAILED" if str(t.get("id")) in unreadable else str(t.get("state")) for t in outcome.trials]
+        log.error("%s", failure_summary(states, reasons, "trial(s)"))
+
+
+def unreadable_results(outcome: TuningOutcome, returns: List[JobReturn]) -> Dict[str, str]:
+    """Trial id -> why, for the trials the service counts SUCCEEDED whose result could not be read here (truncated,
+    unreadable): each is told on the console, and counted failed in the summary."""
+    failed = {str(t.get("id")): str(r._return_value) for t, r in zip(outcome.trials, returns)
+              if t.get("state") == SUCCEEDED_TRIAL and r.status == JobStatus.FAILED}
+    for trial_id, why in failed.items():
+        log.error("Trial %s failed: %s", trial_id, why)
+    return failed
+
+
 def write_results(
     path: Path,
     conf: VertexVizierSweeperConf,
@@ -275,9 +303,14 @@ def write_results(
     fixed: List[str],
     outcome: TuningOutcome,
     stopped_early: AbstractSet[str] = frozenset(),
+    unreadable: Mapping[str, str] = {},
 ) -> Dict[str, Any]:
-    """optimization_results.yaml: the best value and parameters as paste-ready overrides, and every trial."""
+    """optimization_results.yaml: the best value and parameters as paste-ready overrides, and every trial
+    (those in `unreadable` as FAILED, with why)."""
     trials = [_trial_summary(t, parameter_map, stopped_early) for t in outcome.trials]
+    for trial in trials:
+        if trial["id"] in unreadable:
+            trial.update(state="FAILED", infeasible_reason=unreadable[trial["id"]])
     scored = [t for t in trials if t["state"] == "SUCCEEDED" and t["value"] is not None and math.isfinite(t["value"])]
     best = (max if conf.goal == Goal.maximize else min)(scored, key=lambda t: t["value"]) if scored else None
     results = {

@@ -7,7 +7,7 @@ from typing import Any, Dict, Optional
 from . import _jobspec
 from ._errors import ConfigError
 from ._search_space import SearchSpace, study_parameters
-from ._vertex_facts import MAX_DISPLAY_NAME_LENGTH
+from ._vertex_facts import MAX_DISPLAY_NAME_LENGTH, metric_id_problem
 from .config import Algorithm, EarlyStopping, Goal, MeasurementSelection, VertexVizierSweeperConf
 
 # StudySpec.MetricSpec.GoalType, StudySpec.Algorithm, StudySpec.MeasurementSelectionType and the stopping
@@ -35,8 +35,9 @@ def validate(conf: VertexVizierSweeperConf, key: str) -> None:
                           f"max_trial_count={conf.max_trial_count}")
     if conf.max_failed_trial_count < 0:
         raise ConfigError(f"{key}.max_failed_trial_count", "must not be negative")
-    if not conf.metric_id:
-        raise ConfigError(f"{key}.metric_id", "must not be empty")
+    metric = metric_id_problem(conf.metric_id)
+    if metric:
+        raise ConfigError(f"{key}.metric_id", metric)
     _jobspec.validate(conf.job, f"{key}.job")
 
 

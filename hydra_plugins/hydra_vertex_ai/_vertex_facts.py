@@ -7,7 +7,7 @@ imports it.
 import ipaddress
 import json
 import re
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 # --- job states: google/cloud/aiplatform/v1/job_state.proto -----------------------------------------------
 QUEUED = "JOB_STATE_QUEUED"
@@ -252,6 +252,117 @@ TENSORBOARD_NEEDS_SERVICE_ACCOUNT = "tensorboard needs a service_account: Vertex
 # runs the image's own entrypoint (the SDK sets image_uri only), in workerPoolSpecs[2].
 REDUCTION_SERVER_IMAGE = "us-docker.pkg.dev/vertex-ai-restricted/training/reductionserver"
 
+# --- what Vertex refuses on create, checked before anything is staged (and by the emulator on Create) -----
+# Machine families of custom training (https://cloud.google.com/vertex-ai/docs/training/configure-compute#machine-types),
+# as name prefixes; the rest of a name is its size (n1-standard-4, a2-megagpu-16g, ct5lp-hightpu-4t).
+MACHINE_FAMILIES = (
+    "n1-standard-", "n1-highmem-", "n1-highcpu-", "n2-standard-", "n2-highmem-", "n2-highcpu-", "n2d-standard-",
+    "n2d-highmem-", "n2d-highcpu-", "e2-standard-", "e2-highmem-", "e2-highcpu-", "c2-standard-", "c2d-standard-",
+    "c2d-highmem-", "c2d-highcpu-", "c3-standard-", "c3-highmem-", "c3-highcpu-", "m1-ultramem-", "m1-megamem-",
+    "g2-standard-", "g4-standard-", *GPU_MACHINE_FAMILIES, "ct5lp-hightpu-", "ct6e-standard-",
+)  # fmt: skip
+# TPU VMs of the older generations are one machine type (with TPU_V2/TPU_V3 accelerators).
+TPU_MACHINE_TYPES = ("cloud-tpu",)
+_MACHINE_SIZE = re.compile(r"^[0-9]+[a-z]?$")
+
+
+def machine_type_problem(machine_type: str) -> Optional[str]:
+    """Why Vertex would refuse `machine_type` as of no known family, or None."""
+    if machine_type in TPU_MACHINE_TYPES:
+        return None
+    for family in MACHINE_FAMILIES:
+        if machine_type.startswith(family) and _MACHINE_SIZE.match(machine_type[len(family):]):
+            return None
+    families = sorted({f.split("-")[0] for f in MACHINE_FAMILIES})
+    return (f"'{machine_type}' is not a machine type of Vertex AI custom training (families {', '.join(families)}, "
+            "e.g. n1-standard-4; https://cloud.google.com/vertex-ai/docs/training/configure-compute#machine-types)")
+
+
+# Regions where Vertex AI runs custom training (https://cloud.google.com/vertex-ai/docs/general/locations).
+VERTEX_REGIONS = (
+    "us-central1", "us-east1", "us-east4", "us-east5", "us-south1", "us-west1", "us-west2", "us-west3", "us-west4",
+    "northamerica-northeast1", "northamerica-northeast2", "northamerica-south1", "southamerica-east1",
+    "southamerica-west1", "europe-central2", "europe-north1", "europe-southwest1", "europe-west1", "europe-west2",
+    "europe-west3", "europe-west4", "europe-west6", "europe-west8", "europe-west9", "europe-west10", "europe-west12",
+    "me-central1", "me-central2", "me-west1", "africa-south1", "asia-east1", "asia-east2", "asia-northeast1",
+    "asia-northeast2", "asia-northeast3", "asia-south1", "asia-south2", "asia-southeast1", "asia-southeast2",
+    "australia-southeast1", "australia-southeast2",
+)  # fmt: skip
+
+
+def location_problem(location: str) -> Optional[str]:
+    """Why `location` is not a Vertex AI region (a zone, a multi-region, a typo), or None."""
+    if location in VERTEX_REGIONS:
+        return None
+    hint = f"; did you mean {location.rsplit('-', 1)[0]}?" if location.rsplit("-", 1)[0] in VERTEX_REGIONS else ""
+    return (f"'{location}' is not a Vertex AI region (e.g. us-central1; "
+            f"https://cloud.google.com/vertex-ai/docs/general/locations){hint}")
+
+
+# ContainerSpec.image_uri (custom_job.proto) is a container image reference: [host[:port]/]path[:tag][@digest],
+# the grammar of github.com/distribution/reference (lowercase path components, a tag of at most 128 characters).
+_REF_DOMAIN = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?"
+_REF_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_IMAGE_REFERENCE = re.compile(
+    rf"^(?:{_REF_DOMAIN}/)?{_REF_COMPONENT}(?:/{_REF_COMPONENT})*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"
+)
+
+
+def image_problem(image_uri: str) -> Optional[str]:
+    """Why `image_uri` is not a valid container image reference, or None."""
+    if _IMAGE_REFERENCE.match(image_uri):
+        return None
+    return (f"'{image_uri}' is not a container image reference: [HOST[:PORT]/]PATH[:TAG][@DIGEST], lowercase path, "
+            "e.g. us-docker.pkg.dev/my-project/my-repo/trainer:latest")
+
+
+# CustomJobSpec.network (custom_job.proto): "Format is of the form projects/{project}/global/networks/{network}.
+# Where {project} is a project number, as in 12345, and {network} is a network name."
+_NETWORK = re.compile(r"^projects/[0-9]+/global/networks/[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def network_problem(network: str) -> Optional[str]:
+    """Why Vertex would refuse `network` as a CustomJobSpec.network, or None."""
+    if _NETWORK.match(network):
+        return None
+    return (f"'{network}' must be projects/PROJECT_NUMBER/global/networks/NAME (the project's number, not its id, "
+            "e.g. projects/12345/global/networks/my-vpc)")
+
+
+# EnvVar.name (env_var.proto): "Required. Name of the environment variable. Must be a valid C identifier."
+# ContainerSpec.env (custom_job.proto): "Environment variables to be passed to the container. Maximum limit is 100."
+MAX_ENV_VARS = 100
+_C_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def env_problem(names: Sequence[str]) -> Optional[Tuple[str, str]]:
+    """Why Vertex would refuse a container's environment with these variable names, as (the name at fault, or
+    "" for their number, the reason), or None. The config check and the emulator's Create both use it."""
+    for name in names:
+        if not _C_IDENTIFIER.match(name):
+            return name, (f"environment variable name '{name}' is not a C identifier (letters, digits and '_', "
+                          "not starting with a digit)")
+    if len(names) > MAX_ENV_VARS:
+        return "", f"{len(names)} environment variables; Vertex allows at most {MAX_ENV_VARS} per container"
+    return None
+
+
+# StudySpec.MetricSpec.metric_id (study.proto): "Must not contain whitespaces and must be unique amongst all
+# MetricSpecs."
+def metric_id_problem(metric_id: str) -> Optional[str]:
+    """Why Vertex would refuse `metric_id`, or None."""
+    if not metric_id:
+        return "must not be empty"
+    if any(c.isspace() for c in metric_id):
+        return f"'{metric_id}' contains whitespace; Vertex metric ids must not"
+    return None
+
+
+# ParameterSpec.DiscreteValueSpec.values (study.proto): "The list should be in increasing order and at least
+# 1e-10 apart." IntegerValueSpec's bounds are int64; DoubleValueSpec's range must not be empty.
+DISCRETE_MIN_GAP = 1e-10
+
 # --- the container's environment: https://cloud.google.com/vertex-ai/docs/training/code-requirements -----
 JOB_ID_ENV = "CLOUD_ML_JOB_ID"
 # (a trial's CLOUD_ML_TRIAL_ID and CLOUD_ML_HP_METRIC_FILE: in _metrics, which plugin discovery imports)
@@ -404,6 +515,16 @@ def capacity_quota_metrics(message: str) -> List[str]:
 def quota_console_url(project: str) -> str:
     """Where a user sees and raises the project's quotas."""
     return f"{CONSOLE}/iam-admin/quotas?project={project}"
+
+
+def cancel_sweep_command(project: str, location: str, sweep_id: str) -> str:
+    """The gcloud line that cancels every CustomJob carrying the sweep's label, known to us by name or not.
+
+    `gcloud ai custom-jobs list --filter` takes the API's list filter (ListCustomJobsRequest.filter, which
+    supports `labels.<key>=<value>`: googleapis google/cloud/aiplatform/v1/job_service.proto)."""
+    where = f"--region={location} --project={project}"
+    return (f"gcloud ai custom-jobs list {where} --filter='labels.hydra_sweep={sweep_id}' --format='value(name)' "
+            f"| xargs -r -n1 gcloud ai custom-jobs cancel {where}")
 
 
 def cancel_command(name: str) -> str:

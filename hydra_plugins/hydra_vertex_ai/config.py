@@ -114,7 +114,7 @@ class JobSpecConf(WorkerPoolConf):
     labels: Dict[str, str] = field(default_factory=dict)
     # timeout, restarts and provisioning strategy
     scheduling: SchedulingConf = field(default_factory=SchedulingConf)
-    # gs:// prefix for AIP_MODEL_DIR & co (one subfolder per job); None puts it under staging_dir
+    # gs:// prefix for AIP_MODEL_DIR & co (<prefix>/<sweep id>/<job or trial>); None puts it under staging_dir
     base_output_dir: Optional[str] = None
     # Vertex TensorBoard resource the job streams to, projects/.../tensorboards/...
     tensorboard: Optional[str] = None

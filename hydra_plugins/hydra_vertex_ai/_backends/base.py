@@ -3,8 +3,9 @@ import logging
 import os
 import re
 from abc import ABC, abstractmethod
+from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, AbstractSet, Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 from .._errors import ConfigError
 
@@ -13,6 +14,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# why a job has no resource: it was cancelled (Ctrl-C, `hydra-vertex-ai cancel`) while queued
+NEVER_CREATED = "cancelled before it was created"
 # Outputs to copy back when a backend is done: local directory -> the gs:// URI its jobs wrote it to.
 Outputs = Mapping[str, str]
 
@@ -64,6 +67,12 @@ class Backend(ABC):
     on_tuning_created: Optional[Callable[[str], None]] = None
     # called once every CustomJob of a run exists, with hydra_uid -> resource name (the launcher's manifest)
     on_jobs_created: Optional[Callable[[Dict[str, str]], None]] = None
+    # hydra_uids of this sweep's jobs cancelled before they were created (the manifest says): never created
+    cancelled: AbstractSet[str] = frozenset()
+    # called with the hydra_uids of jobs an interrupt left uncreated: the manifest records them cancelled
+    on_never_created: Optional[Callable[[List[str]], None]] = None
+    # the hydra_uids recorded cancelled by now (`hydra-vertex-ai cancel` while this launcher runs)
+    cancelled_now: Optional[Callable[[], AbstractSet[str]]] = None
     # job number -> its overrides as one string, for the progress table
     job_overrides: Mapping[str, str] = {}
     # after Ctrl-C of a tuning job: how far it got (trials that finished), where the backend knows
@@ -86,6 +95,16 @@ class Backend(ABC):
     @abstractmethod
     def run_tuning_job(self, job: Dict[str, Any], outputs: Optional[Outputs] = None) -> TuningOutcome:
         """Run one HyperparameterTuningJob (REST-shaped dict) to its end; Ctrl-C cancels it."""
+
+    def record_never_created(self, uids: Sequence[str]) -> None:
+        """Hand the jobs an interrupt left uncreated to `on_never_created`: a re-attach must not create them."""
+        if not uids or self.on_never_created is None:
+            return
+        try:
+            self.on_never_created(list(uids))
+        except Exception as e:  # the interrupt goes on; the user is told what a re-attach would do
+            log.warning("could not record %d uncreated job(s) as cancelled (a re-attach would run them): %s",
+                        len(uids), e)
 
     def outputs_of(self, local_dir: str) -> Dict[str, str]:
         """The copy-back mapping for a sweep dir: {local dir: bucket URI}, empty when jobs write in place."""
@@ -122,13 +141,46 @@ def summarize_trials(trials: Sequence[Mapping[str, Any]], maximize: bool) -> str
 # the exception), the study stops: the next trials would fail the same way and only burn the budget.
 SAME_FAILURE_MIN_TRIALS = 2
 _LOG_PATH = re.compile(r"(\S+\.log)\b")
+_TRACEBACK = "Traceback (most recent call last):"
+# how a local job's error introduces its log's last lines (processes: "<why>; last lines of <log>:\n<lines>")
+LOG_TAIL_HEAD = "; last lines of "
 
 
 def failure_line(reason: str) -> str:
-    """One line saying why a trial failed: the last non-empty line of its log tail (the exception, as a rule)."""
+    """One line saying why a job or trial failed: the exception its log's last traceback ended with (log lines
+    written after it, e.g. a logger's or Hydra's, do not hide it), else the last non-empty line of its log tail."""
     head, sep, tail = reason.partition(":\n")
-    lines = [ln.strip() for ln in (tail if sep else reason).splitlines() if ln.strip()]
-    return lines[-1] if lines else head.strip()
+    lines = [ln.rstrip() for ln in (tail if sep else reason).splitlines() if ln.strip()]
+    exception = exception_line(lines)
+    if exception:
+        return exception
+    return lines[-1].strip() if lines else head.strip()
+
+
+def failure_summary(states: Sequence[str], reasons: Sequence[str], what: str = "job(s)") -> str:
+    """The line that ends a run with failures: how many ended in each state, and each distinct reason's count."""
+    by_state = Counter(states)
+    by_reason = Counter(reasons)
+    return (f"{len(states)} {what}: {', '.join(f'{n} {s}' for s, n in sorted(by_state.items()))}; "
+            f"{len(by_reason)} failure reason(s): "
+            + "; ".join(f"{r} ({n} {what})" for r, n in by_reason.most_common()))
+
+
+def exception_line(lines: Sequence[str]) -> Optional[str]:
+    """The `Type: message` line that ends the last Python traceback in `lines`, or None."""
+    starts = [i for i, line in enumerate(lines) if line.strip().startswith(_TRACEBACK)]
+    if not starts:
+        return None
+    for line in lines[starts[-1] + 1:]:
+        if line and not line[0].isspace():  # the frames are indented; the exception line is not
+            return line.strip()
+    return None
+
+
+def log_tail(error: Optional[str]) -> str:
+    """The log lines a local job's error carries after `; last lines of <log>:`, or ""."""
+    head, sep, tail = (error or "").partition(":\n")
+    return tail.rstrip() if sep and LOG_TAIL_HEAD in head else ""
 
 
 class FailureWatch:

@@ -33,5 +33,11 @@ def make_backend(conf: VertexBackendConf, key: str, sweep_id: str, *, connect: b
         from .vertex import VertexBackend
 
         backend = VertexBackend.from_config(conf, key, sweep_id, connect=connect)
+    if connect:  # before the manifest or anything else is written: one line, not a Cloud Storage traceback
+        from .. import _storage
+
+        problem = _storage.writable_problem(conf.staging_dir)
+        if problem:
+            raise ConfigError(f"{key}.staging_dir", problem)
     backend.key = key
     return backend

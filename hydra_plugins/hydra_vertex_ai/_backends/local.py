@@ -24,7 +24,7 @@ from .._progress import JobRow, Progress
 from .._signals import interrupts, shielded
 from .._staging import Staging, replica_log
 from .._vertex_facts import CANCELLED, QUEUED, RUNNING
-from .base import Backend, FailureWatch, JobOutcome, Outputs, TuningOutcome, summarize_trials
+from .base import NEVER_CREATED, Backend, FailureWatch, JobOutcome, Outputs, TuningOutcome, summarize_trials
 from .processes import (
     adopt,
     pid_alive,
@@ -81,12 +81,15 @@ class LocalBackend(Backend):
             except BaseException:
                 with shielded(lambda: "stopping the local jobs"):  # a second Ctrl-C must not orphan them
                     cancel.set()
-                    never_started = sum(f.cancel() for f in futures)
+                    for f in futures:
+                        f.cancel()
                     # Waits for every running job to be stopped; a job that raised must not hide the interrupt.
-                    stopped = [
-                        jobs[i]["displayName"] for i, f in enumerate(futures)
-                        if not f.cancelled() and f.exception() is None and f.result().state == CANCELLED
-                    ]
+                    cancelled = [i for i, f in enumerate(futures)
+                                 if f.cancelled() or (f.exception() is None and f.result().state == CANCELLED)]
+                    never = [i for i in cancelled if not recorded_pids(dirs[i])]  # queued: never started
+                    stopped = [jobs[i]["displayName"] for i in cancelled if i not in never]
+                    never_started = len(never)
+                    self.record_never_created([ids[i] for i in never])
                     progress.close()
                     for name in stopped:
                         print(f"Interrupted: cancelled local job {name}", file=sys.stderr, flush=True)
@@ -107,6 +110,8 @@ class LocalBackend(Backend):
     def _run_one(self, job: Dict[str, Any], job_id: str, workdir: Path, cancel: threading.Event,
                  parallel: int) -> JobOutcome:
         """Run the job; when re-attaching, first take what an earlier launcher left: an end, or running replicas."""
+        if job_id in self.cancelled and not recorded_pids(workdir):  # cancelled while queued: never started
+            return JobOutcome(CANCELLED, NEVER_CREATED, str(workdir))
         if self.attach:
             ended = recorded_outcome(workdir)
             if ended is not None:
@@ -147,7 +152,8 @@ class LocalBackend(Backend):
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True,  # outlives the launcher and its terminal
             )
-        from .processes import _write_json, pid_record
+        from .._pids import pid_record
+        from .processes import _write_json
 
         _write_json(root / SUPERVISOR_FILE, pid_record(proc.pid))
         log.info("detached: local jobs run under supervisor PID %d (log %s)", proc.pid, root / "supervisor.log")

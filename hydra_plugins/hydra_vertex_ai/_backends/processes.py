@@ -26,6 +26,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set
 
 from .. import _storage
 from .._metrics import TRIAL_ID_ENV
+from .._pids import pid_alive, start_ticks
 from .._staging import replica_log
 from .._vertex_facts import (
     CANCELLED,
@@ -40,7 +41,7 @@ from .._vertex_facts import (
     timeout_error,
     timeout_s,
 )
-from .base import JobOutcome
+from .base import LOG_TAIL_HEAD, JobOutcome
 from .python_package import InstallError, package_envs
 
 log = logging.getLogger(__name__)
@@ -311,7 +312,7 @@ def run_custom_job(
 
 
 def _record_pids(workdir: Path, procs: Mapping[Replica, "subprocess.Popen[bytes]"]) -> None:
-    pids = {f"workerpool{r.pool}-{r.index}": [p.pid, _start_ticks(p.pid)] for r, p in procs.items()}
+    pids = {f"workerpool{r.pool}-{r.index}": [p.pid, start_ticks(p.pid)] for r, p in procs.items()}
     _write_json(workdir / PIDS_FILE, pids)
 
 
@@ -324,41 +325,6 @@ def _write_json(path: Path, data: Any) -> None:
     tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
     tmp.write_text(json.dumps(data))
     os.replace(tmp, path)
-
-
-def proc_stat(pid: "int | str") -> Optional[List[str]]:
-    """The fields of /proc/<pid>/stat after the command name (0: state, 3: session, 19: start time); None
-    where they cannot be read (gone, or no /proc)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return fields if len(fields) > 19 else None
-
-
-def pid_record(pid: int) -> List[Any]:
-    """[pid, start time]: how a manifest or a supervisor file names a process (see `pid_alive`)."""
-    return [pid, _start_ticks(pid)]
-
-
-def _start_ticks(pid: int) -> Optional[int]:
-    """The process's start time (Linux /proc), so a recycled PID is not mistaken for the job's process."""
-    fields = proc_stat(pid)
-    return int(fields[19]) if fields else None
-
-
-def pid_alive(pid: int, ticks: Optional[int] = None) -> bool:
-    """True while `pid` runs and is the process recorded (a zombie counts as ended)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    fields = proc_stat(pid)
-    if fields is None:
-        return True  # no /proc (macOS): the signal check is all there is
-    return fields[0] != "Z" and (ticks is None or int(fields[19]) == ticks)
 
 
 def recorded_pids(workdir: Path) -> Dict[str, List[Any]]:
@@ -427,7 +393,7 @@ def adopt(workdir: Path, cancel: threading.Event, has_result: Callable[[], bool]
     if has_result():
         return _ended(workdir, JobOutcome(SUCCEEDED, None, str(workdir)))
     log_path = replica_log(workdir)
-    message = f"ended without a result while no launcher watched it; last lines of {log_path}:\n{_tail(log_path)}"
+    message = f"ended without a result while no launcher watched it{LOG_TAIL_HEAD}{log_path}:\n{_tail(log_path)}"
     return _ended(workdir, JobOutcome(FAILED, message, str(log_path)))
 
 
@@ -462,6 +428,6 @@ def _supervise(
                 log_path = replica_log(workdir, replica.pool, replica.index)
                 message = f"replica workerpool{replica.pool}[{replica.index}] {_exit_text(code)}"
                 tail = _tail(log_path)
-                return JobOutcome(FAILED, f"{message}; last lines of {log_path}:\n{tail}", str(log_path))
+                return JobOutcome(FAILED, f"{message}{LOG_TAIL_HEAD}{log_path}:\n{tail}", str(log_path))
         time.sleep(0.05)
     return JobOutcome(SUCCEEDED, None, str(workdir))

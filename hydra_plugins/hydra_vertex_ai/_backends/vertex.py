@@ -23,19 +23,22 @@ from .._progress import JobRow, Progress
 from .._signals import deferred, shielded
 from .._staging import Staging
 from .._vertex_facts import (
+    CANCELLED,
     PAUSED,
     QUEUED,
     SUCCEEDED,
     TERMINAL_STATES,
     cancel_command,
+    cancel_sweep_command,
     console_link,
+    location_problem,
     quota_console_url,
     regional_endpoint,
     short_state,
     where,
 )
 from ..config import VertexBackendConf
-from .base import Backend, JobOutcome, Outputs, TuningOutcome
+from .base import NEVER_CREATED, Backend, JobOutcome, Outputs, TuningOutcome
 from .vertex_client import (
     CANCEL_WAIT_S,
     RPC_TIMEOUT_S,
@@ -69,12 +72,19 @@ __all__ = ["VertexAPIError", "VertexBackend", "make_client"]
 class _CancelStatus:
     """How a cancellation stands: what a further Ctrl-C prints, and the final report."""
 
+    # the run's jobs: what is left is counted from them, live, whenever a further Ctrl-C asks
+    tracked: Sequence["_Tracked"] = ()
     confirmed: Dict[str, "_Tracked"] = field(default_factory=dict)
     failed: Dict[str, Tuple["_Tracked", str]] = field(default_factory=dict)
-    left: int = 0
+    # cancel calls on the wire now
+    sending: int = 0
+    # creates still on the wire: a job they commit is cancelled too
+    creating: int = 0
 
     def text(self) -> str:
-        return f"{len(self.confirmed)} cancel(s) confirmed, {self.left} job(s) left"
+        left = sum(1 for job in self.tracked if not job.done and job.name not in self.confirmed)
+        return (f"{len(self.confirmed)} cancel(s) confirmed, {self.sending} being sent, {self.creating} create(s) "
+                f"still on the wire, {left} job(s) not confirmed ended")
 
 
 @dataclass
@@ -89,6 +99,8 @@ class _Tracked:
     stalled_warned: bool = False
     # (create, start, end) as Vertex last said, in seconds since the epoch: the report's durations and timeline
     times: Tuple[Optional[float], Optional[float], Optional[float]] = (None, None, None)
+    # a create call went out and no answer said it was refused: without a name, the job may exist all the same
+    create_sent: bool = False
 
     @property
     def done(self) -> bool:
@@ -142,6 +154,9 @@ class VertexBackend(Backend):
             )
         if not conf.location:
             raise ConfigError(f"{key}.location", "a Vertex AI region is required, e.g. us-central1")
+        region = location_problem(conf.location)
+        if region:
+            raise ConfigError(f"{key}.location", region)
         if not _storage.is_gcs(conf.staging_dir) or not _storage.split_gcs(conf.staging_dir)[0]:
             raise ConfigError(
                 f"{key}.staging_dir", f"the vertex backend stages in Cloud Storage: use gs://BUCKET/PATH, not '{conf.staging_dir}'"
@@ -200,6 +215,9 @@ class VertexBackend(Backend):
         tracked = [_Tracked(dict(job), str(job["labels"]["hydra_uid"])) for job in jobs]
         if self.attach:
             self._adopt_existing(tracked)
+        for job in tracked:
+            if job.name is None and job.uid in self.cancelled:  # cancelled while queued: it never exists
+                job.state, job.error = CANCELLED, NEVER_CREATED
         self._run(tracked)
         if self.sync_outputs and outputs and self.wait:
             sync_outputs(outputs, self.api.retry_timeout_s, self.output_filter)
@@ -219,14 +237,44 @@ class VertexBackend(Backend):
             progress.close()
             raise VertexAPIError(self._outage_report(tracked, e)) from e
         except BaseException as e:
-            status = _CancelStatus()
+            status = _CancelStatus(tracked)
             with shielded(status.text):
                 creator.stop()
                 progress.close()
                 self._cancel_unfinished(tracked, creator, e, status)
+                if isinstance(e, KeyboardInterrupt):  # the user cancelled the sweep: queued jobs too, for good
+                    self._never_created(tracked)
             raise
         creator.stop()  # creates still in backoff for jobs that have ended (found by their label) give up
         progress.close()
+
+    def _never_created(self, tracked: Sequence[_Tracked]) -> None:
+        """Jobs an interrupt left uncreated end CANCELLED, and the manifest says so: no re-attach creates them."""
+        never = [job for job in tracked if job.name is None and not job.done]
+        for job in never:
+            job.state, job.error = CANCELLED, NEVER_CREATED
+        self.record_never_created([job.uid for job in never])
+
+    def _drop_cancelled(self, tracked: Sequence[_Tracked], creator: "_Creator") -> None:
+        """`hydra-vertex-ai cancel` while this launcher runs: it recorded the queued jobs cancelled in the
+        manifest; they are not created, and one whose create crossed the command is cancelled here."""
+        if self.cancelled_now is None:
+            return
+        created = sum(job.name is not None for job in tracked)
+        if not creator.todo and creator.settled() and created == creator.created_at_check:
+            return  # nothing created or queued since the last look: nothing the command could have missed
+        creator.created_at_check = created
+        try:
+            cancelled = self.cancelled_now()
+        except Exception as e:  # the record is unreadable for now: look again at the next poll
+            log.warning("could not read the sweep's manifest for cancelled jobs: %s", e)
+            return
+        for job in [job for job in creator.todo if job.uid in cancelled]:
+            creator.todo.remove(job)
+            job.state, job.error = CANCELLED, NEVER_CREATED
+        for job in tracked:
+            if job.uid in cancelled and job.name and not job.done:
+                self._cancel_one(job.name, self.api.retry_timeout_s)
 
     def _report_names(self, tracked: List[_Tracked]) -> None:
         """Every job exists: hand their resource names to `on_jobs_created` (the manifest), once per run."""
@@ -242,11 +290,12 @@ class VertexBackend(Backend):
 
         self.api.limiter.acquire(stop)
         proto = proto_of(CustomJob, job.spec)
+        def create() -> Any:
+            job.create_sent = True
+            return self.client.create_custom_job(parent=self.api.parent, custom_job=proto, timeout=RPC_TIMEOUT_S)
+
         created = self.api.create_once(
-            f"creating CustomJob '{job.spec['displayName']}'",
-            lambda: self.client.create_custom_job(parent=self.api.parent, custom_job=proto, timeout=RPC_TIMEOUT_S),
-            lambda: self._find_custom_job(job.uid),
-            stop,
+            f"creating CustomJob '{job.spec['displayName']}'", create, lambda: self._find_custom_job(job.uid), stop
         )
         if job.name is None:  # a poll that listed the sweep may have found it first, with a newer state
             job.name, job.state = created.name, created.state.name
@@ -307,10 +356,11 @@ class VertexBackend(Backend):
             # once creates have had a poll interval, a poll also finds jobs whose create reply was lost
             if creator.waited or any(job.name for job in tracked):
                 self.poll(tracked)
+            self._drop_cancelled(tracked, creator)
             if not named and creator.all_submitted and creator.settled():
                 named = True
                 self._report_names(tracked)
-            progress.jobs([JobRow.of(job.spec, job.state if job.name else "NOT_CREATED",
+            progress.jobs([JobRow.of(job.spec, job.state if job.name or job.done else "NOT_CREATED",
                                      console_link(job.name) if job.name else "") for job in tracked])
             if creator.all_submitted and all(job.done for job in tracked):
                 return  # finished is finished: a create in backoff for a job that has ended is not waited for
@@ -334,15 +384,16 @@ class VertexBackend(Backend):
                     self.poll(tracked, budget_s=budget)  # picks up jobs whose create reply was lost
                 except VertexAPIError as e:
                     log.warning("could not list the sweep's jobs while cancelling: %s", e)
+                status.creating = sum(not future.done() for future in creator.creating)
                 targets = [job for job in tracked if job.name and not job.done and job.name not in status.confirmed]
-                status.left = len(targets)
+                status.sending = len(targets)
                 for job, error in zip(targets, pool.map(lambda job: self._cancel_one(job.name or "", budget), targets)):
+                    status.sending -= 1
                     if error is None:
                         status.confirmed[job.name or ""] = job
                         status.failed.pop(job.name or "", None)
                     else:
                         status.failed[job.name or ""] = (job, error)
-                status.left = len(status.failed)
                 if (not creating and not status.failed) or time.monotonic() > deadline:
                     break
                 time.sleep(min(self.poll_interval_s, 1.0))
@@ -375,20 +426,28 @@ class VertexBackend(Backend):
         return text
 
     def _outage_report(self, tracked: List[_Tracked], error: Unreachable) -> str:
-        """An outage longer than retry_timeout_s: nothing was cancelled; what may run and how to come back."""
+        """An outage longer than retry_timeout_s: nothing was cancelled; every job that may exist (a create on
+        the wire may have been committed), how to cancel them all by the sweep's label, and how to come back."""
         created = [job for job in tracked if job.name and not job.done]
+        unanswered = [job for job in tracked if not job.name and job.create_sent]
         text = (f"{error}\nVertex AI did not answer for longer than retry_timeout_s: nothing was cancelled and no "
-                f"more jobs were created. {len(created)} job(s) of sweep {self.sweep_id} may still be running:")
-        text += "".join(f"\n  {job.spec['displayName']}: {job.name} (last seen {short_state(job.state)}); "
-                        f"to cancel it: {cancel_command(job.name or '')}" for job in created)
-        text += (f"\nRe-attach when the service answers (finished jobs' results are kept): "
+                f"more jobs were created. {len(created) + len(unanswered)} job(s) of sweep {self.sweep_id} may exist "
+                f"and run: {len(created)} created, {len(unanswered)} whose create got no answer (it may have been "
+                "committed):")
+        text += "".join(f"\n  {job.spec['displayName']}: {job.name} (last seen {short_state(job.state)})"
+                        for job in created)
+        text += "".join(f"\n  {job.spec['displayName']}: create sent, no answer" for job in unanswered)
+        project, location = self.parent.split("/")[1], self.parent.split("/")[3]
+        text += (f"\nTo cancel them, select the sweep's jobs by its label (this finds the unanswered ones too):"
+                 f"\n  hydra-vertex-ai cancel {self.sweep_id} --staging {self.staging.staging_dir}"
+                 f"\n  or: {cancel_sweep_command(project, location, self.sweep_id)}"
+                 f"\nRe-attach when the service answers (finished jobs' results are kept): "
                  f"hydra.launcher.attach={self.sweep_id}. A larger retry_timeout_s waits longer.")
         return text
 
     def _outcome(self, job: _Tracked) -> JobOutcome:
-        assert job.name is not None
         error = job.error if job.state != SUCCEEDED else None
-        return JobOutcome(job.state, error, where(job.name), *job.times)
+        return JobOutcome(job.state, error, where(job.name) if job.name else None, *job.times)
 
     # --- HyperparameterTuningJobs ----------------------------------------------------------------------
 
@@ -428,7 +487,9 @@ class _Creator:
     def __init__(self, backend: VertexBackend, tracked: List[_Tracked]) -> None:
         self.backend = backend
         self.tracked = tracked
-        self.todo: Deque[_Tracked] = deque(job for job in tracked if job.name is None)
+        self.todo: Deque[_Tracked] = deque(job for job in tracked if job.name is None and not job.done)
+        # jobs that existed when the manifest was last read for cancelled ones (`_drop_cancelled`)
+        self.created_at_check = -1
         self.limit = backend.max_parallel or len(tracked) or 1
         self.creating: Dict[Future[None], _Tracked] = {}
         self.stop_event = threading.Event()
@@ -456,6 +517,7 @@ class _Creator:
             try:
                 future.result()
             except QuotaExceeded as e:
+                job.create_sent = False  # refused: it does not exist
                 self.todo.appendleft(job)
                 self._quota_refused(e)
         if self.quota_block is not None:
