@@ -22,7 +22,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 from .. import _storage
 from .._metrics import TRIAL_ID_ENV
@@ -39,6 +39,9 @@ from .._vertex_facts import (
 )
 from .base import JobOutcome
 
+if TYPE_CHECKING:
+    from .forkserver import Forked, ForkServers
+
 log = logging.getLogger(__name__)
 
 _LOG_TAIL_LINES = 20
@@ -48,6 +51,8 @@ OUTCOME_FILE = "outcome.json"
 # Told a replica's session id (its pid: each replica leads its own session) when a signal ends it, before a
 # SIGKILL or after it died of one: the emulator's FUSE stand-in drops the files it still held open.
 KillHook = Callable[[int], None]
+# A running replica: a process this launcher started, or one its fork server forked (`forkserver.Forked`).
+Proc = Union["subprocess.Popen[bytes]", "Forked"]
 
 
 # The host variables a local job keeps: what a container gets from its image's ENV and from Vertex, as this
@@ -170,7 +175,7 @@ def _exit_text(code: int) -> str:
     return f"exited with code {code}"
 
 
-def _exit_code(proc: "subprocess.Popen[bytes]") -> Optional[int]:
+def _exit_code(proc: Proc) -> Optional[int]:
     """The replica's exit code (negative: the signal that killed it) once it has ended, None while it runs.
 
     Read without reaping it where the platform can (waitid's WNOWAIT): until it is reaped its zombie keeps its
@@ -187,7 +192,7 @@ def _exit_code(proc: "subprocess.Popen[bytes]") -> Optional[int]:
     return -info.si_status if killed else info.si_status
 
 
-def _reap(proc: "subprocess.Popen[bytes]", on_kill: Optional[KillHook], timeout: Optional[float] = None) -> Optional[int]:
+def _reap(proc: Proc, on_kill: Optional[KillHook], timeout: Optional[float] = None) -> Optional[int]:
     """Wait up to `timeout` (None: no wait) for the replica to end; tell `on_kill` if a signal ended it, then reap it."""
     deadline = time.monotonic() + (timeout or 0.0)
     code = _exit_code(proc)
@@ -202,7 +207,7 @@ def _reap(proc: "subprocess.Popen[bytes]", on_kill: Optional[KillHook], timeout:
     return code
 
 
-def _stop(proc: "subprocess.Popen[bytes]", on_kill: Optional[KillHook] = None) -> None:
+def _stop(proc: Proc, on_kill: Optional[KillHook] = None) -> None:
     """SIGTERM the replica's process group, SIGKILL it if it lingers."""
     for sig, grace in ((signal.SIGTERM, _KILL_GRACE_S), (signal.SIGKILL, None)):
         if sig == signal.SIGKILL and on_kill is not None:
@@ -228,8 +233,10 @@ def run_custom_job(
     extra_env: Optional[Mapping[str, str]] = None,
     on_kill: Optional[KillHook] = None,
     env_passthrough: Sequence[str] = (),
+    forks: Optional["ForkServers"] = None,
 ) -> JobOutcome:
-    """Run every replica of `job` until all exit, one fails, or `cancel` is set."""
+    """Run every replica of `job` until all exit, one fails, or `cancel` is set; with `forks`, replicas that run
+    our entry are forked from a warm parent (`forkserver`), the others start as fresh processes."""
     if cancel.is_set():
         return JobOutcome(CANCELLED, "cancelled before it started", str(workdir))
     unrunnable = image_entrypoint_pools(job)
@@ -237,7 +244,7 @@ def run_custom_job(
         return JobOutcome(FAILED, unrunnable_message(job, unrunnable[0]), str(workdir))
     workdir.mkdir(parents=True, exist_ok=True)
     cluster = cluster_of(job)
-    procs: Dict[Replica, subprocess.Popen[bytes]] = {}
+    procs: Dict[Replica, Proc] = {}
     for p, pool in enumerate(job["jobSpec"]["workerPoolSpecs"]):
         for r in range(int(pool.get("replicaCount", 0)) if pool else 0):
             replica = Replica(p, r)
@@ -245,16 +252,9 @@ def run_custom_job(
             cwd.mkdir(exist_ok=True)
             command = container_command(pool, extra_args)
             try:
-                with open(replica_log(workdir, p, r), "wb") as out:
-                    procs[replica] = subprocess.Popen(
-                        command,
-                        cwd=cwd,
-                        env=container_env(job, replica, job_id, cluster, trial_id, extra_env, env_passthrough),
-                        stdin=subprocess.DEVNULL,
-                        stdout=out,
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,  # Ctrl-C reaches the launcher, which cancels deliberately
-                    )
+                env = container_env(job, replica, job_id, cluster, trial_id, extra_env, env_passthrough)
+                forked = forks.start(command, cwd, env, replica_log(workdir, p, r)) if forks else None
+                procs[replica] = forked or _popen(command, cwd, env, replica_log(workdir, p, r))
                 _record_pids(workdir, procs)
             except OSError as e:  # e.g. the command does not exist: this job fails, the sweep goes on
                 for started in procs.values():
@@ -264,10 +264,23 @@ def run_custom_job(
     return _ended(workdir, _supervise(procs, workdir, cancel, on_kill))
 
 
+def _popen(command: Sequence[str], cwd: Path, env: Mapping[str, str], log_path: Path) -> "subprocess.Popen[bytes]":
+    with open(log_path, "wb") as out:
+        return subprocess.Popen(
+            list(command),
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches the launcher, which cancels deliberately
+        )
+
+
 # --- what a job's folder records, for a re-attached launcher and the CLI -------------------------------
 
 
-def _record_pids(workdir: Path, procs: Mapping[Replica, "subprocess.Popen[bytes]"]) -> None:
+def _record_pids(workdir: Path, procs: Mapping[Replica, Proc]) -> None:
     pids = {f"workerpool{r.pool}-{r.index}": [p.pid, _start_ticks(p.pid)] for r, p in procs.items()}
     _write_json(workdir / PIDS_FILE, pids)
 
@@ -389,7 +402,7 @@ def adopt(workdir: Path, cancel: threading.Event, has_result: Callable[[], bool]
 
 
 def _supervise(
-    procs: Dict[Replica, "subprocess.Popen[bytes]"],
+    procs: Dict[Replica, Proc],
     workdir: Path,
     cancel: threading.Event,
     on_kill: Optional[KillHook] = None,
