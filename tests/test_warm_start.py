@@ -91,4 +91,4 @@ def test_a_server_that_runs_a_thread_after_pre_importing_refuses_to_fork(tmp_pat
         assert forks.start(command, tmp_path, env, tmp_path / "job.log") is None
     finally:
         forks.close()
-    assert "threads run after pre-importing" in (tmp_path / "servers" / "forkserver-0" / "forkserver.log").read_text()
+    assert "Python thread(s) run after pre-importing" in (tmp_path / "servers" / "forkserver-0" / "forkserver.log").read_text()

@@ -249,17 +249,17 @@ def _warm_up() -> None:
 
 
 def _fork_unsafe() -> Optional[str]:
-    """Why forking now would be unsafe: CUDA initialised, or a thread running (its locks would be lost)."""
+    """Why forking now would be unsafe: CUDA initialised, or a Python thread running (a lock it holds, e.g.
+    logging's, would stay held forever in the child). Native worker pools started at import (OpenBLAS's, under
+    numpy) are not counted: they stop and restart around fork() through their pthread_atfork handlers, which is
+    what makes `multiprocessing`'s fork start method work with numpy."""
     torch = sys.modules.get("torch")
     cuda = getattr(torch, "cuda", None)
     if cuda is not None and getattr(cuda, "is_initialized", lambda: False)():
         return "CUDA was initialised while pre-importing"
-    try:
-        threads = len(os.listdir("/proc/self/task"))
-    except OSError:
-        threads = threading.active_count()
-    if threads > 1 or threading.active_count() > 1:
-        return f"{threads} threads run after pre-importing"
+    if threading.active_count() > 1:
+        names = ", ".join(t.name for t in threading.enumerate() if t is not threading.current_thread())
+        return f"{threading.active_count() - 1} Python thread(s) run after pre-importing: {names}"
     return None
 
 
