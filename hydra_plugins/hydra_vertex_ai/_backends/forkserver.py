@@ -54,6 +54,8 @@ HOST_ONLY = frozenset({
 PER_JOB_PREFIXES = ("CLOUD_ML_", "AIP_")
 PER_JOB_NAMES = frozenset({"CLUSTER_SPEC", "TF_CONFIG"})
 MODULES_FILE = "modules-{pid}.txt"
+# The server's last argument: room in its argv memory for each job's own command line (`_show_command`).
+PAD = " " * 8192
 
 
 def _site_dirs() -> Tuple[str, ...]:
@@ -121,7 +123,7 @@ class ForkServer:
         self.usable = True
         with open(workdir / "forkserver.log", "ab") as err:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "hydra_plugins.hydra_vertex_ai._backends.forkserver"],
+                [sys.executable, "-m", "hydra_plugins.hydra_vertex_ai._backends.forkserver", PAD],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, cwd=workdir, env=dict(env),
                 start_new_session=True,  # Ctrl-C reaches the launcher, which stops the jobs deliberately
             )
@@ -369,9 +371,25 @@ def _become_job(request: Mapping[str, Any], initial_path: List[str]) -> None:
     os.environ.update(request["env"])
     sys.path[:] = [os.getcwd(), *initial_path[1:]]  # `python -m` puts the working directory first
     sys.argv = ["-m", *request["argv"]]
+    _show_command([sys.executable, "-m", ENTRY_MODULE, *request["argv"]])
     _reseed()
     report = request["report"].format(pid=os.getpid())
     atexit.register(_report_modules, report)
+
+
+def _show_command(argv: Sequence[str]) -> None:
+    """What `ps` and `pgrep -f` show for this process: the job's command, as for a fresh process, not the
+    server's. The kernel reads a process's command line from its argv memory (/proc/self/stat: arg_start,
+    arg_end), which the server reserved with a blank argument (PAD) and which nothing reads after start-up."""
+    try:
+        import ctypes
+
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        start, end = int(fields[45]), int(fields[46])  # fields 48 and 49 of proc(5), counted after the name
+        data = "\0".join(argv).encode()[: end - start - 1]
+        ctypes.memmove(start, data + b"\0" * (end - start - len(data)), end - start)
+    except Exception:  # no /proc, or an unexpected layout: `ps` shows the server's command, nothing else differs
+        pass
 
 
 def _open_fds() -> List[int]:
