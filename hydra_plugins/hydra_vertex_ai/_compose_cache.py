@@ -13,8 +13,8 @@ composed config, with a scalar value. Anything else is part of the shape, and a 
 Hydra. The first job derived for each shape is also composed by Hydra and compared (YAML, byte for byte); on
 any difference, or any error while deriving, that shape is always composed by Hydra from then on.
 """
-import copy
 import logging
+import pickle
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -30,7 +30,7 @@ class _Shape:
     """A composed job, the template of every job of its shape."""
 
     parsed: List[Any]
-    config: DictConfig
+    template: Optional[bytes]  # the composed config, pickled: unpickling copies it 3x faster than deepcopy
     plain: List[int]  # indexes of the overrides that are plain values
     broken: bool = False
     verified: bool = False
@@ -80,13 +80,15 @@ class SweepComposer:
             plain = self.plain_of[_rough_key(parsed)] = found
         key = _key(parsed, plain)
         if key not in self.shapes:
-            self.shapes[key] = _Shape(parsed, copy.deepcopy(config), plain, broken=found != plain)
+            template = _pickled(config)
+            self.shapes[key] = _Shape(parsed, template, plain, broken=found != plain or template is None)
         return config
 
     def _derive(self, shape: _Shape, parsed: List[Any]) -> Optional[DictConfig]:
         """Hydra's last composition step redone on a copy of the template for the values that differ."""
         try:
-            config = copy.deepcopy(shape.config)
+            assert shape.template is not None
+            config: DictConfig = pickle.loads(shape.template)
             for i in shape.plain:
                 if parsed[i].input_line != shape.parsed[i].input_line:
                     OmegaConf.update(config, parsed[i].key_or_group, parsed[i].value(), merge=True)
@@ -102,6 +104,13 @@ class SweepComposer:
             return config
         except Exception:  # Hydra's composition raises the error the user should see
             return None
+
+
+def _pickled(config: DictConfig) -> Optional[bytes]:
+    try:
+        return pickle.dumps(config, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:  # a value that does not pickle: this shape is always composed by Hydra
+        return None
 
 
 def _parse(overrides: List[str]) -> List[Any]:
