@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
@@ -19,6 +20,8 @@ import pytest
 from hydra.core.utils import JobReturn
 
 TESTS = Path(__file__).parent
+# The per-user sweep index (`hydra-vertex-ai list`) of this test session, never the user's own.
+os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="hydra-vertex-ai-state-")
 # A Hydra app whose jobs record what they see (<out_dir>/<tag>.json) and misbehave on request (`mode`).
 PROBE = TESTS / "apps" / "probe" / "my_app.py"
 # `hydra/launcher=vertex_ai` on the local backend, two jobs at a time (the CI machine is small).

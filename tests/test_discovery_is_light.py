@@ -45,8 +45,10 @@ def heavy(modules: List[str], at_startup: Set[str]) -> List[str]:
 
 
 # Private modules a public one imports on purpose: what it re-exports (Hydra's scan re-executes every public
-# module, replacing its classes and functions) and config.py's lazy ConfigStore entries. HEAVY checks their imports.
-LIGHT_PRIVATE = {f"{OURS}._component_specs", f"{OURS}._lazy_store", f"{OURS}._metrics"}
+# module, replacing its classes and functions), config.py's lazy ConfigStore entries and the resolvers the sweeper's
+# entry refers to. HEAVY checks their imports.
+LIGHT_PRIVATE = {f"{OURS}._component_specs", f"{OURS}._lazy_store", f"{OURS}._metrics", f"{OURS}._inherit",
+                 f"{OURS}._optuna_port"}
 
 
 def private_of_ours(modules: List[str]) -> List[str]:

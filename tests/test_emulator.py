@@ -9,6 +9,7 @@ from conftest import EMULATOR_ADDRESS, tuning_job_spec, wait_for
 from google.api_core import exceptions as ex
 
 from hydra_plugins.hydra_vertex_ai._backends.vertex import VertexBackend, make_client
+from hydra_plugins.hydra_vertex_ai._emulator import by_number
 
 PARENT = "projects/emu-test/locations/europe-west4"
 
@@ -42,7 +43,7 @@ def _state(client: Any, name: str) -> str:
 
 def test_create_get_and_run_a_custom_job(client: Any) -> None:
     created = client.create_custom_job(parent=PARENT, custom_job=_job("ok", "print('hi')", group="crud"))
-    assert created.name.startswith(f"{PARENT}/customJobs/") and created.name.rsplit("/", 1)[1].isdigit()
+    assert created.name.startswith(f"{by_number(PARENT)}/customJobs/") and created.name.rsplit("/", 1)[1].isdigit()
     assert created.state.name == "JOB_STATE_QUEUED"
     assert created.create_time is not None
 
@@ -96,7 +97,7 @@ def test_list_filters_on_labels_and_state_and_honours_the_read_mask(client: Any)
     assert all(j.state.name == "JOB_STATE_SUCCEEDED" and not j.display_name and not j.job_spec.worker_pool_specs
                for j in masked)  # fmt: skip
     with pytest.raises(ex.InvalidArgument):
-        list(client.list_custom_jobs(request={"parent": PARENT, "filter": "labels.a=1 OR labels.b=2"}))
+        list(client.list_custom_jobs(request={"parent": PARENT, "filter": "(labels.a=1 OR labels.b=2)"}))
     with pytest.raises(ex.InvalidArgument):
         list(client.list_custom_jobs(request={"parent": PARENT, "read_mask": {"paths": ["no_such_field"]}}))
 

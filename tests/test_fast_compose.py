@@ -32,9 +32,9 @@ def test_lazy_entry_is_built_once_for_many_compositions(tmp_path: Path, monkeypa
     builds: List[type] = []
     real_build = _lazy_store.build
 
-    def counting_build(schema: type, open_dicts: Any = ()) -> Any:
+    def counting_build(schema: type, open_dicts: Any = (), prepare: Any = ()) -> Any:
         builds.append(schema)
-        return real_build(schema, open_dicts)
+        return real_build(schema, open_dicts, prepare)
 
     monkeypatch.setattr(_lazy_store, "build", counting_build)
     _lazy_store.store_lazily("test_lazy_once", "entry", _Entry)

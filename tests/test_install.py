@@ -10,6 +10,7 @@ import site
 import subprocess
 import sys
 from pathlib import Path
+from typing import Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,15 +36,22 @@ def _source_copy(into: Path) -> Path:
     return into
 
 
-def test_plain_install_into_a_fresh_venv_discovers_both_plugins(tmp_path: Path) -> None:
-    venv = tmp_path / "venv"
+def venv_over_this_environment(venv: Path, *extra: str) -> Tuple[Path, Path]:
+    """A fresh venv without pip that sees this environment's packages (and `extra` paths): its python and its
+    own site-packages, which comes first on its sys.path.
+
+    Dependencies come from this environment's site-packages, listed in a .pth: the .pth files inside it are
+    not processed, so our own editable install (a .pth naming the repository) does not come along."""
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
     new_site = Path(subprocess.run([str(python), "-c", "import site; print(site.getsitepackages()[0])"],
                                    capture_output=True, text=True, check=True).stdout.strip())
-    # Dependencies come from this environment's site-packages, listed in a .pth: the .pth files inside it are
-    # not processed, so our own editable install (a .pth naming the repository) does not come along.
-    (new_site / "dependencies.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    (new_site / "dependencies.pth").write_text("\n".join([*site.getsitepackages(), *extra]) + "\n")
+    return python, new_site
+
+
+def test_plain_install_into_a_fresh_venv_discovers_both_plugins(tmp_path: Path) -> None:
+    python, new_site = venv_over_this_environment(tmp_path / "venv")
     source = _source_copy(tmp_path / "src")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     subprocess.run(

@@ -19,8 +19,10 @@ QUADRATIC = Path(__file__).parent / "apps" / "quadratic" / "app.py"
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\r")
 
 
-def _run_on_a_terminal(args: List[str], cwd: Path, columns: int = 250) -> "tuple[int, str]":
-    """Run a Python command with stdout and stderr on a pseudo-terminal `columns` wide; its exit code and text."""
+def _run_on_a_terminal(args: List[str], cwd: Path, columns: int = 250,
+                       keep_control: bool = False) -> "tuple[int, str]":
+    """Run a Python command with stdout and stderr on a pseudo-terminal `columns` wide; its exit code and text
+    (without control sequences, unless `keep_control`)."""
     main, child = os.openpty()
     fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 60, columns, 0, 0))
     env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE", "CI")}
@@ -37,7 +39,8 @@ def _run_on_a_terminal(args: List[str], cwd: Path, columns: int = 250) -> "tuple
             break
         chunks.append(chunk)
     os.close(main)
-    return proc.wait(timeout=300), ANSI.sub("", b"".join(chunks).decode(errors="replace"))
+    text = b"".join(chunks).decode(errors="replace")
+    return proc.wait(timeout=300), text if keep_control else ANSI.sub("", text)
 
 
 def test_on_a_terminal_a_local_sweep_shows_one_live_table(tmp_path: Path) -> None:

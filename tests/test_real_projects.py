@@ -433,7 +433,8 @@ def _stub_wheel(folder: Path, name: str, version: str, requires: Sequence[str]) 
 
 def test_pip_resolves_this_package_with_hydra_optuna_sweeper_1_2_0(tmp_path: Path) -> None:
     """Offline: hydra-optuna-sweeper 1.2.0 (its real requirements) and an optuna it accepts, as stub wheels; the
-    rest of this package's requirements from the installed environment. A conflict is ResolutionImpossible."""
+    rest of this package's requirements, with the local-sweeps and emulator extras (issue 20), from the installed
+    environment. A conflict is ResolutionImpossible."""
     wheels = tmp_path / "wheels"
     wheels.mkdir()
     _stub_wheel(wheels, "hydra-optuna-sweeper", "1.2.0", ["hydra-core>=1.1.0.dev7", "optuna<3.0.0,>=2.10.0"])
@@ -446,7 +447,8 @@ def test_pip_resolves_this_package_with_hydra_optuna_sweeper_1_2_0(tmp_path: Pat
     env["PIP_CONFIG_FILE"] = os.devnull
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--dry-run", "--no-index", "--find-links", str(wheels),
-         "--no-build-isolation", "--disable-pip-version-check", str(project), "hydra-optuna-sweeper==1.2.0"],
+         "--no-build-isolation", "--disable-pip-version-check", f"{project}[local-sweeps,emulator]",
+         "hydra-optuna-sweeper==1.2.0"],
         capture_output=True, text=True, timeout=300, env=env,
     )
     assert "ResolutionImpossible" not in proc.stderr, proc.stderr[-3000:]

@@ -7,6 +7,8 @@ from typing import Any, Dict, List
 from conftest import VERTEX_OVERRIDES
 from omegaconf import OmegaConf
 
+from hydra_plugins.hydra_vertex_ai._emulator import project_number
+
 APP = Path(__file__).parent / "apps" / "quadratic" / "app.py"
 SWEEPER = [o.replace("hydra.launcher.", "hydra.sweeper.") for o in VERTEX_OVERRIDES]
 
@@ -33,7 +35,7 @@ def test_study_runs_as_one_tuning_job_and_resume_collects_it_again(vertex_emulat
     run_sweep(tmp_path, "hydra.sweeper.algorithm=grid", "x=choice(0,2,3)", "opt=a,b", "n=2")
     first = results(tmp_path)
     assert vertex_emulator.calls["CreateHyperparameterTuningJob"] == creates + 1
-    assert first["tuning_job"].startswith("projects/test-project/locations/us-central1/hyperparameterTuningJobs/")
+    assert first["tuning_job"].startswith(f"projects/{project_number('test-project')}/locations/us-central1/hyperparameterTuningJobs/")
     assert first["state"] == "SUCCEEDED" and len(first["trials"]) == 6
     assert sorted(first["best_params"]) == ["opt=b", "x=2"] and first["best_value"] == 0.02
     # each trial's Hydra output dir lived in the bucket (through the /gcs mount) and was synced back

@@ -1,4 +1,5 @@
 """The vertex backend against the local JobService emulator and a Cloud Storage emulator (no cloud, no network)."""
+import logging
 import os
 import signal
 import subprocess
@@ -25,6 +26,7 @@ from hydra.test_utils.launcher_common_tests import IntegrationTestSuite, Launche
 from omegaconf import DictConfig
 
 from hydra_plugins.hydra_vertex_ai._backends.vertex import VertexAPIError, VertexBackend, make_client
+from hydra_plugins.hydra_vertex_ai._backends.vertex_outputs import LeftInBucket, OutputFilter, left_in_bucket
 from hydra_plugins.hydra_vertex_ai._errors import ConfigError
 from hydra_plugins.hydra_vertex_ai.config import VertexAILauncherConf
 
@@ -190,22 +192,44 @@ def test_a_permanent_error_fails_fast_with_the_servers_message(vertex_emulator: 
     assert vertex_emulator.calls["CreateCustomJob"] - before <= 3  # never retried
 
 
-def test_outputs_are_synced_back_to_the_local_sweep_dir(vertex_emulator: Any, tmp_path: Path) -> None:
+def test_outputs_come_back_but_large_and_excluded_files_stay_in_the_bucket(
+    vertex_emulator: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     sweep = "sync-outputs"
-    backend = _backend(sweep)
+    # a 1 KB cap: model.bin (2 KB) is "large"; *.ckpt is excluded; everything else of the job's dir comes back
+    which = OutputFilter(max_mb=1 / 1024, exclude=["*.ckpt"])
+    backend = _backend(sweep, output_filter=which)
     container_dir = backend.container_path(str(tmp_path / "sweep"))
     writer = (
         "import os; from omegaconf import OmegaConf; "
         f"d = str(OmegaConf.create({{'d': '{container_dir}'}}).d) + '/0'; "
-        "os.makedirs(d + '/.hydra'); open(d + '/.hydra/config.yaml', 'w').write('a: 1'); "
-        "open(d + '/job.log', 'w').write('hello'); open(d + '/model.bin', 'w').write('big')"
+        "os.makedirs(d + '/.hydra'); os.makedirs(d + '/csv'); open(d + '/.hydra/config.yaml', 'w').write('a: 1'); "
+        "open(d + '/job.log', 'w').write('hello'); open(d + '/csv/metrics.csv', 'w').write('step,loss'); "
+        "open(d + '/model.bin', 'w').write('x' * 2048); open(d + '/last.ckpt', 'w').write('small')"
     )
-    [outcome] = backend.run_jobs([_trivial_job(sweep, 0, writer)], backend.outputs_of(str(tmp_path / "sweep")))
+    with caplog.at_level(logging.INFO, logger="hydra_plugins.hydra_vertex_ai._backends.vertex_outputs"):
+        [outcome] = backend.run_jobs([_trivial_job(sweep, 0, writer)], backend.outputs_of(str(tmp_path / "sweep")))
 
     assert outcome.state == "JOB_STATE_SUCCEEDED", outcome.error
-    assert (tmp_path / "sweep" / "0" / ".hydra" / "config.yaml").read_text() == "a: 1"
-    assert (tmp_path / "sweep" / "0" / "job.log").read_text() == "hello"
-    assert not (tmp_path / "sweep" / "0" / "model.bin").exists()  # only Hydra's files come back
+    # when it was created, started and ended, as Vertex says (the report's durations and timeline)
+    assert outcome.created_at and outcome.started_at and outcome.ended_at
+    assert outcome.created_at <= outcome.started_at <= outcome.ended_at
+    job_dir = tmp_path / "sweep" / "0"
+    assert (job_dir / ".hydra" / "config.yaml").read_text() == "a: 1"
+    assert (job_dir / "job.log").read_text() == "hello"
+    assert (job_dir / "csv" / "metrics.csv").read_text() == "step,loss"  # the job's own files too
+    assert not (job_dir / "model.bin").exists() and not (job_dir / "last.ckpt").exists()
+    prefix = backend.outputs_of(str(tmp_path / "sweep"))[os.path.abspath(tmp_path / "sweep")] + "/"
+    [line] = [r.getMessage() for r in caplog.records if "stayed in the bucket" in r.getMessage()]
+    assert line.startswith("2 output file(s), 2.0 KB,") and line.endswith(prefix)
+    assert left_in_bucket(str(tmp_path / "sweep")) == LeftInBucket(2, 2048 + 5, [prefix])
+
+
+def test_include_globs_narrow_what_comes_back() -> None:
+    which = OutputFilter(include=["*.log", "*/.hydra/*"])
+    assert which.wanted("0/.hydra/config.yaml", 10) and which.wanted("3/train.log", 10)
+    assert not which.wanted("0/probe.json", 10)
+    assert not OutputFilter(max_mb=1).wanted("0/a.log", 2 * 1024 * 1024)
 
 
 # --- endpoints and settings (unit level) -------------------------------------------------------------------
@@ -252,7 +276,6 @@ def _conf(**changes: Any) -> VertexAILauncherConf:
     ({"project": None}, "hydra.launcher.project"),
     ({"location": ""}, "hydra.launcher.location"),
     ({"staging_dir": "/tmp/staging"}, "hydra.launcher.staging_dir"),
-    ({"job.image_uri": None}, "hydra.launcher.job.image_uri"),
     ({"api_endpoint": "localhost"}, "hydra.launcher.api_endpoint"),
     ({"create_rate_per_minute": 0}, "hydra.launcher.create_rate_per_minute"),
 ])  # fmt: skip

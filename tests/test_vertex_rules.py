@@ -1,5 +1,6 @@
 """Specs Vertex would refuse: our client checks name the key before anything is staged, and the emulator refuses
 the same specs on Create (INVALID_ARGUMENT) when a client check was bypassed. Sources are cited in _vertex_facts."""
+import dataclasses
 import subprocess
 import sys
 import types
@@ -27,7 +28,9 @@ QUADRATIC = Path(__file__).parent / "apps" / "quadratic" / "app.py"
 
 
 def rest_job(spec: JobSpecConf, **labels: str) -> Dict[str, Any]:
-    """The CustomJob our builder makes, without our client checks: what a bypassing client would send."""
+    """The CustomJob our builder makes, without our client checks: what a bypassing client would send (with an
+    image, which the vertex backend requires and Vertex too)."""
+    spec = dataclasses.replace(spec, image_uri=spec.image_uri or "img/app:1")
     return _jobspec.build_custom_job(spec, display_name="rules", container=CONTAINER, labels=labels, base_output_dir=None)
 
 

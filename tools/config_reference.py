@@ -26,7 +26,9 @@ VERTEX = {
     "accelerator_type": "`machineSpec.acceleratorType`", "accelerator_count": "`machineSpec.acceleratorCount`",
     "replica_count": "`workerPoolSpecs[].replicaCount` (chief 1, rest in workerpool1)",
     "boot_disk_type": "`diskSpec.bootDiskType`", "boot_disk_size_gb": "`diskSpec.bootDiskSizeGb`",
-    "image_uri": "`containerSpec.imageUri`", "command": "`containerSpec.command`", "args": "`containerSpec.args`",
+    "image_uri": "`containerSpec.imageUri`", "executor_image_uri": "`pythonPackageSpec.executorImageUri`",
+    "requirements": "`pythonPackageSpec.packageUris` (a generated wheel)",
+    "command": "`containerSpec.command`", "args": "`containerSpec.args`",
     "worker_pools": "`workerPoolSpecs[1..3]`",
     "service_account": "`jobSpec.serviceAccount`", "network": "`jobSpec.network`", "env": "`containerSpec.env`",
     "labels": "`labels`", "timeout_s": "`scheduling.timeout`",
@@ -38,7 +40,10 @@ VERTEX = {
     "max_trial_count": "`maxTrialCount`", "parallel_trial_count": "`parallelTrialCount`",
     "max_failed_trial_count": "`maxFailedTrialCount`", "measurement_selection": "`studySpec.measurementSelectionType`",
     "early_stopping": "`studySpec.medianAutomatedStoppingSpec` / `decayCurveStoppingSpec`",
-    "params": "`studySpec.parameters`", "resume": "an existing `hyperparameterTuningJobs/{id}`",
+    "params": "`studySpec.parameters`",
+    "conditions": "`parameters[].conditionalParameterSpecs`", "resume": "an existing `hyperparameterTuningJobs/{id}`",
+    "direction": "`studySpec.metrics[0].goal`", "n_trials": "`maxTrialCount`", "n_jobs": "`parallelTrialCount`",
+    "sampler": "`studySpec.algorithm`",
 }
 
 
@@ -66,7 +71,7 @@ def fields(tree: ast.Module, source: List[str]) -> Dict[str, List[Tuple[str, str
             continue
         rows = [row for base in node.bases if isinstance(base, ast.Name) for row in found.get(base.id, [])]
         for stmt in node.body:
-            if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and stmt.target.id != "_target_":
+            if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and not stmt.target.id.startswith("_"):
                 comment = source[stmt.lineno - 2].strip().lstrip("# ") + choices(stmt.annotation, known)
                 rows = [r for r in rows if r[0] != stmt.target.id] + [(stmt.target.id, default(stmt), comment)]
         found[node.name] = rows

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from . import _storage
-from ._progress import JobRow, count_states, format_elapsed, shorten
+from ._progress import JobRow, count_states, format_elapsed, relative_path, shorten
 from ._staging import ManifestNotFound, Staging, find_manifest, list_manifests, read_manifest, replica_log
 from ._vertex_facts import CANCELLING, TERMINAL_STATES, console_link, short_state
 
@@ -117,31 +117,39 @@ class Sweep:
         return JobRow(str(job["num"]), _overrides(job), short_state(state), elapsed, str(replica_log(workdir)))
 
     def _trial_rows(self) -> List[JobRow]:
-        from . import _search_space
+        """A study's trials, the best first: parameters as Hydra overrides, objective, state, elapsed, where."""
+        from . import _report
 
-        pmap = {k: tuple(v) for k, v in (self.manifest.get("parameter_map") or {}).items()}
         if self.on_vertex:
             job = self.tuning_job()
             if job is None:
                 return []
             from ._backends.vertex_client import trial_rest
 
-            rows = []
-            for trial in job.trials:
-                rest = trial_rest(trial)
-                values = {p["parameterId"]: p.get("value") for p in rest.get("parameters", [])}
-                params = " ".join(_search_space.overrides_from_values(pmap, values))
-                rows.append(JobRow(str(rest["id"]), params, short_state(str(rest.get("state"))), _elapsed(trial),
-                                   console_link(job.name)))
-            return rows
-        from ._backends.processes import local_job_state
+            trials = [trial_rest(t) for t in job.trials]
+            link = _report.vertex_trial_links(job.name, trials)
+            rows = [self._trial_row(rest, link(str(rest["id"]))) for rest in trials]
+        else:
+            try:
+                trials = json.loads(_storage.read_bytes(self.staging.trials_record))
+            except (OSError, ValueError):
+                trials = []
+            rows = [self._trial_row(rest, str(replica_log(self.staging.trial_dir(str(rest["id"])))))
+                    for rest in trials]
+        best = _report.views.best_row(rows, str(self.manifest.get("goal") or "minimize"))
+        return ([best] if best is not None else []) + [r for r in rows if r is not best]
 
-        rows = []
-        trials = Path(self.staging.trials_dir)
-        for workdir in sorted(trials.glob("*/"), key=lambda p: (len(p.name), p.name)) if trials.is_dir() else []:
-            state = local_job_state(workdir, (workdir / "result.pkl").exists()) or "QUEUED"
-            rows.append(JobRow(workdir.name, "", short_state(state), None, str(replica_log(workdir))))
-        return rows
+    def _trial_row(self, rest: Dict[str, Any], where: str) -> JobRow:
+        from . import _search_space
+
+        pmap = {k: tuple(v) for k, v in (self.manifest.get("parameter_map") or {}).items()}
+        values = {p["parameterId"]: p.get("value") for p in rest.get("parameters", [])}
+        params = " ".join(_search_space.overrides_from_values(pmap, values)) if pmap else \
+            " ".join(f"{k}={v}" for k, v in values.items())
+        metrics = (rest.get("finalMeasurement") or {}).get("metrics") or [{}]
+        value = metrics[0].get("value")
+        return JobRow(str(rest["id"]), params, short_state(str(rest.get("state"))), _rest_elapsed(rest), where,
+                      float(value) if isinstance(value, (int, float)) else None)
 
     def launcher_alive(self) -> bool:
         """Whether the process that launched this local sweep, or its detached supervisor, still runs."""
@@ -166,6 +174,14 @@ def _elapsed(item: Any) -> Optional[float]:
     return max(0.0, end - item.start_time.timestamp())
 
 
+def _rest_elapsed(rest: Dict[str, Any]) -> Optional[float]:
+    """A REST Trial's elapsed seconds: start to end, or to now while it runs."""
+    from ._report import _epoch
+
+    start, end = _epoch(rest.get("startTime")), _epoch(rest.get("endTime"))
+    return None if start is None else max(0.0, (end or time.time()) - start)
+
+
 def load(ref: str, staging: Optional[str]) -> Sweep:
     try:
         uri = find_manifest(ref, [staging] if staging else [], os.getcwd())
@@ -178,20 +194,43 @@ def load(ref: str, staging: Optional[str]) -> Sweep:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    """Recent sweeps, newest first: those of the given staging dir, or of ./multirun and the per-user index."""
+    from . import _sweep_index
+
     uris = list_manifests(args.staging_dir, os.getcwd())
-    if not uris:
-        print(f"no sweeps found in {args.staging_dir or os.path.abspath('.') + '/multirun'}")
+    if args.staging_dir is None:  # the newest of the index only: each may be a read from a bucket
+        uris += _sweep_index.recent()[: args.limit]
+    sweeps: Dict[str, Sweep] = {}
+    for uri in uris:
+        try:
+            sweep = Sweep(uri, read_manifest(uri))
+        except Exception:  # an index entry whose sweep was deleted, a bucket gone: not worth an error
+            continue
+        sweeps.setdefault(sweep.id, sweep)
+    if not sweeps:
+        where = args.staging_dir or f"{os.path.abspath('multirun')} or {_sweep_index.index_path()}"
+        print(f"no sweeps found in {where}")
         return 0
-    sweeps = sorted((Sweep(uri, read_manifest(uri)) for uri in uris), key=lambda s: -float(s.manifest.get("created", 0)))
-    for sweep in sweeps[: args.limit]:
+    table: List[Sequence[str]] = [("SWEEP", "BACKEND", "KIND", "AGE", "STATES", "SWEEP DIR")]
+    for sweep in sorted(sweeps.values(), key=lambda s: -float(s.manifest.get("created", 0)))[: args.limit]:
         try:
             counts = count_states([r.state for r in sweep.rows()]) or "no jobs yet"
         except Exception as e:  # one unreachable sweep must not hide the others
             counts = f"? ({_one_line(e)})"
-        age = format_elapsed(time.time() - float(sweep.manifest.get("created", time.time())))
+        age = format_elapsed(time.time() - float(sweep.manifest.get("created", time.time()))) + " ago"
         kind = "study" if sweep.is_study else f"{len(sweep.manifest.get('jobs', []))} job(s)"
-        print(f"{sweep.id}  {sweep.manifest.get('backend')}  {kind}  {age} ago  {counts}")
+        table.append((sweep.id, str(sweep.manifest.get("backend")), kind, age, counts,
+                      relative_path(str(sweep.manifest.get("sweep_dir", "")))))
+    _print_table(table)
     return 0
+
+
+def _print_table(rows: Sequence[Sequence[str]], right: Sequence[int] = ()) -> None:
+    """Columns aligned under their header (the columns in `right` right-aligned); the last one is not padded."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        print("  ".join(cells[:-1] + [row[-1]]).rstrip())
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -199,10 +238,17 @@ def cmd_status(args: argparse.Namespace) -> int:
     rows = sweep.rows()
     what = f"tuning job {sweep.manifest.get('tuning_job') or '(not created)'}" if sweep.is_study else "launch"
     print(f"sweep {sweep.id} ({sweep.manifest.get('backend')} backend, {what}): {count_states([r.state for r in rows])}")
-    print(f"sweep dir {sweep.manifest.get('sweep_dir')}")
-    width = max([len(r.num) for r in rows] + [1])
-    for r in rows:
-        print(f"{r.num:>{width}}  {shorten(r.overrides):<48}  {r.state:<11}  {format_elapsed(r.elapsed):>8}  {r.where}")
+    print(f"sweep dir {relative_path(str(sweep.manifest.get('sweep_dir')))}")
+    if sweep.is_study:  # the best trial first
+        metric = f"{sweep.manifest.get('metric_id') or 'objective'} ({sweep.manifest.get('goal') or 'minimize'})"
+        table: List[Sequence[str]] = [("TRIAL", "PARAMETERS", metric, "STATE", "ELAPSED", "LOGS")]
+        table += [(r.num, r.overrides, "" if r.value is None else f"{r.value:.6g}", r.state,
+                   format_elapsed(r.elapsed), relative_path(r.where)) for r in rows]
+        _print_table(table, right=(0, 2, 4))
+    else:
+        table = [("JOB", "OVERRIDES", "STATE", "ELAPSED", "LOGS")]
+        table += [(r.num, shorten(r.overrides), r.state, format_elapsed(r.elapsed), relative_path(r.where)) for r in rows]
+        _print_table(table, right=(0, 3))
     return 0
 
 
@@ -228,7 +274,11 @@ def cmd_logs(args: argparse.Namespace) -> int:
         time.sleep(FOLLOW_POLL_S)
         rows = {r.num: r for r in sweep.rows()}
     if uri is None or (shown == 0 and not args.follow):
-        print(f"(no log of job {num} yet{': ' + rows[num].where if rows[num].where else ''})", file=sys.stderr)
+        where = f": {rows[num].where}" if rows[num].where else ""
+        if rows[num].state in UNFINISHED or rows[num].state == "NOT_CREATED" or uri is None:
+            print(f"(no log of job {num} yet{where})", file=sys.stderr)
+        else:
+            print(f"(job {num} ended {rows[num].state} without writing to its log{where})", file=sys.stderr)
     return 0
 
 
@@ -355,9 +405,11 @@ def cmd_collect(args: argparse.Namespace) -> int:
     sweep_dir.mkdir(parents=True, exist_ok=True)
     outputs = sweep.manifest.get("outputs_uri")
     if sweep.on_vertex and outputs:
-        from ._backends.vertex_outputs import sync_outputs
+        from ._backends.vertex_outputs import OutputFilter, sync_outputs
 
-        sync_outputs({str(sweep_dir): str(outputs)})
+        left = sync_outputs({str(sweep_dir): str(outputs)}, which=OutputFilter(**sweep.manifest.get("sync_outputs", {})))
+        if left.count:  # the run's end line, which the command's WARNING-level logging would not show
+            print(left.line())
     if sweep.is_study:
         return _collect_study(sweep, sweep_dir)
     _report_launch(sweep, sweep_dir, rows)
@@ -389,7 +441,8 @@ def _collect_study(sweep: Sweep, sweep_dir: Path) -> int:
     conf = VertexVizierSweeperConf(metric_id=str(sweep.manifest["metric_id"]), goal=Goal(sweep.manifest["goal"]))
     pmap = {k: tuple(v) for k, v in (sweep.manifest.get("parameter_map") or {}).items()}
     results = _sweep.write_results(results_path, conf, pmap, list(sweep.manifest.get("fixed") or []), outcome)
-    _report.write_study_report(sweep_dir, results, outcome.trials, link_for=lambda _: console_link(str(name)))
+    _report.write_study_report(sweep_dir, results, outcome.trials,
+                               link_for=_report.vertex_trial_links(str(name), outcome.trials))
     print(f"sweep {sweep.id}: {len(outcome.trials)} trial(s); results in {results_path}")
     return 0
 
@@ -420,12 +473,15 @@ def _result_value(uri: str) -> Any:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    """Rebuild report.html from what the sweep recorded: its jobs' results, or its optimization_results.yaml."""
+    """Rebuild report.html from what the run recorded for it in the sweep dir (the same page), or else from the
+    sweep's records: its jobs' results, or its optimization_results.yaml."""
     from . import _report, _sweep
 
     sweep = load(args.sweep, args.staging)
     sweep_dir = Path(str(sweep.manifest["sweep_dir"]))
-    if not sweep.is_study:
+    if _report.rebuild(sweep_dir) is not None:
+        pass
+    elif not sweep.is_study:
         _report_launch(sweep, sweep_dir, sweep.rows())
     else:
         results_path = sweep_dir / _sweep.RESULTS_FILE
@@ -495,6 +551,15 @@ def _one_line(error: BaseException) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing it at exit raises no second BrokenPipeError (Python's
+    documented recipe, library/signal.html "Note on SIGPIPE")."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verb == "_supervise" else logging.WARNING,
@@ -503,13 +568,16 @@ def main(argv: Optional[List[str]] = None) -> int:
         return COMMANDS[args.verb](args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `status ... | head`: the reader has all it wanted
+        _quiet_stdout()
+        return 0
     except CliError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
     except Exception as e:  # no credentials, an API error, an unreadable bucket: one line, no traceback
-        from ._errors import VertexAPIError
+        from ._errors import CredentialsError, VertexAPIError
 
-        kind = "" if isinstance(e, VertexAPIError) else f"{type(e).__name__}: "
+        kind = "" if isinstance(e, (VertexAPIError, CredentialsError)) else f"{type(e).__name__}: "
         print(f"{PROG}: error: {kind}{_one_line(e)}", file=sys.stderr)
         return 1
 

@@ -5,8 +5,12 @@ unchanged. CustomJobs run through the local backend (`_backends.local.run_custom
 through the local study engine. Knobs inject what the real service does on a bad day: latency, failed
 calls, calls that commit and then lose their reply, a create rate quota and an accelerator quota. Create
 refuses what Vertex refuses (INVALID_ARGUMENT: labels, boot disk pairs, TensorBoard without a service account,
-FLEX_START limits, a study without parameters), from the same `_vertex_facts` rules as our client checks; no
-knob turns that off.
+FLEX_START limits, a study without parameters, an imageless container, a display name over 128 characters, a
+chief pool of more than one replica, more than 4 pools, a non-gs:// base output dir, and any field it does not
+model: `JOB_SPEC_FIELDS`), from the same `_vertex_facts` rules as our client checks; no knob turns that off.
+Jobs look as Vertex's do: QUEUED -> PENDING (waiting for a slot) -> RUNNING -> terminal, named with the
+project's number and a numeric id; trials name their CustomJob; Delete answers a google.longrunning Operation,
+which the Operations service serves; List filters take OR and create_time.
 
 FUSE: on Vertex, /gcs/<bucket> is the bucket. Here every job process gets
 HYDRA_VERTEX_AI_GCS_FUSE_ROOT=<workdir>/gcs, a plain directory standing in for the mount (its Hydra output
@@ -28,10 +32,11 @@ import random
 import re
 import threading
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Counter, Deque, Dict, Iterator, List, Optional, Sequence, Set, Tuple
+from typing import AbstractSet, Any, Callable, Counter, Deque, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 import grpc
 from google.protobuf import json_format
@@ -42,17 +47,24 @@ from ._backends.processes import proc_stat
 from ._vertex_facts import (
     CANCELLED,
     CAPACITY_QUOTA_PREFIX,
+    CHIEF_REPLICAS,
+    DEADLINE_EXCEEDED_CODE,
     FAILED,
+    MAX_DISPLAY_NAME_LENGTH,
     MAX_LABELS,
+    MAX_WORKER_POOLS,
     SUBMISSION_RATE_METRIC,
     TENSORBOARD_NEEDS_SERVICE_ACCOUNT,
     TERMINAL_STATES,
+    TIMEOUT_ERROR_PREFIX,
     accelerator_quota_metric,
     boot_disk_problem,
+    conditional_spec_problem,
     flex_start_problem,
     label_problem,
     machine_problem,
 )
+from ._vertex_images import MAX_PACKAGE_URIS, not_prebuilt_message, training_image
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +72,8 @@ SERVICE = "google.cloud.aiplatform.v1.JobService"
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 _PARENT = re.compile(r"^projects/[^/]+/locations/[^/]+$")
-_FILTER_TERM = re.compile(r'^(NOT\s+)?([A-Za-z_][\w.-]*)\s*(!=|=|:)\s*(?:"((?:[^"\\]|\\.)*)"|(\S+))$')
+_FILTER_TERM = re.compile(r'^(NOT\s+)?([A-Za-z_][\w.-]*)\s*(!=|<=|>=|=|<|>|:)\s*(?:"((?:[^"\\]|\\.)*)"|(\S+))$')
+OPERATIONS_SERVICE = "google.longrunning.Operations"
 
 
 @dataclass
@@ -99,7 +112,8 @@ def _messages() -> Dict[str, Any]:
         "CreateCustomJobRequest", "GetCustomJobRequest", "ListCustomJobsRequest", "ListCustomJobsResponse",
         "CancelCustomJobRequest", "CreateHyperparameterTuningJobRequest", "GetHyperparameterTuningJobRequest",
         "ListHyperparameterTuningJobsRequest", "ListHyperparameterTuningJobsResponse",
-        "CancelHyperparameterTuningJobRequest",
+        "CancelHyperparameterTuningJobRequest", "DeleteCustomJobRequest", "DeleteHyperparameterTuningJobRequest",
+        "DeleteOperationMetadata",
     ) if name != "JobState"}
 
 
@@ -108,6 +122,7 @@ class _Record:
     kind: str  # "customJobs" or "hyperparameterTuningJobs"
     job: Any  # the stored proto; mutated under the emulator's lock
     cancel: threading.Event = field(default_factory=threading.Event)
+    states: List[str] = field(default_factory=list)  # every state it has been in, in order (for tests)
 
 
 class _Abort(Exception):
@@ -131,6 +146,8 @@ class JobServiceEmulator:
         # jobs committed per hydra_uid label: exactly-once means every value is 1
         self.creates_by_uid: Counter[str] = collections.Counter()
         self._records: Dict[str, _Record] = {}
+        self._operations: Dict[str, Any] = {}  # google.longrunning Operations by name
+        self._trial_jobs: Dict[Tuple[str, str], str] = {}  # (tuning job, trial id) -> its CustomJob's name
         self._order: List[str] = []
         self._lock = threading.RLock()
         self._ids = itertools.count(int(time.time() * 1000) * 1000)
@@ -148,7 +165,10 @@ class JobServiceEmulator:
 
     def start(self, port: int = 0, host: str = "127.0.0.1") -> str:
         self._server = grpc.server(ThreadPoolExecutor(max_workers=32, thread_name_prefix="emulator-rpc"))
-        self._server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, self._handlers()),))
+        self._server.add_generic_rpc_handlers((
+            grpc.method_handlers_generic_handler(SERVICE, self._handlers()),
+            grpc.method_handlers_generic_handler(OPERATIONS_SERVICE, self._operation_handlers()),
+        ))
         bound = self._server.add_insecure_port(f"{host}:{port}")
         if not bound:
             raise OSError(f"cannot listen on {host}:{port}")
@@ -175,6 +195,8 @@ class JobServiceEmulator:
             thread.join(timeout=grace_s)
 
     def _handlers(self) -> Dict[str, grpc.RpcMethodHandler]:
+        from google.longrunning.operations_pb2 import Operation
+
         m = self.msg
         table: Dict[str, Tuple[Callable[[Any], Any], Any, Any]] = {
             "CreateCustomJob": (self._create_custom, m["CreateCustomJobRequest"], m["CustomJob"]),
@@ -191,7 +213,25 @@ class JobServiceEmulator:
             "CancelHyperparameterTuningJob": (
                 lambda r: self._cancel(r.name, "hyperparameterTuningJobs"),
                 m["CancelHyperparameterTuningJobRequest"], None),
+            # job_service.proto DeleteCustomJob / DeleteHyperparameterTuningJob: a long-running Operation
+            "DeleteCustomJob": (lambda r: self._delete(r.name, "customJobs"), m["DeleteCustomJobRequest"], Operation),
+            "DeleteHyperparameterTuningJob": (
+                lambda r: self._delete(r.name, "hyperparameterTuningJobs"),
+                m["DeleteHyperparameterTuningJobRequest"], Operation),
         }
+        return self._method_handlers(table)
+
+    def _operation_handlers(self) -> Dict[str, grpc.RpcMethodHandler]:
+        """google.longrunning.Operations (google/longrunning/operations.proto), which the SDK polls an
+        Operation with (`.result()`); every Operation here is done when it is returned."""
+        from google.longrunning import operations_pb2 as ops
+
+        return self._method_handlers({
+            "GetOperation": (lambda r: self._operation(r.name), ops.GetOperationRequest, ops.Operation),
+            "WaitOperation": (lambda r: self._operation(r.name), ops.WaitOperationRequest, ops.Operation),
+        })
+
+    def _method_handlers(self, table: Dict[str, Tuple[Callable[[Any], Any], Any, Any]]) -> Dict[str, grpc.RpcMethodHandler]:
         from google.protobuf.empty_pb2 import Empty
 
         return {
@@ -273,14 +313,15 @@ class JobServiceEmulator:
     # --- resources -------------------------------------------------------------------------------------
 
     def _new_name(self, parent: str, kind: str) -> str:
+        """projects/{project number}/locations/{location}/{kind}/{numeric id}, as Vertex names a new job."""
         if not _PARENT.match(parent):
             raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"parent '{parent}' is not projects/*/locations/*")
-        return f"{parent}/{kind}/{next(self._ids)}"
+        return f"{by_number(parent)}/{kind}/{next(self._ids)}"
 
     def _record(self, name: str, kind: str) -> _Record:
         if f"/{kind}/" not in name:
             raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"'{name}' is not a {kind} resource name")
-        record = self._records.get(name)
+        record = self._records.get(by_number(name))  # Vertex takes the project's id or number
         if record is None:
             raise _Abort(grpc.StatusCode.NOT_FOUND, f"{name} not found")
         return record
@@ -290,6 +331,7 @@ class JobServiceEmulator:
         with self._lock:
             record.job.name = self._new_name(parent, record.kind)
             record.job.state = self._state("JOB_STATE_QUEUED")
+            record.states.append("JOB_STATE_QUEUED")
             record.job.create_time.FromNanoseconds(int(now * 1e9))
             record.job.update_time.FromNanoseconds(int(now * 1e9))
             self._records[record.job.name] = record
@@ -305,8 +347,8 @@ class JobServiceEmulator:
 
     def _create_custom(self, request: Any) -> Any:
         job = request.custom_job
-        if not job.display_name:
-            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "CustomJob.display_name is required")
+        _check_modeled(job, CUSTOM_JOB_FIELDS, "custom_job")
+        _check_display_name(job.display_name, "CustomJob")
         if not any(pool.replica_count for pool in job.job_spec.worker_pool_specs):
             raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "CustomJob.job_spec.worker_pool_specs needs a replica")
         for i, pool in enumerate(job.job_spec.worker_pool_specs):
@@ -318,8 +360,8 @@ class JobServiceEmulator:
 
     def _create_tuning(self, request: Any) -> Any:
         job = request.hyperparameter_tuning_job
-        if not job.display_name:
-            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "HyperparameterTuningJob.display_name is required")
+        _check_modeled(job, TUNING_JOB_FIELDS, "hyperparameter_tuning_job")
+        _check_display_name(job.display_name, "HyperparameterTuningJob")
         for required in ("metrics", "parameters"):  # study.proto: both REQUIRED (AIP-203: at least one)
             if not getattr(job.study_spec, required):
                 raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, _required(f"hyperparameter_tuning_job.study_spec.{required}"))
@@ -329,6 +371,12 @@ class JobServiceEmulator:
             raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "parallel_trial_count exceeds max_trial_count")
         if not job.trial_job_spec.worker_pool_specs:
             raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "trial_job_spec.worker_pool_specs is required")
+        # study.proto ConditionalParameterSpec: a parent is CATEGORICAL, DISCRETE or INTEGER, its condition is the
+        # one for its kind, and "All values must exist in" the parent's value spec
+        study = json_format.MessageToDict(job.study_spec)
+        problem = conditional_spec_problem(study.get("parameters") or [], "hyperparameter_tuning_job.study_spec.parameters")
+        if problem:
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
         _check_labels(job.labels)
         _check_job_spec(job.trial_job_spec, "hyperparameter_tuning_job.trial_job_spec")
         return self._commit(_Record("hyperparameterTuningJobs", _copy(job)), request.parent)
@@ -346,6 +394,35 @@ class JobServiceEmulator:
             if state != "JOB_STATE_CANCELLING":
                 self._set_state(record, "JOB_STATE_CANCELLING")
             record.cancel.set()
+
+    def _delete(self, name: str, kind: str) -> Any:
+        """Remove an ended job; answer a done Operation (DeleteOperationMetadata). A job that still runs is
+        refused (FAILED_PRECONDITION): cancel it first, so a delete never hides machines still billed."""
+        from google.longrunning.operations_pb2 import Operation
+        from google.protobuf.empty_pb2 import Empty
+
+        with self._lock:
+            record = self._record(name, kind)
+            state = self._state_name(record.job.state)
+            if state not in TERMINAL_STATES:
+                raise _Abort(grpc.StatusCode.FAILED_PRECONDITION, f"{name} is {state}; cancel it before deleting it")
+            del self._records[record.job.name]
+            self._order.remove(record.job.name)
+            operation = Operation(name=f"{record.job.name}/operations/{next(self._ids)}", done=True)
+            metadata = self.msg["DeleteOperationMetadata"]()
+            metadata.generic_metadata.create_time.GetCurrentTime()
+            metadata.generic_metadata.update_time.GetCurrentTime()
+            operation.metadata.Pack(metadata)
+            operation.response.Pack(Empty())
+            self._operations[operation.name] = operation
+            return _copy(operation)
+
+    def _operation(self, name: str) -> Any:
+        with self._lock:
+            operation = self._operations.get(by_number(name))
+            if operation is None:
+                raise _Abort(grpc.StatusCode.NOT_FOUND, f"operation {name} not found")
+            return _copy(operation)
 
     def _list_custom(self, request: Any) -> Any:
         jobs, token = self._list(request, "customJobs", self.msg["CustomJob"])
@@ -368,11 +445,12 @@ class JobServiceEmulator:
         except ValueError:
             raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "invalid page_token") from None
         size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-        prefix = f"{request.parent}/{kind}/"
+        prefix = f"{by_number(request.parent)}/{kind}/"
         with self._lock:
             matches = [
                 self._records[n].job for n in self._order
-                if n.startswith(prefix) and all(self._matches(self._records[n].job, t) for t in terms)
+                if n.startswith(prefix)
+                and all(any(self._matches(self._records[n].job, t) for t in either) for either in terms)
             ]
             page = [_masked(job, mask, cls) for job in matches[start : start + size]]
         token = str(start + size) if start + size < len(matches) else ""
@@ -386,8 +464,12 @@ class JobServiceEmulator:
             actual = self._state_name(job.state)
         elif key == "display_name":
             actual = job.display_name
+        elif key == "create_time":
+            return _compare_time(job.create_time.ToNanoseconds(), op, value) != negate
         else:
             raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"filter on '{key}' is not supported by the emulator")
+        if op not in ("=", "!=", ":"):  # job_service.proto ListCustomJobsRequest.filter: ordering on create_time only
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"'{key}' supports =, != and :, not {op}")
         if op == ":":
             hit = actual is not None and fnmatch.fnmatchcase(actual, value if "*" in value else f"*{value}*")
         else:
@@ -410,9 +492,11 @@ class JobServiceEmulator:
     def _set_state(self, record: _Record, state: str, error: Optional[str] = None) -> None:
         with self._lock:
             job = record.job
-            if self._state_name(job.state) in TERMINAL_STATES:
-                return
+            current = self._state_name(job.state)
+            if current in TERMINAL_STATES or (current == "JOB_STATE_CANCELLING" and state not in TERMINAL_STATES):
+                return  # a cancelled job only ends
             job.state = self._state(state)
+            record.states.append(state)
             now = int(time.time() * 1e9)
             job.update_time.FromNanoseconds(now)
             if state == "JOB_STATE_RUNNING" and not job.HasField("start_time"):
@@ -420,13 +504,16 @@ class JobServiceEmulator:
             if state in TERMINAL_STATES:
                 job.end_time.FromNanoseconds(now)
             if error is not None:
-                job.error.code = 1 if state == CANCELLED else 3
+                job.error.code = _error_code(state, error)
                 job.error.message = error
 
     # --- execution -------------------------------------------------------------------------------------
 
     def _execute(self, record: _Record) -> None:
-        """QUEUED until a slot is free, then PENDING -> RUNNING -> terminal (CANCELLING -> CANCELLED)."""
+        """QUEUED as created ("just created ... processing has not yet begun"), PENDING while it waits for a slot
+        ("The service is preparing to run the job": Vertex provisioning machines), RUNNING once its replicas
+        run ("in progress"), then terminal, or CANCELLING -> CANCELLED (job_state.proto)."""
+        self._set_state(record, "JOB_STATE_PENDING")
         while not self._slots.acquire(timeout=0.1):
             if record.cancel.is_set():
                 self._set_state(record, CANCELLED, "CANCELED")
@@ -435,7 +522,6 @@ class JobServiceEmulator:
             if record.cancel.is_set():
                 self._set_state(record, CANCELLED, "CANCELED")
                 return
-            self._set_state(record, "JOB_STATE_PENDING")
             self._set_state(record, "JOB_STATE_RUNNING")
             with self._lock:
                 self._active += 1
@@ -496,6 +582,7 @@ class JobServiceEmulator:
     def _set_trials(self, record: _Record, trials: List[Dict[str, Any]]) -> None:
         parsed = []
         for trial in trials:
+            trial = {**trial, "customJob": self._trial_job(record, str(trial.get("id", "")))}
             message = self.msg["Trial"]()
             json_format.ParseDict(trial, message, ignore_unknown_fields=True)
             parsed.append(message)
@@ -503,6 +590,22 @@ class JobServiceEmulator:
             del record.job.trials[:]
             record.job.trials.extend(parsed)
             record.job.update_time.FromNanoseconds(int(time.time() * 1e9))
+
+    def _trial_job(self, record: _Record, trial_id: str) -> str:
+        """Trial.custom_job (study.proto: "The CustomJob name linked to the Trial"): a numeric CustomJob name in
+        the tuning job's project and location. Not listed among the CustomJobs here: the emulator does not
+        serve a trial's job on its own."""
+        key = (record.job.name, trial_id)
+        with self._lock:
+            if key not in self._trial_jobs:
+                parent = record.job.name.split("/hyperparameterTuningJobs/")[0]
+                self._trial_jobs[key] = f"{parent}/customJobs/{next(self._ids)}"
+            return self._trial_jobs[key]
+
+    def transitions(self, name: str) -> List[str]:
+        """Every state the job `name` has been in, in order (for tests)."""
+        with self._lock:
+            return list(self._records[by_number(name)].states)
 
     def _flush_fuse(self) -> None:
         """Copy the closed files jobs wrote under the FUSE stand-in to their bucket, as the real mount would."""
@@ -576,6 +679,7 @@ def _required(field: str) -> str:
 def _check_job_spec(spec: Any, where: str) -> None:
     """The CustomJobSpec rules of `_vertex_facts` (boot disks, TensorBoard, FLEX_START), as the service applies
     them on create; always on, so a spec that skipped our client checks still fails here as on Vertex."""
+    _check_pools(spec, where)
     pools = [(i, pool) for i, pool in enumerate(spec.worker_pool_specs) if pool.replica_count]
     for i, pool in pools:
         machine = pool.machine_spec
@@ -586,6 +690,9 @@ def _check_job_spec(spec: Any, where: str) -> None:
         if problem:
             raise _Abort(grpc.StatusCode.INVALID_ARGUMENT,
                          f"{where}.worker_pool_specs[{i}].disk_spec.boot_disk_type: {problem}")
+    for i, pool in pools:
+        if pool.HasField("python_package_spec"):
+            _check_python_package(pool.python_package_spec, f"{where}.worker_pool_specs[{i}].python_package_spec")
     if spec.tensorboard and not spec.service_account:
         raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"{where}.service_account: {TENSORBOARD_NEEDS_SERVICE_ACCOUNT}")
     strategy = spec.scheduling.DESCRIPTOR.fields_by_name["strategy"].enum_type.values_by_number.get(
@@ -599,6 +706,105 @@ def _check_job_spec(spec: Any, where: str) -> None:
             raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"{where}.scheduling.strategy: {problem}")
 
 
+# custom_job.proto PythonPackageSpec: executor_image_uri, package_uris and python_module are REQUIRED; "You
+# must use an image from this list" (the prebuilt training images); packages are Cloud Storage URIs, "at most
+# 100". A pool with both container_spec and python_package_spec cannot reach here: they are the one-of `task`
+# of WorkerPoolSpec, which the client's JSON parser refuses and the wire format cannot hold at once.
+
+
+def _check_python_package(spec: Any, where: str) -> None:
+    for required in ("executor_image_uri", "package_uris", "python_module"):
+        if not getattr(spec, required):
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, _required(f"{where}.{required}"))
+    if training_image(spec.executor_image_uri) is None:
+        raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"{where}.executor_image_uri: {not_prebuilt_message(spec.executor_image_uri)}")
+    if len(spec.package_uris) > MAX_PACKAGE_URIS:
+        raise _Abort(grpc.StatusCode.INVALID_ARGUMENT,
+                     f"{where}.package_uris: at most {MAX_PACKAGE_URIS} packages, got {len(spec.package_uris)}")
+    for uri in spec.package_uris:
+        if not _storage.is_gcs(uri) or not _storage.split_gcs(uri)[0] or not _storage.split_gcs(uri)[1]:
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"{where}.package_uris: '{uri}' is not a Cloud Storage "
+                                                           "URI (gs://BUCKET/PATH)")
+
+
+def _error_code(state: str, error: str) -> int:
+    """google.rpc.Code of a job's error: CANCELLED (1) for a cancel, DEADLINE_EXCEEDED (4) past its
+    scheduling.timeout, else INVALID_ARGUMENT (3)."""
+    if state == CANCELLED:
+        return 1
+    return DEADLINE_EXCEEDED_CODE if error.startswith(TIMEOUT_ERROR_PREFIX) else 3
+
+
+def _check_display_name(name: str, kind: str) -> None:
+    """custom_job.proto / hyperparameter_tuning_job.proto display_name: required, up to 128 characters."""
+    if not name:
+        raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"{kind}.display_name is required")
+    if len(name) > MAX_DISPLAY_NAME_LENGTH:
+        raise _Abort(grpc.StatusCode.INVALID_ARGUMENT,
+                     f"{kind}.display_name can be up to {MAX_DISPLAY_NAME_LENGTH} characters long, got {len(name)}")
+
+
+def _check_pools(spec: Any, where: str) -> None:
+    """The worker pools' shape: at most 4 pools, a chief pool of one replica, an image for every container, a
+    Cloud Storage base output directory."""
+    pools = spec.worker_pool_specs
+    if len(pools) > MAX_WORKER_POOLS:  # custom_job.proto worker_pool_specs: chief, workers, servers, evaluators
+        raise _Abort(grpc.StatusCode.INVALID_ARGUMENT,
+                     f"{where}.worker_pool_specs: at most {MAX_WORKER_POOLS} worker pools, got {len(pools)}")
+    if pools and pools[0].replica_count != CHIEF_REPLICAS:  # distributed-training: "set the replica count to 1"
+        raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"{where}.worker_pool_specs[0].replica_count: the first "
+                     f"worker pool is the primary replica and must have {CHIEF_REPLICAS}, got {pools[0].replica_count}")
+    for i, pool in enumerate(pools):
+        # custom_job.proto ContainerSpec.image_uri: "Required. The URI of a container image"
+        if pool.replica_count and pool.WhichOneof("task") in ("container_spec", None) and not pool.container_spec.image_uri:
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, _required(f"{where}.worker_pool_specs[{i}].container_spec.image_uri"))
+    prefix = spec.base_output_directory.output_uri_prefix
+    if spec.HasField("base_output_directory") and not _storage.is_gcs(prefix):
+        # io.proto GcsDestination.output_uri_prefix: "Google Cloud Storage URI to output directory"
+        raise _Abort(grpc.StatusCode.INVALID_ARGUMENT,
+                     f"{where}.base_output_directory.output_uri_prefix must be a gs:// URI, got '{prefix}'")
+
+
+# The input fields the emulator models, by path from the job (a repeated or map field's path names its items).
+# A field outside them is refused on Create rather than silently ignored: a spec relying on a field the
+# stand-in does not honour would pass here and differ on Vertex. To model a new field, add its path here (a
+# path accepts the whole message under it). Some fields are accepted because they mean nothing locally
+# (marked "no local effect"): a service account, a VPC, web access, retries and restarts of machines.
+JOB_SPEC_FIELDS = frozenset({
+    "worker_pool_specs.machine_spec.machine_type", "worker_pool_specs.machine_spec.accelerator_type",
+    "worker_pool_specs.machine_spec.accelerator_count", "worker_pool_specs.replica_count",
+    "worker_pool_specs.container_spec.image_uri", "worker_pool_specs.container_spec.command",
+    "worker_pool_specs.container_spec.args", "worker_pool_specs.container_spec.env",
+    "worker_pool_specs.disk_spec.boot_disk_type", "worker_pool_specs.disk_spec.boot_disk_size_gb",
+    # run as a Python package on a prebuilt image (issue 19's pythonPackageSpec)
+    "worker_pool_specs.python_package_spec",
+    "scheduling.timeout", "scheduling.strategy", "base_output_directory.output_uri_prefix",
+    # no local effect
+    "scheduling.restart_job_on_worker_restart", "scheduling.max_wait_duration", "scheduling.disable_retries",
+    "service_account", "network", "tensorboard", "enable_web_access",
+})  # fmt: skip
+CUSTOM_JOB_FIELDS = frozenset({"display_name", "labels", *(f"job_spec.{p}" for p in JOB_SPEC_FIELDS)})
+TUNING_JOB_FIELDS = frozenset({
+    "display_name", "labels", "study_spec", "max_trial_count", "parallel_trial_count", "max_failed_trial_count",
+    *(f"trial_job_spec.{p}" for p in JOB_SPEC_FIELDS),
+})  # fmt: skip
+
+
+def _check_modeled(message: Any, modeled: AbstractSet[str], where: str, prefix: str = "") -> None:
+    """Refuse (INVALID_ARGUMENT) a set field whose path is not in `modeled` and under no modeled path."""
+    for descriptor, value in message.ListFields():
+        path = f"{prefix}{descriptor.name}"
+        if path in modeled:
+            continue
+        nested = descriptor.message_type is not None and not descriptor.message_type.GetOptions().map_entry
+        if not nested or not any(m.startswith(f"{path}.") for m in modeled):
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT,
+                         f"emulator: {where}.{path} is not modeled here; it would be ignored, unlike on Vertex")
+        items = value if descriptor.label == descriptor.LABEL_REPEATED else [value]
+        for item in items:
+            _check_modeled(item, modeled, where, f"{path}.")
+
+
 def _accelerator(machine_spec: Any) -> str:
     """A MachineSpec's accelerator_type by name, "" for none."""
     if not machine_spec.accelerator_type:
@@ -607,19 +813,61 @@ def _accelerator(machine_spec: Any) -> str:
         machine_spec.accelerator_type].name)
 
 
-def _parse_filter(text: str) -> List[Tuple[bool, str, str, str]]:
-    """AIP-160 conjunctions: `[NOT] field (=|!=|:) value` joined by AND, on labels.*, state and display_name."""
+_Term = Tuple[bool, str, str, str]
+
+
+def _parse_filter(text: str) -> List[List[_Term]]:
+    """The filter of ListCustomJobsRequest (job_service.proto; AIP-160): terms `[NOT] field op value` on labels.*,
+    state, display_name and create_time (RFC 3339, with < <= > >= too), joined by AND and OR; as AIP-160 says,
+    OR binds tighter than AND. Returns the AND of ORs. Parentheses are not supported: refused, not misread."""
     if not text.strip():
         return []
-    terms = []
-    for part in re.split(r"\s+AND\s+", text.strip()):
-        match = _FILTER_TERM.match(part.strip())
-        if match is None:
-            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"emulator: unsupported filter term '{part}' in '{text}'")
-        negate, key, op, quoted, bare = match.groups()
-        value = quoted.replace('\\"', '"') if quoted is not None else bare
-        terms.append((bool(negate), key, op, value))
-    return terms
+    conjunction = []
+    for clause in re.split(r"\s+AND\s+", text.strip()):
+        either = []
+        for part in re.split(r"\s+OR\s+", clause.strip()):
+            match = _FILTER_TERM.match(part.strip())
+            if match is None:
+                raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"emulator: unsupported filter term '{part}' in '{text}'")
+            negate, key, op, quoted, bare = match.groups()
+            value = quoted.replace('\\"', '"') if quoted is not None else bare
+            either.append((bool(negate), key, op, value))
+        conjunction.append(either)
+    return conjunction
+
+
+def _compare_time(actual_ns: int, op: str, value: str) -> bool:
+    """create_time `op` an RFC 3339 timestamp (job_service.proto: "create_time must be in RFC 3339 format")."""
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    wanted = Timestamp()
+    try:
+        wanted.FromJsonString(value)
+    except ValueError:
+        raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"create_time '{value}' is not an RFC 3339 timestamp") from None
+    if op == ":":
+        raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "create_time supports = != < <= > >=, not ':'")
+    other = wanted.ToNanoseconds()
+    return {"=": actual_ns == other, "!=": actual_ns != other, "<": actual_ns < other, "<=": actual_ns <= other,
+            ">": actual_ns > other, ">=": actual_ns >= other}[op]
+
+
+def project_number(project: str) -> str:
+    """The number in the resource names Vertex returns for `project` (they name a project by its number, e.g.
+    "name": "projects/PROJECT_NUMBER/locations/LOCATION/customJobs/CUSTOM_JOB_ID" in
+    https://cloud.google.com/vertex-ai/docs/training/create-custom-job): a number stays, an id gets a stable
+    12-digit number of its own, as a real project has one fixed number."""
+    if project.isdigit():
+        return project
+    return str(10**11 + zlib.crc32(project.encode()) % (9 * 10**11))
+
+
+def by_number(name: str) -> str:
+    """`name` (projects/{id or number}/...) with the project's number."""
+    parts = name.split("/")
+    if len(parts) > 1 and parts[0] == "projects":
+        parts[1] = project_number(parts[1])
+    return "/".join(parts)
 
 
 _FUSE_POLL_S = 0.25
@@ -723,7 +971,8 @@ def _set_fuse_env(pools: List[Dict[str, Any]], root: str) -> None:
     storage_host = os.environ.get("STORAGE_EMULATOR_HOST")
     for pool in pools:
         if pool:
-            env = pool.setdefault("containerSpec", {}).setdefault("env", [])
+            program = pool["pythonPackageSpec"] if "pythonPackageSpec" in pool else pool.setdefault("containerSpec", {})
+            env = program.setdefault("env", [])
             env.append({"name": _storage.FUSE_ROOT_ENV, "value": root})
             if storage_host:
                 env.append({"name": "STORAGE_EMULATOR_HOST", "value": storage_host})

@@ -25,3 +25,13 @@ class MissingDependencyError(CompactHydraException):
 
 class StudyFailedError(CompactHydraException):
     """A tuning job (study) ended without succeeding; the message says why and where its partial results are."""
+
+
+class CredentialsError(CompactHydraException):
+    """No Application Default Credentials: one line that names the command to run, not Google's traceback."""
+
+    COMMAND = "gcloud auth application-default login"
+
+    def __init__(self, what: str, cause: BaseException) -> None:
+        detail = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+        super().__init__(f"no Google Cloud credentials for {what} ({detail}): run `{self.COMMAND}`")

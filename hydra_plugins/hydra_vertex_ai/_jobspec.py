@@ -9,6 +9,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 from ._errors import ConfigError
 from ._vertex_facts import (
     ACCELERATOR_TYPES,
+    MAX_DISPLAY_NAME_LENGTH,
     MAX_LABELS,
     MAX_WORKER_POOLS,
     REDUCTION_SERVER_IMAGE,
@@ -27,11 +28,22 @@ CONTAINER_PYTHON = "python"
 
 
 @dataclass(frozen=True)
+class PythonPackages:
+    """Without an image: the packages a pythonPackageSpec installs, and the prebuilt images it runs on."""
+
+    package_uris: Sequence[str]
+    cpu_image: str
+    gpu_image: str
+
+
+@dataclass(frozen=True)
 class Container:
     """What runs in every replica of a job: the entry module with its arguments."""
 
     args: Sequence[str]
     env: Mapping[str, str]
+    # set: pools without their own image or command run these packages (pythonPackageSpec)
+    packages: Optional[PythonPackages] = None
 
 
 def validate(spec: JobSpecConf, key: str) -> None:
@@ -171,7 +183,7 @@ def build_custom_job(
     if spec.enable_web_access:
         job_spec["enableWebAccess"] = True
     return {
-        "displayName": display_name[:128],
+        "displayName": display_name[:MAX_DISPLAY_NAME_LENGTH],
         "jobSpec": job_spec,
         "labels": {**spec.labels, **labels},
     }
@@ -196,6 +208,23 @@ def _pool_spec(
     if pool.accelerator_type:
         machine["acceleratorType"] = pool.accelerator_type
         machine["acceleratorCount"] = pool.accelerator_count
+    pool_spec: Dict[str, Any] = {
+        "machineSpec": machine,
+        "replicaCount": str(replicas),  # int64 is a string in proto3 JSON
+        "diskSpec": _disk_spec(pool),
+    }
+    packages = container.packages
+    if packages is not None and not image_uri and pool.command is None:
+        # custom_job.proto PythonPackageSpec: Vertex installs package_uris on the executor image, then runs
+        # `python -m python_module args`
+        pool_spec["pythonPackageSpec"] = {
+            "executorImageUri": packages.gpu_image if pool.accelerator_type else packages.cpu_image,
+            "packageUris": list(packages.package_uris),
+            "pythonModule": ENTRY_MODULE,
+            "args": list(container.args),
+            "env": [{"name": k, "value": str(v)} for k, v in container.env.items()],
+        }
+        return pool_spec
     container_spec: Dict[str, Any] = {
         "command": [CONTAINER_PYTHON, "-m", ENTRY_MODULE],
         "args": list(container.args),
@@ -208,12 +237,8 @@ def _pool_spec(
             del container_spec[empty]  # none: the image's own ENTRYPOINT / CMD
     if image_uri:
         container_spec = {"imageUri": image_uri, **container_spec}
-    return {
-        "machineSpec": machine,
-        "replicaCount": str(replicas),  # int64 is a string in proto3 JSON
-        "diskSpec": _disk_spec(pool),
-        "containerSpec": container_spec,
-    }
+    pool_spec["containerSpec"] = container_spec
+    return pool_spec
 
 
 def _disk_spec(pool: WorkerPoolConf) -> Dict[str, Any]:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from . import _jobspec, _payload, _report, _storage
+from . import _jobspec, _packaging, _payload, _report, _storage
 from ._backends import factory
 from ._backends.base import Backend, JobOutcome
 from ._compose_cache import SweepComposer
@@ -75,8 +75,9 @@ def _launch(launcher: "VertexAILauncher", job_overrides: Sequence[Sequence[str]]
     backend.attach, backend.wait = bool(conf.attach), conf.wait
     staging = backend.staging
     context_uri = staging.context(initial_job_idx)
+    packages = _packaging.for_launch(conf, CONFIG_KEY, launcher.task_function, staging)
     jobs = [
-        _prepare(launcher, conf, backend, initial_job_idx + i, list(overrides), sweep_dir)
+        _prepare(launcher, conf, backend, initial_job_idx + i, list(overrides), sweep_dir, packages)
         for i, overrides in enumerate(job_overrides)
     ]
     if conf.dry_run:
@@ -91,6 +92,8 @@ def _launch(launcher: "VertexAILauncher", job_overrides: Sequence[Sequence[str]]
     payloads = {job.payload_uri: _payload.JobPayload(context_uri, job.config, job.result_uri) for job in jobs}
     if conf.attach:  # jobs that exist already read what is staged: keep it as they saw it
         payloads = {uri: p for uri, p in payloads.items() if not _storage.exists(uri)}
+    if packages is not None:
+        _packaging.stage_packages(packages)
     if payloads or not _storage.exists(context_uri):
         stage(staging, conf.snapshot, CONFIG_KEY, launcher.hydra_context, launcher.task_function, context_uri, payloads)
     try:
@@ -115,6 +118,7 @@ def _prepare(
     num: int,
     overrides: List[str],
     sweep_dir: str,
+    packages: Optional[_packaging.StagedPackages] = None,
 ) -> PreparedJob:
     """Compose the job's config (bad overrides fail here, before anything runs) and build its CustomJob."""
     assert launcher.config is not None and launcher.hydra_context is not None and launcher.sweep_id
@@ -133,7 +137,8 @@ def _prepare(
     custom_job = _jobspec.build_custom_job(
         conf.job,
         display_name=f"{config.hydra.job.name}-{num}",
-        container=_jobspec.Container(args=[staging.payload(num)], env=_jobspec.job_env(conf.job)),
+        container=_jobspec.Container(args=[staging.payload(num)], env=_jobspec.job_env(conf.job),
+                                     packages=packages.packages if packages else None),
         labels=labels,
         base_output_dir=staging.base_output(num, conf.job.base_output_dir),
     )

@@ -11,25 +11,28 @@ again in every copy: 5.8 ms per composition, 3 s for a 500-job sweep. The entry 
 built (every `load()` hands out a deep copy of its node), so its deep copies are the entry itself: built
 once per process.
 """
-from typing import Any, Dict, Sequence, Tuple
+from typing import Any, Callable, Dict, Sequence, Tuple
 
 from hydra.core.config_store import ConfigNode, ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 PROVIDER = "hydra_vertex_ai"
+# rewrites a freshly built node in place, e.g. defaults into interpolations (see _inherit, _optuna_port)
+Prepare = Callable[[DictConfig], None]
 
 
 class _LazyConfigNode(ConfigNode):
     """A ConfigStore entry whose DictConfig is built on first use."""
 
-    def __init__(self, name: str, schema: type, group: str, provider: str, open_dicts: Tuple[str, ...] = ()) -> None:
+    def __init__(self, name: str, schema: type, group: str, provider: str, open_dicts: Tuple[str, ...] = (),
+                 prepare: Sequence[Prepare] = ()) -> None:
         self.name, self.group, self.package, self.provider = name, group, None, provider
-        self._schema, self._open_dicts = schema, open_dicts
+        self._schema, self._open_dicts, self._prepare = schema, open_dicts, prepare
 
     def __getattr__(self, attr: str) -> Any:  # only called while `node` is not built yet
         if attr != "node":
             raise AttributeError(attr)
-        node = build(self._schema, self._open_dicts)
+        node = build(self._schema, self._open_dicts, self._prepare)
         self.node = node
         return node
 
@@ -40,20 +43,23 @@ class _LazyConfigNode(ConfigNode):
         return self
 
 
-def build(schema: type, open_dicts: Sequence[str] = ()) -> DictConfig:
+def build(schema: type, open_dicts: Sequence[str] = (), prepare: Sequence[Prepare] = ()) -> DictConfig:
     """The DictConfig of `schema`; the mappings at `open_dicts` accept new keys (no `+` on the command line)."""
     node: DictConfig = OmegaConf.structured(schema)
     for key in open_dicts:
         OmegaConf.set_struct(OmegaConf.select(node, key), False)
+    for step in prepare:
+        step(node)
     return node
 
 
-def store_lazily(group: str, name: str, schema: type, open_dicts: Sequence[str] = ()) -> None:
+def store_lazily(group: str, name: str, schema: type, open_dicts: Sequence[str] = (),
+                 prepare: Sequence[Prepare] = ()) -> None:
     """Register `schema` as `group/name`, built when Hydra first loads it (eagerly if the store looks unfamiliar)."""
     store = ConfigStore.instance()
     store.store(group=group, name=name, node={}, provider=PROVIDER)  # creates the group's folders
     folder = store._open(group)
     if isinstance(folder, dict) and isinstance(folder.get(f"{name}.yaml"), ConfigNode):
-        folder[f"{name}.yaml"] = _LazyConfigNode(f"{name}.yaml", schema, group, PROVIDER, tuple(open_dicts))
+        folder[f"{name}.yaml"] = _LazyConfigNode(f"{name}.yaml", schema, group, PROVIDER, tuple(open_dicts), tuple(prepare))
     else:  # a ConfigStore laid out differently from hydra-core 1.3's: store eagerly, as Hydra intends
-        store.store(group=group, name=name, node=build(schema, open_dicts), provider=PROVIDER)
+        store.store(group=group, name=name, node=build(schema, open_dicts, prepare), provider=PROVIDER)

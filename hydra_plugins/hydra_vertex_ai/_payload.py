@@ -64,6 +64,8 @@ class JobPayload:
     result_uri: str
     # Sweeper only: parameter id -> (override key, Vertex parameter type); empty for launcher jobs.
     parameters: Dict[str, Tuple[str, str]] = field(default_factory=dict)
+    # Sweeper only: conditional child id -> (parent id, parent's value spec kind, activating parent values).
+    conditions: Dict[str, Tuple[str, str, List[Any]]] = field(default_factory=dict)
     # Sweeper only: overrides every trial gets, and the metric reported with cloudml-hypertune.
     fixed_overrides: List[str] = field(default_factory=list)
     metric_id: Optional[str] = None

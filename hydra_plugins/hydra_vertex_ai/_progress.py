@@ -1,13 +1,17 @@
 """Live progress of a sweep, for both backends.
 
-On a terminal: a live table (rich) of the jobs (number, overrides, state, elapsed, link or log path); past
-`TABLE_MAX_ROWS` jobs it collapses to counts by state plus the running and failed jobs. Elsewhere (CI, a
-log file): one log line per change, never two identical lines in a row.
+On a terminal: a live table (rich) of the jobs (number, overrides, state, elapsed, link or log path relative to
+the working directory); past `TABLE_MAX_ROWS` jobs it collapses to counts by state plus the running and failed
+jobs. While it is up, log records printed to the terminal go through its console, so they appear above the
+table: a line written to the terminal behind its back would leave a stale frame on screen. Elsewhere (CI, a log
+file): one log line per change, never two identical lines in a row.
 """
 import logging
+import os
+import sys
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ._vertex_facts import STATE_ORDER, has_ended, short_state
 
@@ -30,6 +34,8 @@ class JobRow:
     elapsed: Optional[float]
     # a Cloud Console link or a local log path
     where: str
+    # a trial's objective (`hydra-vertex-ai status` of a study)
+    value: Optional[float] = None
 
     @staticmethod
     def of(job: Mapping[str, Any], state: str, where: str) -> "JobRow":
@@ -66,11 +72,13 @@ class Progress:
         self.seen: Dict[str, str] = {}
         self.started: Dict[str, float] = {}
         self.ended: Dict[str, float] = {}
+        self.rerouted: List[Tuple[logging.StreamHandler, Any]] = []
         if self.console.is_terminal:
             from rich.live import Live
 
             self.live = Live(console=self.console, refresh_per_second=4, transient=False)
             self.live.start()
+            self.rerouted = _route_terminal_logs_to(sys.stdout, sys.stderr)  # Live's proxies, now
 
     def update(self, line: str) -> None:
         text = f"{self.title}: {line}"
@@ -96,10 +104,14 @@ class Progress:
         for row in rows:  # one line per change of one job's state
             if self.seen.get(row.num) != row.state:
                 self.seen[row.num] = row.state
-                self.update(f"#{row.num} {shorten(row.overrides)}: {row.state}" + (f" ({row.where})" if row.where else ""))
+                where = relative_path(row.where)
+                self.update(f"#{row.num} {shorten(row.overrides)}: {row.state}" + (f" ({where})" if where else ""))
 
     def close(self) -> None:
         if self.live is not None:
+            for handler, stream in self.rerouted:
+                handler.setStream(stream)
+            self.rerouted = []
             self.live.stop()
 
 
@@ -116,8 +128,42 @@ def render_table(title: str, rows: Sequence[JobRow]) -> Any:
     for column in ("#", "overrides", "state", "elapsed", "link / log"):
         table.add_column(column, overflow="fold" if column == "link / log" else "ellipsis")
     for row in shown:
-        table.add_row(row.num, shorten(row.overrides), row.state, format_elapsed(row.elapsed), row.where)
+        table.add_row(row.num, shorten(row.overrides), row.state, format_elapsed(row.elapsed), relative_path(row.where))
     return table
+
+
+def relative_path(path: str) -> str:
+    """A local path relative to the working directory when it is below it; URLs and other paths unchanged."""
+    if not path or "://" in path or not os.path.isabs(path):
+        return path
+    relative = os.path.relpath(path)
+    return path if relative.startswith(os.pardir) else relative
+
+
+def _route_terminal_logs_to(stdout: Any, stderr: Any) -> List[Tuple[logging.StreamHandler, Any]]:
+    """Point every logging handler that writes to this process's stdout or stderr on a terminal (Hydra's console
+    handler took the stream when it was configured) at `stdout` or `stderr` (Live's proxies); the handlers and
+    their former streams, to restore."""
+    targets: Dict[int, Any] = {}
+    for proxy, original in ((stdout, sys.__stdout__), (stderr, sys.__stderr__)):
+        for stream in (original, getattr(proxy, "rich_proxied_file", None)):
+            if stream is not None:
+                targets[id(stream)] = proxy
+    loggers = [logging.getLogger()] + [lg for lg in logging.Logger.manager.loggerDict.values()
+                                       if isinstance(lg, logging.Logger)]
+    rerouted = []
+    for handler in {h for lg in loggers for h in lg.handlers}:
+        stream = getattr(handler, "stream", None)
+        if type(handler) is logging.StreamHandler and id(stream) in targets and _on_terminal(stream):
+            rerouted.append((handler, handler.setStream(targets[id(stream)])))
+    return rerouted
+
+
+def _on_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
 
 
 def count_states(states: Sequence[str]) -> str:

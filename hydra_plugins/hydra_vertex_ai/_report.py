@@ -19,13 +19,15 @@ import logging
 import math
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
+from . import _report_views as views
+from ._backends.vertex_outputs import left_in_bucket
 from ._staging import replica_log
-from ._vertex_facts import console_link, short_state, stops_early
+from ._vertex_facts import all_parameter_specs, console_link, short_state, stops_early, storage_browser_link
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,8 @@ INSTALL_HINT = 'pip install "hydra-vertex-ai[report]"'
 # Where the local backend writes a job's (or a trial's) chief log, below its job directory.
 # The launcher's rows of earlier launch() calls of the same multirun (Hydra sweepers may launch in batches).
 _JOB_ROWS_FILE = ".report_jobs.json"
+# What the page shows, as data: `hydra-vertex-ai report` rebuilds the same page from it.
+_PAGE_DATA_FILE = ".report.json"
 
 Value = Union[None, float, Dict[str, float]]
 
@@ -62,6 +66,9 @@ class ReportRow:
     params: Dict[str, Any] = field(default_factory=dict)
     # when it ended (seconds since the epoch), for the completion order; None: ordered by number
     ended_at: Optional[float] = None
+    # when it was created (queued) and started running (seconds since the epoch), for the timeline
+    created_at: Optional[float] = None
+    started_at: Optional[float] = None
 
     def __post_init__(self) -> None:
         if not self.params:
@@ -120,10 +127,7 @@ def write_study_report(
                 "fixed parameters": " ".join(results.get("fixed_params") or []),
             },
         )
-        path = Path(sweep_dir) / REPORT_FILE
-        path.write_text(render_study(study, rows), encoding="utf-8")
-        log.info("Report: %s", path)
-        return path
+        return _write(Path(sweep_dir), "study", study, rows)
     except Exception as e:  # a report must never fail the sweep it describes
         log.warning("report.html not written: %r", e)
         return None
@@ -136,13 +140,48 @@ def write_jobs_report(
     try:
         if not _have_plotly():
             return None
-        path = Path(sweep_dir) / REPORT_FILE
-        path.write_text(render_jobs(title, list(rows)), encoding="utf-8")
-        log.info("Report: %s", path)
-        return path
+        return _write(Path(sweep_dir), "jobs", Study(metric_id="return value", title=title), list(rows))
     except Exception as e:
         log.warning("report.html not written: %r", e)
         return None
+
+
+def _write(sweep_dir: Path, kind: str, study: Study, rows: List[ReportRow]) -> Path:
+    """Record what the page shows (`hydra-vertex-ai report` renders the same page from it), then write it."""
+    left = left_in_bucket(str(sweep_dir))
+    if left is not None:
+        study.summary["outputs left in the bucket"] = {
+            "text": f"{left.count} file(s), {left.size()}: {', '.join(left.prefixes)}",
+            "href": storage_browser_link(left.prefixes[0])}
+    record = {"version": 1, "kind": kind, "study": asdict(study), "rows": [asdict(r) for r in rows]}
+    (sweep_dir / _PAGE_DATA_FILE).write_text(json.dumps(record), encoding="utf-8")
+    return _render_to(sweep_dir, kind, study, rows)
+
+
+def _render_to(sweep_dir: Path, kind: str, study: Study, rows: List[ReportRow]) -> Path:
+    path = sweep_dir / REPORT_FILE
+    page = render_study(study, rows) if kind == "study" else render_jobs(study.title, rows, study.summary)
+    path.write_text(page, encoding="utf-8")
+    log.info("Report: %s", path)
+    return path
+
+
+def rebuild(sweep_dir: Union[str, Path]) -> Optional[Path]:
+    """report.html again, from what the run recorded in the sweep dir; None when it recorded nothing."""
+    sweep_dir = Path(sweep_dir)
+    try:
+        record = json.loads((sweep_dir / _PAGE_DATA_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not _have_plotly():
+        return None
+    rows = [_row_of(r) for r in record["rows"]]
+    return _render_to(sweep_dir, str(record["kind"]), Study(**record["study"]), rows)
+
+
+def _row_of(data: Mapping[str, Any]) -> ReportRow:
+    """A ReportRow from its JSON record (tuples came back as lists)."""
+    return ReportRow(**{**data, "intermediate": [tuple(p) for p in data.get("intermediate", [])]})
 
 
 def report_sweep(sweep_dir: Union[str, Path], results: Mapping[str, Any], outcome: Any,
@@ -153,17 +192,27 @@ def report_sweep(sweep_dir: Union[str, Path], results: Mapping[str, Any], outcom
         on_vertex = bool(outcome.name) and str(outcome.name).startswith("projects/")
         trials_dir = Path(str(outcome.name)) if outcome.name and not on_vertex else None
 
+        vertex_link = vertex_trial_links(str(outcome.name), outcome.trials)
+
         def link_for(trial_id: str) -> Optional[str]:
             if trials_dir is not None:
                 return _relative_log(replica_log(trials_dir / trial_id), sweep_dir)
-            return console_link(str(outcome.name)) if on_vertex else None
+            return vertex_link(trial_id) if on_vertex else None
 
         early = stops_early(study_spec)
-        return write_study_report(sweep_dir, results, outcome.trials, study_spec.get("parameters"),
+        specs = all_parameter_specs(study_spec.get("parameters"))  # conditional children too: absent when inactive
+        return write_study_report(sweep_dir, results, outcome.trials, specs,
                                   early_stopping=early, link_for=link_for)
     except Exception as e:
         log.warning("report.html not written: %r", e)
         return None
+
+
+def vertex_trial_links(tuning_job: str, trials: Optional[Sequence[Mapping[str, Any]]]) -> Callable[[str], str]:
+    """trial id -> the console page (and logs) of the trial's own CustomJob (Trial.custom_job, study.proto),
+    or the tuning job's page where Vertex names none."""
+    own = {str(t.get("id")): str(t["customJob"]) for t in trials or [] if t.get("customJob")}
+    return lambda trial_id: console_link(own.get(trial_id, tuning_job))
 
 
 def report_launch(sweep_dir: Union[str, Path], sweep_id: Optional[str], jobs: Sequence[Any],
@@ -237,6 +286,7 @@ def _trial_row(summary: Mapping[str, Any], rest: Mapping[str, Any], specs: Seque
         value=float(value) if isinstance(value, (int, float)) else None,
         duration_s=_duration(rest.get("startTime"), rest.get("endTime")),
         ended_at=_epoch(rest.get("endTime")),
+        started_at=_epoch(rest.get("startTime")),
         reason=summary.get("infeasible_reason") or None,
         link=link_for(trial_id) if link_for else None,
         intermediate=intermediate,
@@ -300,14 +350,19 @@ def job_row(job: Any, outcome: Any, ret: Any, sweep_dir: Path) -> ReportRow:
     elif where:
         log_path = Path(where) if where.endswith(".log") else replica_log(where)
         link = _relative_log(log_path, sweep_dir)
+    created, started, ended = (getattr(outcome, f"{t}_at", None) for t in ("created", "started", "ended"))
+    ran = ended - started if started is not None and ended is not None else None
     return ReportRow(
         number=str(job.num),
         overrides=list(filter_overrides(job.overrides)),
         state=state,
         value=numeric_value(ret._return_value) if completed else None,
-        duration_s=_job_duration(ret, str(job.result_uri)),
+        duration_s=ran if ran is not None else _job_duration(ret, str(job.result_uri)),
         reason=reason or None,
         link=link,
+        created_at=created,
+        started_at=started,
+        ended_at=ended,
     )
 
 
@@ -328,8 +383,7 @@ def _merge_earlier_rows(sweep_dir: Path, sweep_id: Optional[str], rows: List[Rep
     try:
         data = json.loads(store.read_text())
         if data.get("sweep_id") == sweep_id:
-            earlier = [ReportRow(**{**r, "intermediate": [tuple(p) for p in r.get("intermediate", [])]})
-                       for r in data["rows"]]
+            earlier = [_row_of(r) for r in data["rows"]]
     except (OSError, ValueError, KeyError, TypeError):
         pass
     mine = {r.number for r in rows}
@@ -394,37 +448,78 @@ def _is_categorical(name: str, rows: Sequence[ReportRow], spec: Optional[Mapping
 
 
 def _layout(title: str, **extra: Any) -> Dict[str, Any]:
-    return {"title": {"text": title}, "template": "plotly_white", "height": 420,
-            "margin": {"l": 60, "r": 30, "t": 50, "b": 50}, **extra}
+    """Every figure's layout: titles and legends clear of the plot, axis labels given room (nothing overlaps).
+    The look (plotly_white) is on the page once and applied to every figure there (`_page`): set on each figure,
+    plotly validates and copies it each time, seconds for a report, and the page would carry it per figure."""
+    layout: Dict[str, Any] = {"title": {"text": title}, "height": 420,
+                              "margin": {"l": 70, "r": 30, "t": 60, "b": 60}, **extra}
+    for axis in ("xaxis", "yaxis"):
+        layout.setdefault(axis, {}).setdefault("automargin", True)
+    return layout
 
 
-def _history_figure(study: Study, scored: List[ReportRow]) -> Any:
+def _axis(name: str, rows: Sequence[ReportRow], spec: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
+    """A parameter's axis: categories, a log scale, or integer ticks for integer parameters."""
+    axis: Dict[str, Any] = {"title": {"text": name}}
+    values: List[Any] = [r.params.get(name) for r in rows if r.params.get(name) is not None]
+    if _is_categorical(name, rows, spec):
+        axis["type"] = "category"
+        listed = (spec or {}).get("categoricalValueSpec", {}).get("values")
+        if listed:
+            axis.update(categoryorder="array", categoryarray=[str(v) for v in listed])
+    elif _is_log(spec):
+        axis["type"] = "log"
+    elif _is_integer(spec, values):
+        distinct = sorted({int(v) for v in values})
+        axis["tickformat"] = "d"
+        if len(distinct) <= 20:
+            axis.update(tickmode="array", tickvals=distinct)
+    return axis
+
+
+def _is_integer(spec: Optional[Mapping[str, Any]], values: Sequence[Any]) -> bool:
+    if spec:
+        return _spec_kind(spec) == "integerValueSpec"
+    return bool(values) and all(isinstance(v, (int, float)) and float(v).is_integer() for v in values)
+
+
+def _trial_x(row: ReportRow) -> Union[float, str]:
+    key = _number_key(row.number)[1]
+    return key if isinstance(key, float) and key.is_integer() else row.number
+
+
+def _history_figure(study: Study, rows: List[ReportRow], best: Optional[ReportRow], y_fail: float) -> Any:
+    """The objective of every trial by trial number, the best so far, the failed ones and the best marked."""
     import plotly.graph_objects as go
 
-    order = sorted(scored, key=_completion_key)
-    xs = list(range(1, len(order) + 1))
-    ys = [float(r.value) for r in order if isinstance(r.value, (int, float))]
-    best: List[float] = []
-    running: Optional[float] = None
+    order = sorted([r for r in rows if views.scored(r)], key=lambda r: _number_key(r.number))
+    ys = [float(r.value) for r in order]  # type: ignore[arg-type]
+    best_so_far: List[float] = []
     pick = max if study.goal == "maximize" else min
     for y in ys:
-        running = y if running is None else pick(running, y)
-        best.append(running)
+        best_so_far.append(y if not best_so_far else pick(best_so_far[-1], y))
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers", name=study.metric_id,
+    fig.add_trace(go.Scatter(x=[_trial_x(r) for r in order], y=ys, mode="markers", name=study.metric_id,
+                             marker={"symbol": [_symbol(r) for r in order]},
                              text=[f"trial {r.number}: {' '.join(r.overrides)}" for r in order]))
-    fig.add_trace(go.Scatter(x=xs, y=best, mode="lines", name="best so far", line={"shape": "hv"}))
-    fig.update_layout(**_layout("Optimization history", xaxis={"title": {"text": "trial, by completion order"}},
-                                yaxis={"title": {"text": study.metric_id}}))
+    fig.add_trace(go.Scatter(x=[_trial_x(r) for r in order], y=best_so_far, mode="lines", name="best so far",
+                             line={"shape": "hv"}))
+    views.add_marks(fig, rows, best, _trial_x, y_fail, _objective(best))
+    fig.update_layout(**_layout("Optimization history", xaxis={"title": {"text": "trial"}, "tickformat": "d"},
+                                yaxis={"title": {"text": study.metric_id}}, legend={"orientation": "h", "y": -0.2}))
     return fig
 
 
-def _completion_key(row: ReportRow) -> Tuple[float, Tuple[int, Union[float, str]]]:
-    return (row.ended_at if row.ended_at is not None else math.inf, _number_key(row.number))
+def _symbol(row: ReportRow) -> str:
+    return "triangle-down" if row.stopped_early else "circle"
+
+
+def _objective(row: Optional[ReportRow]) -> Optional[float]:
+    return float(row.value) if row is not None and isinstance(row.value, float) else None
 
 
 def _param_figure(name: str, rows: List[ReportRow], spec: Optional[Mapping[str, Any]], y_title: str,
-                  series: Dict[str, List[Tuple[Any, float, str]]]) -> Any:
+                  series: Dict[str, List[Tuple[Any, float, str]]], marks: Optional[Callable[[Any], None]] = None) -> Any:
     import plotly.graph_objects as go
 
     categorical = _is_categorical(name, rows, spec)
@@ -433,32 +528,42 @@ def _param_figure(name: str, rows: List[ReportRow], spec: Optional[Mapping[str, 
         xs = [str(p[0]) if categorical else p[0] for p in points]
         fig.add_trace(go.Scatter(x=xs, y=[p[1] for p in points], mode="markers", name=label,
                                  text=[p[2] for p in points]))
-    xaxis: Dict[str, Any] = {"title": {"text": name}}
-    if categorical:
-        xaxis["type"] = "category"
-        values = (spec or {}).get("categoricalValueSpec", {}).get("values")
-        if values:
-            xaxis.update(categoryorder="array", categoryarray=[str(v) for v in values])
-    elif _is_log(spec):
-        xaxis["type"] = "log"
-    fig.update_layout(**_layout(f"{y_title} vs {name}", xaxis=xaxis, yaxis={"title": {"text": y_title}},
-                                showlegend=len(series) > 1))
+    if marks is not None:
+        marks(fig)
+    fig.update_layout(**_layout(f"{y_title} vs {name}", xaxis=_axis(name, rows, spec),
+                                yaxis={"title": {"text": y_title}}, showlegend=len(fig.data) > 1,
+                                legend={"orientation": "h", "y": -0.25}))
     return fig
 
 
-def _parcoords_figure(study: Study, names: List[str], scored: List[ReportRow],
-                      specs: Mapping[str, Mapping[str, Any]]) -> Any:
+def _param_of(name: str, categorical: bool) -> Callable[[ReportRow], Any]:
+    def x_of(row: ReportRow) -> Any:
+        value = row.params.get(name)
+        return None if value is None else str(value) if categorical else value
+    return x_of
+
+
+def _marks(rows: Sequence[ReportRow], best: Optional[ReportRow], x_of: Callable[[ReportRow], Any], y_fail: float,
+           y_best: Optional[float], noun: str) -> Callable[[Any], None]:
+    """What `_param_figure` adds to its figure: `views.add_marks` for this parameter."""
+    return lambda fig: views.add_marks(fig, rows, best, x_of, y_fail, y_best, noun)
+
+
+def _parcoords_figure(study: Study, names: List[str], rows: List[ReportRow],
+                      specs: Mapping[str, Mapping[str, Any]], y_fail: float) -> Any:
+    """Every trial across every parameter; trials without a value at `y_fail` on the objective's axis and
+    on a `state` axis of their own; the colour is the objective, the best trial's the strongest."""
     import plotly.graph_objects as go
 
-    dims = []
+    dims: List[Dict[str, Any]] = []
     for name in names:
         spec = specs.get(name)
-        values = [r.params.get(name) for r in scored]
-        if _is_categorical(name, scored, spec):
+        values = [r.params.get(name) for r in rows]
+        if _is_categorical(name, rows, spec):
             cats = [str(v) for v in (spec or {}).get("categoricalValueSpec", {}).get("values", [])]
-            cats += sorted({str(v) for v in values} - set(cats))
+            cats += sorted({str(v) for v in values if v is not None} - set(cats))
             index = {c: i for i, c in enumerate(cats)}
-            dims.append({"label": name, "values": [index[str(v)] for v in values],
+            dims.append({"label": name, "values": [index.get(str(v)) for v in values],
                          "tickvals": list(range(len(cats))), "ticktext": cats})
         elif _is_log(spec) and all(isinstance(v, (int, float)) and v > 0 for v in values):
             logs = [math.log10(float(v)) for v in values if v is not None]
@@ -467,10 +572,16 @@ def _parcoords_figure(study: Study, names: List[str], scored: List[ReportRow],
             dims.append({"label": f"{name} (log)", "values": logs, "tickvals": ticks,
                          "ticktext": [f"{10.0 ** t:g}" for t in ticks]})
         else:
-            dims.append({"label": name, "values": [float(v) if isinstance(v, (int, float)) else None
-                                                   for v in values]})
-    objective = [r.value for r in scored]
+            dim = {"label": name, "values": [float(v) if isinstance(v, (int, float)) else None for v in values]}
+            if _is_integer(spec, [v for v in values if v is not None]):
+                dim["tickformat"] = "d"
+            dims.append(dim)
+    objective = [float(r.value) if views.scored(r) else y_fail for r in rows]  # type: ignore[arg-type]
     dims.append({"label": study.metric_id, "values": objective})
+    states = sorted({r.state for r in rows})
+    if len(states) > 1:
+        dims.append({"label": "state", "values": [states.index(r.state) for r in rows],
+                     "tickvals": list(range(len(states))), "ticktext": states})
     reverse = study.goal == "minimize"  # the best trials in the strongest colour
     fig = go.Figure(go.Parcoords(dimensions=dims, line={
         "color": objective, "colorscale": "Viridis", "reversescale": reverse, "showscale": True,
@@ -479,7 +590,7 @@ def _parcoords_figure(study: Study, names: List[str], scored: List[ReportRow],
     return fig
 
 
-def _intermediate_figure(study: Study, rows: List[ReportRow]) -> Any:
+def _intermediate_figure(study: Study, rows: List[ReportRow], best: Optional[ReportRow]) -> Any:
     import plotly.graph_objects as go
 
     fig = go.Figure()
@@ -487,10 +598,13 @@ def _intermediate_figure(study: Study, rows: List[ReportRow]) -> Any:
         if not row.intermediate:
             continue
         steps, values = [p[0] for p in row.intermediate], [p[1] for p in row.intermediate]
-        name = f"trial {row.number}" + (" (stopped early)" if row.stopped_early else "")
+        name = f"trial {row.number}" + (" (stopped early)" if row.stopped_early else "") + \
+            (f" ({row.state.lower()})" if row.state != "SUCCEEDED" else "") + (" (best)" if row is best else "")
+        line: Dict[str, Any] = {"dash": "dot"} if row.stopped_early else {"dash": "dash"} if not views.scored(row) else {}
+        if row is best:
+            line.update(width=4, color="#ffb300")
         fig.add_trace(go.Scatter(
-            x=steps, y=values, mode="lines+markers", name=name,
-            line={"dash": "dot"} if row.stopped_early else {},
+            x=steps, y=values, mode="lines+markers", name=name, line=line, text=[views.hover(row)] * len(steps),
             marker={"symbol": ["circle"] * (len(steps) - 1) + ["x" if row.stopped_early else "circle"],
                     "size": [6] * (len(steps) - 1) + [12 if row.stopped_early else 6]},
         ))
@@ -500,48 +614,77 @@ def _intermediate_figure(study: Study, rows: List[ReportRow]) -> Any:
 
 
 def render_study(study: Study, rows: List[ReportRow]) -> str:
-    scored = [r for r in rows if r.state == "SUCCEEDED" and _finite(r.value)]
+    scored = [r for r in rows if views.scored(r)]
     specs = {str(s.get("parameterId")): s for s in study.parameters}
     names = _param_names(rows, study.parameters)
+    best = views.best_row(rows, study.goal)
+    y_fail = views.fail_level([float(r.value) for r in scored], study.goal)  # type: ignore[arg-type]
     figures: List[Tuple[str, Any]] = []
-    if scored:
-        figures.append(("history", _history_figure(study, scored)))
-        for name in names:
-            points = [(r.params[name], float(r.value), f"trial {r.number}")  # type: ignore[arg-type]
-                      for r in scored if r.params.get(name) is not None]
-            if points:
-                figures.append((f"param:{name}", _param_figure(name, scored, specs.get(name), study.metric_id,
-                                                               {study.metric_id: points})))
-        if names:
-            figures.append(("parallel", _parcoords_figure(study, names, scored, specs)))
+    if rows:
+        figures.append(("history", _history_figure(study, rows, best, y_fail)))
+    weights, method = views.importances(rows, names, specs, study.goal)
+    summary = {**study.summary, "parameter importances": method or None}
+    if weights:
+        figures.append(("importances", views.importance_figure(weights, method, _layout)))
+    for name in names:
+        points = [(r.params[name], float(r.value), f"trial {r.number}")  # type: ignore[arg-type]
+                  for r in scored if r.params.get(name) is not None]
+        x_of = _param_of(name, _is_categorical(name, rows, specs.get(name)))
+        if points or any(x_of(r) is not None for r in rows):
+            figures.append((f"param:{name}", _param_figure(
+                name, rows, specs.get(name), study.metric_id, {study.metric_id: points},
+                _marks(rows, best, x_of, y_fail, _objective(best), "trial"))))
+    if len(weights) >= 2:
+        x_name, y_name = list(weights)[:2]
+        figures.append(("contour", views.contour_figure(
+            x_name, y_name, rows, best, study.metric_id, study.goal, _layout,
+            lambda n: _axis(n, rows, specs.get(n)))))
+    if names and rows:
+        figures.append(("parallel", _parcoords_figure(study, names, rows, specs, y_fail)))
     if any(r.intermediate for r in rows):
-        figures.append(("intermediate", _intermediate_figure(study, rows)))
+        figures.append(("intermediate", _intermediate_figure(study, rows, best)))
+    timeline = views.timeline_figure(rows, best, "trial", _layout)
+    if timeline is not None:
+        figures.append(("timeline", timeline))
     columns = ["trial", "parameters", study.metric_id, "state", "duration", "reason", "log"]
-    table = _table(columns, rows)
-    return _page(study.title, study.summary, figures, table, "Trials")
+    table = _table(columns, _best_first(rows, best), best)
+    return _page(study.title, summary, figures, table, "Trials")
 
 
-def render_jobs(title: str, rows: List[ReportRow]) -> str:
+def _best_first(rows: Sequence[ReportRow], best: Optional[ReportRow]) -> List[ReportRow]:
+    return ([best] if best is not None else []) + [r for r in rows if r is not best]
+
+
+def render_jobs(title: str, rows: List[ReportRow], summary: Optional[Mapping[str, Any]] = None) -> str:
     figures: List[Tuple[str, Any]] = []
     numeric = [r for r in rows if r.value is not None]
-    if numeric:
-        # the keys whose value differs between jobs (a key every job sets alike explains nothing)
-        keys = [k for k in _param_names(rows, []) if len({repr(r.params.get(k)) for r in rows}) > 1]
-        for key in keys:
-            series: Dict[str, List[Tuple[Any, float, str]]] = {}
-            for row in numeric:
-                if key not in row.params:
-                    continue
-                values = row.value if isinstance(row.value, dict) else {"return value": row.value}
-                for label, v in values.items():
-                    if v is not None and _finite(v):
-                        series.setdefault(label, []).append((row.params[key], float(v), f"job {row.number}"))
-            if series:
-                figures.append((f"param:{key}", _param_figure(key, rows, None, "return value", series)))
-    summary = {"jobs": len(rows), "succeeded": sum(r.state == "SUCCEEDED" for r in rows),
-               "failed": sum(r.state != "SUCCEEDED" for r in rows)}
-    table = _table(["job", "overrides", "return value", "state", "duration", "reason", "log"], rows)
-    return _page(title, summary, figures, table, "Jobs")
+    # the keys whose value differs between jobs (a key every job sets alike explains nothing)
+    keys = [k for k in _param_names(rows, []) if len({repr(r.params.get(k)) for r in rows}) > 1]
+    values = [v for r in numeric for v in (r.value.values() if isinstance(r.value, dict) else [r.value])
+              if isinstance(v, float) and _finite(v)]
+    y_fail = views.fail_level(values, "minimize")
+    failed = [r for r in rows if r.state != "SUCCEEDED"]  # a job that succeeded returning no number is not one
+    for key in keys:
+        series: Dict[str, List[Tuple[Any, float, str]]] = {}
+        for row in numeric:
+            if key not in row.params:
+                continue
+            returned = row.value if isinstance(row.value, dict) else {"return value": row.value}
+            for label, v in returned.items():
+                if v is not None and _finite(v):
+                    series.setdefault(label, []).append((row.params[key], float(v), f"job {row.number}"))
+        x_of = _param_of(key, _is_categorical(key, rows, None))
+        if series:  # failed jobs where their value would be, beyond the highest return value
+            figures.append((f"param:{key}", _param_figure(
+                key, rows, None, "return value", series,
+                _marks(failed, None, x_of, y_fail, None, "job"))))
+    timeline = views.timeline_figure(rows, None, "job", _layout)
+    if timeline is not None:
+        figures.append(("timeline", timeline))
+    facts: Dict[str, Any] = {"jobs": len(rows), "succeeded": sum(r.state == "SUCCEEDED" for r in rows),
+                             "failed": sum(r.state != "SUCCEEDED" for r in rows), **(summary or {})}
+    table = _table(["job", "overrides", "return value", "state", "duration", "reason", "log"], rows, None)
+    return _page(title, facts, figures, table, "Jobs")
 
 
 def _format_value(value: Value) -> str:
@@ -560,9 +703,10 @@ def _format_duration(seconds: Optional[float]) -> str:
     return f"{hours}h{minutes:02d}m{s:02d}s" if hours else f"{minutes}m{s:02d}s" if minutes else f"{seconds:.1f}s"
 
 
-def _table(columns: List[str], rows: List[ReportRow]) -> str:
+def _table(columns: List[str], rows: List[ReportRow], best: Optional[ReportRow]) -> str:
+    """The rows in the order given (the best first); a click on a column's header sorts by it."""
     e = html.escape
-    head = "".join(f"<th>{e(c)}</th>" for c in columns)
+    header = "".join(f'<th title="sort by {e(c, quote=True)}">{e(c)}</th>' for c in columns)
     body = []
     for r in rows:
         link = ""
@@ -574,14 +718,20 @@ def _table(columns: List[str], rows: List[ReportRow]) -> str:
         if len(lines) == 1 and len(lines[0]) <= 200:
             reason = e(lines[0])
         elif lines:  # e.g. "replica ... exited with code 1; last lines of ...:" and the traceback's last line
-            head = lines[0] if len(lines) == 1 else f"{lines[0]} … {lines[-1]}"
-            reason = f"<details><summary>{e(head[:300])}</summary><pre>{e(r.reason or '')}</pre></details>"
-        state = e(r.state) + (" (stopped early)" if r.stopped_early else "")
-        cells = [e(r.number), f"<code>{e(' '.join(r.overrides))}</code>", e(_format_value(r.value)), state,
-                 e(_format_duration(r.duration_s)), reason, link]
-        body.append(f'<tr class="row state-{e(r.state.lower(), quote=True)}" data-number="{e(r.number, quote=True)}">'
-                    + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    return f'<table id="rows"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+            summary = lines[0] if len(lines) == 1 else f"{lines[0]} … {lines[-1]}"
+            reason = f"<details><summary>{e(summary[:300])}</summary><pre>{e(r.reason or '')}</pre></details>"
+        state = e(r.state) + (" (stopped early)" if r.stopped_early else "") + (" (best)" if r is best else "")
+        first = _format_value(r.value)
+        value_key = "" if r.value is None else str(r.value) if isinstance(r.value, float) else first
+        cells = [(e(r.number), str(_number_key(r.number)[1])),
+                 (f"<code>{e(' '.join(r.overrides))}</code>", None), (e(first), value_key), (state, None),
+                 (e(_format_duration(r.duration_s)), "" if r.duration_s is None else str(r.duration_s)),
+                 (reason, None), (link, None)]
+        classes = f"row state-{e(r.state.lower(), quote=True)}" + (" best" if r is best else "")
+        body.append(f'<tr class="{classes}" data-number="{e(r.number, quote=True)}">' + "".join(
+            f'<td data-sort="{e(key, quote=True)}">{c}</td>' if key is not None else f"<td>{c}</td>"
+            for c, key in cells) + "</tr>")
+    return f'<table id="rows"><thead><tr>{header}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 
 _CSS = """
@@ -589,15 +739,39 @@ body{font-family:system-ui,-apple-system,sans-serif;margin:24px;color:#222}
 table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ddd;padding:4px 8px;text-align:left;
 vertical-align:top}th{background:#f4f4f4}tr.state-succeeded td:nth-child(4){color:#1a7f37}
 tr.state-infeasible td:nth-child(4),tr.state-failed td:nth-child(4){color:#c62828}
-.figure{min-height:420px;margin:12px 0}pre{white-space:pre-wrap;max-width:800px;margin:4px 0}
+tr.best td{background:#fff8e1;font-weight:600}th{cursor:pointer;user-select:none}
+th.sorted-asc::after{content:" \\25B2"}th.sorted-desc::after{content:" \\25BC"}
+.figure{min-height:300px;margin:12px 0}pre{white-space:pre-wrap;max-width:800px;margin:4px 0}
 dl{display:grid;grid-template-columns:max-content auto;gap:2px 16px}dt{font-weight:600}dd{margin:0}
 """
 
 _RENDER = """
+var TEMPLATE = JSON.parse(document.getElementById("report-template").textContent);
 document.querySelectorAll("script.report-figure").forEach(function (el) {
   var fig = JSON.parse(el.textContent);
+  fig.layout.template = TEMPLATE;
   var div = document.getElementById(el.getAttribute("data-target"));
   Plotly.newPlot(div, fig.data, fig.layout, {displaylogo: false, responsive: true, showLink: false});
+});
+// A click on a header sorts the rows by that column (numbers as numbers, empty cells last); again: reversed.
+document.querySelectorAll("#rows th").forEach(function (th, col) {
+  th.addEventListener("click", function () {
+    var body = document.querySelector("#rows tbody");
+    var down = th.classList.contains("sorted-asc");
+    document.querySelectorAll("#rows th").forEach(function (h) { h.classList.remove("sorted-asc", "sorted-desc"); });
+    th.classList.add(down ? "sorted-desc" : "sorted-asc");
+    var key = function (tr) {
+      var td = tr.children[col];
+      var text = td.hasAttribute("data-sort") ? td.getAttribute("data-sort") : td.textContent.trim();
+      var n = /^[-+]?(\\d+\\.?\\d*|\\.\\d+)(e[-+]?\\d+)?$/i.test(text) ? parseFloat(text) : NaN;
+      return text === "" ? null : isNaN(n) ? text : n;
+    };
+    Array.from(body.children).map(function (tr) { return [key(tr), tr]; }).sort(function (a, b) {
+      if (a[0] === null || b[0] === null) { return (a[0] === null) - (b[0] === null); }
+      var c = typeof a[0] === typeof b[0] ? (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0) : (typeof a[0] === "number" ? -1 : 1);
+      return down ? -c : c;
+    }).forEach(function (pair) { body.appendChild(pair[1]); });
+  });
 });
 """
 
@@ -607,11 +781,24 @@ def _json_for_script(text: str) -> str:
     return text.replace("</", "<\\/").replace("<!--", "<\\!--")
 
 
+def _template_json() -> str:
+    import plotly.io as pio
+
+    return json.dumps(pio.templates["plotly_white"].to_plotly_json())
+
+
+def _fact(value: Any) -> str:
+    """A summary value: text, or {"text", "href"} as a link."""
+    if isinstance(value, Mapping) and "href" in value:
+        return f'<a href="{html.escape(str(value["href"]), quote=True)}">{html.escape(str(value["text"]))}</a>'
+    return html.escape(str(value))
+
+
 def _page(title: str, summary: Mapping[str, Any], figures: List[Tuple[str, Any]], table: str, table_title: str) -> str:
     from plotly.offline import get_plotlyjs
 
     e = html.escape
-    facts = "".join(f"<dt>{e(str(k))}</dt><dd>{e(str(v))}</dd>" for k, v in summary.items() if v not in (None, ""))
+    facts = "".join(f"<dt>{e(str(k))}</dt><dd>{_fact(v)}</dd>" for k, v in summary.items() if v not in (None, ""))
     blocks = []
     for i, (name, fig) in enumerate(figures):
         target = f"figure-{i}"
@@ -629,6 +816,7 @@ def _page(title: str, summary: Mapping[str, Any], figures: List[Tuple[str, Any]]
         *blocks,
         f"<h2>{e(table_title)}</h2>",
         table,
+        f'<script type="application/json" id="report-template">{_json_for_script(_template_json())}</script>',
         f"<script>{_RENDER}</script>",
         "</body></html>",
     ])

@@ -15,7 +15,7 @@ import hashlib
 import logging
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import islice
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -33,6 +33,8 @@ from hydra.core.override_parser.types import (
 )
 from hydra.errors import CompactHydraException, HydraException
 
+from ._errors import ConfigError
+from ._vertex_facts import PARENT_CONDITIONS, in_value_spec, parent_value_matches, value_spec_kind
 from .config import Algorithm
 
 log = logging.getLogger(__name__)
@@ -71,6 +73,9 @@ class Parameter:
     # DISCRETE with int choices: values come back as ints.
     integral: bool
     spec: Dict[str, Any]  # REST StudySpec.ParameterSpec
+    # A conditional child: the parent's parameter id, and the parent values (as in its spec) that activate it.
+    parent: Optional[str] = None
+    parent_values: Tuple[Any, ...] = ()
 
     @property
     def declared_type(self) -> str:
@@ -85,6 +90,8 @@ class SearchSpace:
 
 
 ParameterMap = Mapping[str, Tuple[str, str]]
+# child parameter id -> (parent parameter id, the parent's value spec kind, the parent values that activate it)
+Conditions = Mapping[str, Tuple[str, str, List[Any]]]
 
 
 def parameter_id_for(key: str) -> str:
@@ -138,8 +145,117 @@ def parameter_map(space: SearchSpace) -> Dict[str, Tuple[str, str]]:
     return {p.parameter_id: (p.key, p.declared_type) for p in space.parameters}
 
 
-def trial_overrides(parameters: ParameterMap, argv: Sequence[str]) -> List[str]:
-    """Vertex's trial flags (`--id=value` or `--id value`) -> overrides, in the parameter map's order."""
+# --- conditional parameters (study.proto ParameterSpec.conditional_parameter_specs) ---------------------
+
+
+def with_parent(space: SearchSpace, child_id: str, parent_id: str, values: Sequence[Any]) -> SearchSpace:
+    """`child_id` becomes a conditional child of `parent_id`, active when the parent takes one of `values` (in the
+    form of the parent's spec: category texts, DISCRETE doubles, INTEGER ints). Raises ValueError saying why not."""
+    by_id = {p.parameter_id: p for p in space.parameters}
+    parent = by_id[parent_id]
+    _check_can_be_parent(parent)
+    ancestor: Optional[str] = parent_id
+    while ancestor is not None:
+        if ancestor == child_id:
+            raise ValueError(f"'{by_id[child_id].key}' cannot depend on itself through '{parent.key}'")
+        ancestor = by_id[ancestor].parent
+    if not values:
+        raise ValueError("no parent value activates it")
+    kind = value_spec_kind(parent.spec) or ""
+    outside = [v for v in values if not in_value_spec(parent.spec, kind, v)]
+    if outside:  # study.proto: "All values must exist in" the parent's value spec
+        raise ValueError(f"{', '.join(map(str, outside))} not among the values of '{parent.key}'")
+    child = replace(by_id[child_id], parent=parent_id, parent_values=tuple(values))
+    return replace(space, parameters=tuple(child if p.parameter_id == child_id else p for p in space.parameters))
+
+
+def apply_conditions(space: SearchSpace, conditions: Mapping[str, str], config_key: str) -> SearchSpace:
+    """`hydra.sweeper.conditions`: {swept key: "parent=value" or "parent=choice(v1,v2)"}; refusals name the key."""
+    parser = OverridesParser.create()
+    by_id = {p.parameter_id: p for p in space.parameters}
+    for key, text in conditions.items():
+        where = f"{config_key}.{key}"
+        child = by_id.get(parameter_id_for(key.lstrip("+")))
+        if child is None:
+            raise ConfigError(where, f"'{key}' is not a swept parameter; a condition applies to a swept key")
+        try:
+            override = _parse(parser, str(text))
+        except SearchSpaceError as e:
+            raise ConfigError(where, f"expected parent=value or parent=choice(...): {e}") from None
+        parent = by_id.get(parameter_id_for(_plain_key(override)))
+        if parent is None:
+            raise ConfigError(where, f"the parent '{override.key_or_group}' is not a swept parameter")
+        try:
+            values = _condition_values(parser, parent, override, str(text))
+            space = with_parent(space, child.parameter_id, parent.parameter_id, values)
+        except (ValueError, SearchSpaceError) as e:
+            raise ConfigError(where, str(e)) from None
+    return space
+
+
+def _check_can_be_parent(parent: Parameter) -> None:
+    if parent.kind not in (CATEGORICAL, DISCRETE, INTEGER):  # study.proto: only these have a parent_value_condition
+        raise ValueError(f"'{parent.key}' is {parent.kind}; a parent must be CATEGORICAL, DISCRETE or INTEGER")
+
+
+def _condition_values(parser: OverridesParser, parent: Parameter, override: Override, text: str) -> List[Any]:
+    _check_can_be_parent(parent)
+    if override.value_type not in (ValueType.ELEMENT, ValueType.CHOICE_SWEEP, ValueType.SIMPLE_CHOICE_SWEEP):
+        raise ValueError("list the parent's values: parent=value or parent=choice(v1,v2)")
+    value = override.value()
+    elements: List[Any] = list(value.list) if isinstance(value, ChoiceSweep) else [value]
+    if parent.kind == CATEGORICAL:
+        return [_render_exact(parser, e, text) for e in elements]
+    if not all(_is_number(e) for e in elements):
+        raise ValueError(f"'{parent.key}' takes numbers, not {', '.join(map(str, elements))}")
+    if parent.kind == DISCRETE:
+        return [float(e) for e in elements]
+    if not all(_integral(e) for e in elements):
+        raise ValueError(f"'{parent.key}' is INTEGER; {', '.join(map(str, elements))} are not all integers")
+    return [int(e) for e in elements]
+
+
+def study_parameters(space: SearchSpace) -> List[Dict[str, Any]]:
+    """StudySpec.parameters: the top-level specs, each child nested in its parent's `conditionalParameterSpecs`."""
+
+    def spec_of(parameter: Parameter) -> Dict[str, Any]:
+        spec = dict(parameter.spec)
+        children = [c for c in space.parameters if c.parent == parameter.parameter_id]
+        if children:
+            condition = PARENT_CONDITIONS[value_spec_kind(spec) or ""]
+            spec["conditionalParameterSpecs"] = [
+                {condition: {"values": list(c.parent_values)}, "parameterSpec": spec_of(c)} for c in children
+            ]
+        return spec
+
+    return [spec_of(p) for p in space.parameters if p.parent is None]
+
+
+def conditions_of(space: SearchSpace) -> Dict[str, Tuple[str, str, List[Any]]]:
+    """Child id -> (parent id, parent's value spec kind, activating values): what a trial needs to tell an
+    inactive child (no flag, rightly) from a missing one."""
+    by_id = {p.parameter_id: p for p in space.parameters}
+    return {
+        p.parameter_id: (p.parent, value_spec_kind(by_id[p.parent].spec) or "", list(p.parent_values))
+        for p in space.parameters
+        if p.parent is not None
+    }
+
+
+def is_active(conditions: Conditions, values: Mapping[str, Any], pid: str) -> bool:
+    """Whether parameter `pid` is active given a trial's `values`: its parent (and theirs) active and matching."""
+    if pid not in conditions:
+        return True
+    parent, kind, activating = conditions[pid]
+    return (is_active(conditions, values, parent) and parent in values
+            and parent_value_matches(kind, values[parent], activating))
+
+
+def trial_overrides(parameters: ParameterMap, argv: Sequence[str], conditions: Optional[Conditions] = None) -> List[str]:
+    """Vertex's trial flags (`--id=value` or `--id value`) -> overrides, in the parameter map's order.
+
+    A conditional child whose parent does not take an activating value gets no flag, and no override."""
+    conditions = conditions or {}
     values: Dict[str, str] = {}
     args = list(argv)
     i = 0
@@ -157,10 +273,13 @@ def trial_overrides(parameters: ParameterMap, argv: Sequence[str]) -> List[str]:
             raise TrialValueError(arg, "the parameter is given twice")
         values[name] = value
         i += 1
-    missing = [pid for pid in parameters if pid not in values]
+    missing = [pid for pid in parameters if pid not in values and is_active(conditions, values, pid)]
     if missing:
         raise TrialValueError(" ".join(argv), f"no value for {', '.join(missing)}")
-    return [_override(parameters[pid], values[pid], pid) for pid in parameters]
+    inactive = [pid for pid in values if not is_active(conditions, values, pid)]
+    if inactive:  # Vertex sends only a trial's active parameters
+        raise TrialValueError(" ".join(argv), f"{', '.join(inactive)} given, but inactive for its parent's value")
+    return [_override(parameters[pid], values[pid], pid) for pid in parameters if pid in values]
 
 
 def overrides_from_values(parameters: ParameterMap, values: Mapping[str, Any]) -> List[str]:

@@ -7,6 +7,11 @@ search path under it (ignored or not) is packed into one deterministic tar.gz na
 `<staging_dir>/snapshots/`, so unchanged code is never uploaded twice. The entry module unpacks it, puts it
 first on sys.path before unpickling anything, starts the job in the copy of the launch directory, and points
 Hydra's config search path at it.
+
+An app started from an installed package (a console script, `python -m pkg.module` from site-packages) has
+its source in site-packages, not in a work tree: its snapshot is the launch directory's source tree (as for
+any app, so jobs start in its copy) plus the installed package's own files under `SITE_DIR`, first on sys.path
+in the container, so the job imports the code that ran here, not whatever the image has installed.
 """
 import fnmatch
 import gzip
@@ -33,6 +38,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Where the archive holds the source of the installed package the app was started from (`installed_package`).
+SITE_DIR = ".hydra_vertex_ai_site"
+_SITE_PARTS = ("site-packages", "dist-packages")
+
 
 @dataclass(frozen=True)
 class Snapshot:
@@ -46,6 +55,8 @@ class Snapshot:
     sys_path: Tuple[str, ...]
     # the directory the user launched from, relative to root; None when it lies outside root
     launch_dir: Optional[str] = None
+    # the site-packages folder of the installed package shipped under SITE_DIR; None when there is none
+    site: Optional[str] = None
     # the shipped files, relative to root (not in the header)
     files: Tuple[str, ...] = field(default=(), repr=False, compare=False)
 
@@ -54,7 +65,8 @@ class Snapshot:
 
     @staticmethod
     def from_json(data: Dict[str, Any]) -> "Snapshot":
-        return Snapshot(data["uri"], data["digest"], data["root"], tuple(data["sys_path"]), data.get("launch_dir"))
+        return Snapshot(data["uri"], data["digest"], data["root"], tuple(data["sys_path"]), data.get("launch_dir"),
+                        data.get("site"))
 
 
 def stage_snapshot(
@@ -64,11 +76,13 @@ def stage_snapshot(
     if not conf.enabled:
         return None
     root = source_root(conf.root, task_function)
+    package = installed_package(task_function)
+    site = package.parent if package else None
     # Config files a trial composes always ship, even where an exclude pattern or .gitignore names them.
     keep = [os.path.relpath(d, root) for d in config_dirs(config_loader) if _is_under(d, root)]
-    files = list_files(root, conf.include, conf.exclude, keep)
-    _check_size(root, files, conf.max_size_mb, key)
-    data = archive(root, files)
+    files = list_files(root, conf.include, conf.exclude, keep) + (package_files(package, conf.exclude) if package else [])
+    _check_size(root, files, conf.max_size_mb, key, site)
+    data = archive(root, files, site)
     digest = hashlib.sha256(data).hexdigest()
     uri = staging.snapshot(digest)
     if _storage.exists(uri):
@@ -77,26 +91,63 @@ def stage_snapshot(
         _storage.write_bytes(uri, data)
         log.info("Source snapshot of %s: %d files, %.1f kB, staged as %s", root, len(files), len(data) / 1e3, uri)
     entries = tuple(sorted({os.path.relpath(p, root) for p in _sys_path() if _is_under(p, root)}))
+    if site is not None:  # the shipped package before anything else: the image may have another version
+        entries = (SITE_DIR, *entries)
     launch_dir = os.path.relpath(Path.cwd().resolve(), root) if _is_under(os.getcwd(), root) else None
-    return Snapshot(uri, digest, str(root), entries, launch_dir, tuple(files))
+    return Snapshot(uri, digest, str(root), entries, launch_dir, str(site) if site else None, tuple(files))
 
 
 def source_root(configured: Optional[str], task_function: Any) -> Path:
     """The configured root, else the git work tree holding the task's file, else that file's folder."""
     if configured:
         return Path(configured).expanduser().resolve()
-    app_dir = _app_dir(task_function)
+    # an installed app's own folder is in site-packages: its project is where it was started
+    app_dir = Path.cwd().resolve() if installed_package(task_function) else _app_dir(task_function)
     top = _git(app_dir, "rev-parse", "--show-toplevel")
     return Path(top.strip()).resolve() if top else app_dir
 
 
 def _app_dir(task_function: Any) -> Path:
     """The folder of the task's source file; the working directory for callables without one."""
+    source = _source_file(task_function)
+    return source.parent if source else Path.cwd().resolve()
+
+
+def _source_file(task_function: Any) -> Optional[Path]:
     try:
         source = inspect.getsourcefile(inspect.unwrap(task_function))
     except TypeError:  # a callable object, e.g. Hydra's own test task: no file of the app to go by
         source = None
-    return Path(source).resolve().parent if source else Path.cwd().resolve()
+    return Path(source).resolve() if source else None
+
+
+def installed_package(task_function: Any) -> Optional[Path]:
+    """The top-level package folder (or single module file) in site-packages that the task comes from, as for
+    a console script or `python -m pkg.module` of an installed package; None for an app in a source tree
+    (an editable install included: its files are in the work tree)."""
+    source = _source_file(task_function)
+    parts = source.parts if source else ()
+    for i, part in enumerate(parts[:-1]):
+        if part in _SITE_PARTS:
+            return Path(*parts[: i + 2])
+    return None
+
+
+def package_files(package: Path, exclude: Sequence[str]) -> List[str]:
+    """The installed package's files as the archive names them (under SITE_DIR), without excluded ones
+    (compiled caches among them)."""
+    if package.is_file():
+        return [f"{SITE_DIR}/{package.name}"]
+    found = [Path(folder, name).relative_to(package.parent).as_posix()
+             for folder, _, names in os.walk(package) for name in names]
+    return sorted(f"{SITE_DIR}/{rel}" for rel in found if _wanted(rel, (), exclude))
+
+
+def _on_disk(root: Path, rel: str, site: Optional[Path]) -> Path:
+    """Where a shipped file is on this machine: under root, or (under SITE_DIR) in site-packages."""
+    if site is not None and rel.startswith(f"{SITE_DIR}/"):
+        return site / rel[len(SITE_DIR) + 1:]
+    return root / rel
 
 
 def _git(cwd: Path, *args: str) -> Optional[str]:
@@ -160,8 +211,8 @@ def _wanted(path: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
     return not include or any(fnmatch.fnmatch(path, pat) for pat in include)
 
 
-def _check_size(root: Path, files: List[str], max_size_mb: float, key: str) -> None:
-    sizes = sorted(((os.path.getsize(root / f), f) for f in files), reverse=True)
+def _check_size(root: Path, files: List[str], max_size_mb: float, key: str, site: Optional[Path] = None) -> None:
+    sizes = sorted(((os.path.getsize(_on_disk(root, f, site)), f) for f in files), reverse=True)
     total = sum(size for size, _ in sizes)
     if total > max_size_mb * 1e6:
         largest = ", ".join(f"{name} ({size / 1e6:.1f} MB)" for size, name in sizes[:5])
@@ -173,14 +224,15 @@ def _check_size(root: Path, files: List[str], max_size_mb: float, key: str) -> N
         )
 
 
-def archive(root: Path, files: List[str]) -> bytes:
+def archive(root: Path, files: List[str], site: Optional[Path] = None) -> bytes:
     """A tar.gz whose bytes depend only on the files' paths, modes and contents (so the hash is stable)."""
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for rel in files:
-            info = tar.gettarinfo(str(root / rel), arcname=rel)
+            path = _on_disk(root, rel, site)
+            info = tar.gettarinfo(str(path), arcname=rel)
             info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
-            with open(root / rel, "rb") as f:
+            with open(path, "rb") as f:
                 tar.addfile(info, f)
     return gzip.compress(raw.getvalue(), mtime=0)
 
@@ -245,14 +297,18 @@ def activate(snapshot: Snapshot, target: Path) -> None:
 
 
 def remap_config_search_path(config_loader: Any, snapshot: Snapshot, target: Path) -> None:
-    """Point file-based config sources under the source root at their unpacked copies."""
+    """Point file-based config sources under the source root (or the shipped package) at their unpacked copies."""
     search_path = config_loader.get_search_path()
+    shipped = [(Path(snapshot.root), target)]
+    if snapshot.site:  # `python -m pkg.module` composes from the installed package's folder
+        shipped.insert(0, (Path(snapshot.site), target / SITE_DIR))
     changed = False
     for element in search_path.get_path():
         local = _file_dir(element.path)
-        if local and _is_under(local, Path(snapshot.root)):
+        here = next(((base, copy) for base, copy in shipped if local and _is_under(local, base)), None)
+        if local and here:
             prefix = "file://" if element.path.startswith("file://") else ""
-            element.path = prefix + str(target / os.path.relpath(local, snapshot.root))
+            element.path = prefix + str(here[1] / os.path.relpath(local, here[0]))
             changed = True
     if changed:
         config_loader.repository.initialize_sources(search_path)

@@ -3,6 +3,7 @@
 Layout under the configured `staging_dir` (a local folder or a gs:// URI):
 
     snapshots/<sha256>.tar.gz        source snapshots, shared by every sweep (content-addressed)
+    packages/<sha256>/<name>.whl     without an image: this package's wheel and the requirements' (content-addressed)
     sweeps/<sweep dir>/...           vertex: the jobs' Hydra output dirs, seen through the FUSE mount
     <sweep_id>/manifest.json         what was launched: the record a re-attach or the CLI reads
     <sweep_id>/context-<batch>.pkl   shared by the jobs of one launch batch (HydraContext, task, singletons)
@@ -73,6 +74,10 @@ class Staging:
     def snapshot(self, digest: str) -> str:
         return _storage.join(self.staging_dir, "snapshots", f"{digest}.tar.gz")
 
+    def package(self, digest: str, filename: str) -> str:
+        """A wheel of the python-package path, under its content hash (pip needs the file's own name)."""
+        return _storage.join(self.staging_dir, "packages", digest, filename)
+
     @property
     def manifest(self) -> str:
         return _storage.join(self.root, "manifest.json")
@@ -112,6 +117,11 @@ class Staging:
     @property
     def trials_dir(self) -> str:
         return _storage.join(self.root, "trials")
+
+    @property
+    def trials_record(self) -> str:
+        """A local study's REST trials as they stand (what `hydra-vertex-ai status` shows of it)."""
+        return _storage.join(self.trials_dir, "trials.json")
 
     def trial_dir(self, trial_id: str) -> str:
         return _storage.join(self.trials_dir, trial_id)
@@ -185,8 +195,13 @@ class ManifestNotFound(LookupError):
 
 
 def write_manifest(staging: Staging, manifest: Mapping[str, Any]) -> None:
-    """Write (or replace) the sweep's manifest: what a re-attach and the CLI read. Never holds credentials."""
+    """Write (or replace) the sweep's manifest: what a re-attach and the CLI read. Never holds credentials.
+    The per-user sweep index remembers where it is (`hydra-vertex-ai list` from any directory)."""
+    from . import _sweep_index
+
     _storage.write_bytes(staging.manifest, json.dumps(manifest, indent=1, sort_keys=True).encode())
+    uri = staging.manifest if _storage.is_gcs(staging.manifest) else os.path.abspath(staging.manifest)
+    _sweep_index.remember(str(manifest.get("sweep_id")), uri, float(manifest.get("created") or time.time()))
 
 
 def manifest_header(kind: str, sweep_id: str, job_name: str, sweep_dir: str, conf: Any, backend: "Backend") -> Dict[str, Any]:
@@ -212,6 +227,9 @@ def manifest_header(kind: str, sweep_id: str, job_name: str, sweep_dir: str, con
     parent = getattr(backend, "parent", None)
     if parent:  # vertex: projects/P/locations/L
         header.update(project=parent.split("/")[1], location=parent.split("/")[3], api_endpoint=conf.api_endpoint)
+        # which outputs `collect` copies back, as the run would have
+        header["sync_outputs"] = {"max_mb": conf.sync_outputs_max_mb, "include": list(conf.sync_outputs_include),
+                                  "exclude": list(conf.sync_outputs_exclude)}
     else:
         header["max_parallel"] = conf.max_parallel
     return header

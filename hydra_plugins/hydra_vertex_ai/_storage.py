@@ -11,16 +11,21 @@ The FUSE rule, for real and emulated containers alike:
   exists and the variable is unset). A process that sets the variable (the emulator sets it for its jobs)
   has a plain local stand-in there, so its gs:// I/O goes through the client, e.g. to a storage emulator.
 """
+import logging
 import os
 import posixpath
 import threading
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 GCS_PREFIX = "gs://"
 # Where Vertex mounts buckets in every container; the emulator points this elsewhere.
 FUSE_ROOT_ENV = "HYDRA_VERTEX_AI_GCS_FUSE_ROOT"
 VERTEX_FUSE_ROOT = "/gcs"
+# The most threads that share one client at once (outputs copied back); its HTTP connection pool is this
+# large, so no thread waits for a connection and urllib3 never warns "Connection pool is full".
+MAX_THREADS = 32
+log = logging.getLogger(__name__)
 _clients: Dict[str, Any] = {}
 _clients_lock = threading.Lock()
 
@@ -60,6 +65,60 @@ def fuse_interpolation(uri: str) -> str:
     return "${oc.env:" + FUSE_ROOT_ENV + "," + VERTEX_FUSE_ROOT + "}/" + posixpath.join(bucket, path)
 
 
+def standin_mount(config: Any, environ: Mapping[str, str]) -> None:
+    """Where a stand-in replaces Vertex's /gcs mount (FUSE_ROOT_ENV names a plain directory), make the job's
+    `/gcs/<bucket>/<path>` config values reach the bucket as the mount does on Vertex
+    (https://cloud.google.com/vertex-ai/docs/training/cloud-storage-file-system: "buckets are mounted under
+    /gcs/"): each such value (not an interpolation; `hydra.*` is ours) is pointed into the stand-in, and the
+    bucket's objects at that path are copied there first. Without the variable (a real container) nothing
+    changes."""
+    root = environ.get(FUSE_ROOT_ENV)
+    if not root or root == VERTEX_FUSE_ROOT:
+        return
+    from omegaconf import read_write
+
+    for node, key, value in _mount_paths(config):
+        local = root + value[len(VERTEX_FUSE_ROOT):]
+        uri = f"{GCS_PREFIX}{value[len(VERTEX_FUSE_ROOT) + 1:]}"
+        try:
+            _fetch(uri, root)
+        except Exception as e:  # e.g. no storage endpoint here: the task sees an empty mount, and says so
+            log.warning("cannot copy %s into the stand-in of the /gcs mount: %s", uri, e)
+        with read_write(node):
+            node[key] = local
+
+
+def _mount_paths(node: Any, top: bool = True) -> Iterator[Tuple[Any, Any, str]]:
+    """(node, key, value) of every plain string of the config under /gcs/."""
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+
+    keys: List[Any] = list(node.keys()) if isinstance(node, DictConfig) else list(range(len(node)))
+    for key in keys:
+        if (top and key == "hydra") or OmegaConf.is_interpolation(node, key) or OmegaConf.is_missing(node, key):
+            continue
+        value = node[key]
+        if isinstance(value, (DictConfig, ListConfig)):
+            yield from _mount_paths(value, top=False)
+        elif isinstance(value, str) and value.startswith(VERTEX_FUSE_ROOT + "/"):
+            yield node, key, value
+
+
+def _fetch(uri: str, root: str) -> None:
+    """Copy the object `uri`, or the objects under it as a folder, into the stand-in at `root`; one a job
+    already has there is kept (it may have written it)."""
+    bucket, path = split_gcs(uri)
+    for found, _ in list_gcs(uri):
+        name = split_gcs(found)[1]
+        if path and name != path.rstrip("/") and not name.startswith(path.rstrip("/") + "/"):
+            continue  # gs://b/data.txt.bak is not under /gcs/b/data.txt
+        target = Path(root, bucket, name)
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
+            tmp.write_bytes(_blob(found).download_as_bytes())
+            os.replace(tmp, target)  # replicas of parallel jobs may fetch the same file
+
+
 def _local_path(uri: str) -> Optional[str]:
     """A filesystem path for `uri`, or None when it must go through the Cloud Storage client."""
     if not is_gcs(uri):
@@ -85,8 +144,25 @@ def _client() -> Any:
 
                 _clients[key] = storage.Client(project=project or "local", credentials=AnonymousCredentials())
             else:
-                _clients[key] = storage.Client(project=project)
+                from google.auth.exceptions import DefaultCredentialsError
+
+                try:
+                    _clients[key] = storage.Client(project=project)
+                except DefaultCredentialsError as e:
+                    from ._errors import CredentialsError
+
+                    raise CredentialsError("Cloud Storage", e) from None
+            _size_pool(_clients[key])
         return _clients[key]
+
+
+def _size_pool(client: Any) -> None:
+    """One connection per thread: requests' default pool holds 10, fewer than our upload and read threads."""
+    from requests.adapters import HTTPAdapter  # type: ignore[import-untyped]
+
+    adapter = HTTPAdapter(pool_connections=MAX_THREADS, pool_maxsize=MAX_THREADS)
+    for scheme in ("https://", "http://"):
+        client._http.mount(scheme, adapter)
 
 
 def _blob(uri: str) -> Any:

@@ -3,6 +3,7 @@ import json
 import logging
 import math
 import os
+import shlex
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -11,7 +12,17 @@ from typing import TYPE_CHECKING, AbstractSet, Any, Dict, List, Mapping, Optiona
 from hydra.core.utils import JobReturn, setup_globals
 from omegaconf import DictConfig, OmegaConf
 
-from . import _payload, _report, _search_space, _storage, _tuning_spec
+from . import (
+    _conditions,
+    _inherit,
+    _optuna_port,
+    _packaging,
+    _payload,
+    _report,
+    _search_space,
+    _storage,
+    _tuning_spec,
+)
 from ._backends import factory
 from ._backends.base import Backend, TuningOutcome, final_value
 from ._errors import ConfigError, StudyFailedError
@@ -52,10 +63,11 @@ def _sweep(sweeper: "VertexVizierSweeper", arguments: List[str]) -> List[List[Jo
     assert sweeper.config is not None and sweeper.hydra_context is not None
     setup_globals()
     config = sweeper.config
-    conf: VertexVizierSweeperConf = OmegaConf.to_object(config.hydra.sweeper)  # type: ignore[assignment]
+    conf = _settings(config)
     _tuning_spec.validate(conf, CONFIG_KEY)
     sweep_id = new_sweep_id(str(config.hydra.job.name))
     backend = factory.make_backend(conf, CONFIG_KEY, sweep_id, connect=not conf.dry_run)
+    backend.study_seed = _optuna_port.seed(config.hydra.sweeper)
     space = _search_space.parse_search_space(_search_space.merge_params(conf.params, arguments), conf.algorithm.value)
     if not space.parameters:  # study.proto: StudySpec.parameters is REQUIRED; nothing is staged yet
         raise ConfigError(
@@ -63,13 +75,17 @@ def _sweep(sweeper: "VertexVizierSweeper", arguments: List[str]) -> List[List[Jo
             "no swept parameter: a Vizier study tunes at least one, e.g. model.lr=interval(1e-4,1e-1) or "
             "hydra.sweeper.params; to run fixed overrides as a plain multirun use hydra/launcher=vertex_ai",
         )
+    if conf.resume is None:
+        space = _conditional(sweeper, space, conf)
     parameter_map = _search_space.parameter_map(space)
     if conf.resume is None:
         _check_composes(sweeper, space, parameter_map)
     sweep_dir = Path(str(config.hydra.sweep.dir))
     staging = backend.staging
+    packages = _packaging.for_launch(conf, CONFIG_KEY, sweeper.task_function, staging)
     job = _tuning_spec.build_tuning_job(
         conf, space,
+        packages=packages.packages if packages else None,
         display_name=sweep_id,  # starts with the job name already
         labels={"hydra_sweep": sweep_id, "hydra_job": "study", "hydra_uid": f"{sweep_id}-study"},
         payload_uri=staging.study_payload,
@@ -84,6 +100,8 @@ def _sweep(sweeper: "VertexVizierSweeper", arguments: List[str]) -> List[List[Jo
     outputs = backend.outputs_of(str(sweep_dir))
     try:
         if conf.resume is None:
+            if packages is not None:
+                _packaging.stage_packages(packages)
             _stage(sweeper, backend, space, parameter_map, conf, str(sweep_dir))
             _record(backend, conf, sweep_id, str(config.hydra.job.name), str(sweep_dir), parameter_map, list(space.fixed))
             log.info("Vertex Vizier sweeper (%s backend): %d parameter(s), %d trial(s), staging %s",
@@ -105,8 +123,41 @@ def _sweep(sweeper: "VertexVizierSweeper", arguments: List[str]) -> List[List[Jo
     if outcome.state != SUCCEEDED:
         raise StudyFailedError(f"the tuning job ended {short_state(outcome.state)}: {outcome.error} "
                                f"(partial results in {sweep_dir / RESULTS_FILE})")
-    log.info("Best %s = %s with %s", conf.metric_id, results["best_value"], " ".join(results["best_params"]))
+    _summarize(results, conf, sweep_dir)
     return [_trial_returns(staging, config, parameter_map, list(space.fixed), outcome, early, conf.retry_timeout_s)]
+
+
+def _settings(config: DictConfig) -> VertexVizierSweeperConf:
+    """hydra.sweeper as one typed conf: unset keys read from hydra/launcher=vertex_ai and from the Optuna keys."""
+    _optuna_port.check(config.hydra.sweeper, CONFIG_KEY)
+    conf: VertexVizierSweeperConf = OmegaConf.to_object(config.hydra.sweeper)  # type: ignore[assignment]
+    _inherit.merged_mappings(config, conf)
+    differs = _inherit.differs_line(config, conf)
+    if differs:
+        log.warning("%s", differs)
+    return conf
+
+
+def _summarize(results: Mapping[str, Any], conf: VertexVizierSweeperConf, sweep_dir: Path) -> None:
+    """The best trial's overrides in Hydra's form and as a command line to paste; a study without one fails."""
+    if results["best_trial"] is None:
+        states = sorted({str(t["state"]) for t in results["trials"]})
+        reasons = [t["infeasible_reason"] for t in results["trials"] if t["infeasible_reason"]]
+        why = f"trial states {', '.join(states)}" if states else "the study has no trial"
+        raise StudyFailedError(
+            f"no trial completed with a finite {conf.metric_id}: {why}"
+            + (f"; first reason: {reasons[0]}" if reasons else "") + f" (see {sweep_dir / RESULTS_FILE})"
+        )
+    log.info("Best %s = %s (trial %s) with %s", conf.metric_id, results["best_value"], results["best_trial"],
+             " ".join(results["best_params"]))
+    # hydra.mode=RUN: an hparams_search config sets MULTIRUN, and the pasted line would sweep again
+    log.info("Run the best trial again: %s hydra.mode=RUN", " ".join([_program(), results["best_overrides_shell"]]))
+
+
+def _program() -> str:
+    """How this run was started, as a shell would read it back: `python src/train.py`, or a console script."""
+    script = sys.argv[0]
+    return shlex.join(["python", script]) if script.endswith(".py") else shlex.quote(os.path.basename(script))
 
 
 def _resume_target(conf: VertexVizierSweeperConf) -> str:
@@ -146,12 +197,26 @@ def _interrupted(backend: Backend, conf: VertexVizierSweeperConf, parameter_map:
     raise SystemExit(130)
 
 
+def _conditional(
+    sweeper: "VertexVizierSweeper", space: "_search_space.SearchSpace", conf: VertexVizierSweeperConf
+) -> "_search_space.SearchSpace":
+    """The conditions stated in `hydra.sweeper.conditions`, then those the swept config groups' options imply."""
+    assert sweeper.hydra_context is not None and sweeper.config is not None
+    space = _search_space.apply_conditions(space, conf.conditions, f"{CONFIG_KEY}.conditions")
+    loader, config = sweeper.hydra_context.config_loader, sweeper.config
+    stated = [_search_space.parameter_id_for(key.lstrip("+")) for key in conf.conditions]
+    return _conditions.infer(space, lambda overrides: loader.load_sweep_config(config, overrides),
+                             lambda group: bool(loader.get_group_options(group)), stated, CONFIG_KEY)
+
+
 def _check_composes(
     sweeper: "VertexVizierSweeper", space: "_search_space.SearchSpace", parameter_map: Mapping[str, Any]
 ) -> None:
     """Compose a few trials here, so a typo'd key or a missing config group fails before any trial runs."""
     assert sweeper.hydra_context is not None and sweeper.config is not None
-    for values in _sample_values(space)[:_MAX_CHECK_COMPOSITIONS]:
+    conditions = _search_space.conditions_of(space)
+    for sample in _sample_values(space)[:_MAX_CHECK_COMPOSITIONS]:
+        values = {pid: v for pid, v in sample.items() if _search_space.is_active(conditions, sample, pid)}
         overrides = list(space.fixed) + _search_space.overrides_from_values(parameter_map, values)
         try:
             sweeper.hydra_context.config_loader.load_sweep_config(sweeper.config, overrides)
@@ -194,6 +259,7 @@ def _stage(
         config=sweeper.config,
         result_uri=staging.trial_result(),
         parameters=parameter_map,
+        conditions=_search_space.conditions_of(space),
         fixed_overrides=list(space.fixed),
         metric_id=conf.metric_id,
         sweep_dir=backend.container_path(sweep_dir),
@@ -223,6 +289,8 @@ def write_results(
         "best_trial": best["id"] if best else None,
         "best_value": best["value"] if best else None,
         "best_params": best["params"] if best else [],
+        # the fixed and best overrides as one line a shell reads back unchanged (printed, never run here)
+        "best_overrides_shell": shlex.join(fixed + best["params"]) if best else None,
         "fixed_params": fixed,
         "trials": trials,
     }

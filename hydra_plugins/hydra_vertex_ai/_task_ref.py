@@ -65,7 +65,9 @@ def reference(task_function: Any, snapshot_root: Optional[str], shipped: Any = N
     if module is None or unwrap is None:
         return None, f"{module_name}.{qualname} is not the task function"
     if module_name != "__main__":
-        if not _pickled_by_reference(task_function):  # e.g. a module made at run time, with no file to import
+        # The container imports the module's attribute (Hydra's wrapper), so that is what must be importable
+        # by name; the unwrapped function is not the attribute and would always look importable only by value.
+        if not _pickled_by_reference(_attribute(module, qualname)):  # e.g. a module made at run time
             return None, f"the module {module_name} cannot be imported by name"
         return TaskRef(qualname, module=module_name, unwrap=unwrap), ""
     spec = getattr(module, "__spec__", None)
@@ -92,11 +94,17 @@ def _pickled_by_reference(obj: Any) -> bool:
         return True
 
 
-def _unwrap_steps(module: Any, qualname: str, task_function: Any) -> Optional[int]:
-    """How many `__wrapped__` steps lead from the module's `qualname` attribute to the task, or None."""
+def _attribute(module: Any, qualname: str) -> Any:
+    """The module's attribute named by `qualname` (dotted for a method), or None."""
     obj = module
     for part in qualname.split("."):
         obj = getattr(obj, part, None)
+    return obj
+
+
+def _unwrap_steps(module: Any, qualname: str, task_function: Any) -> Optional[int]:
+    """How many `__wrapped__` steps lead from the module's `qualname` attribute to the task, or None."""
+    obj = _attribute(module, qualname)
     for steps in range(_MAX_UNWRAP + 1):
         if obj is None:
             return None

@@ -6,7 +6,8 @@ from typing import Any, Dict, Optional
 
 from . import _jobspec
 from ._errors import ConfigError
-from ._search_space import SearchSpace
+from ._search_space import SearchSpace, study_parameters
+from ._vertex_facts import MAX_DISPLAY_NAME_LENGTH
 from .config import Algorithm, EarlyStopping, Goal, MeasurementSelection, VertexVizierSweeperConf
 
 # StudySpec.MetricSpec.GoalType, StudySpec.Algorithm, StudySpec.MeasurementSelectionType and the stopping
@@ -47,18 +48,19 @@ def build_tuning_job(
     labels: Dict[str, str],
     payload_uri: str,
     base_output_dir: str,
+    packages: Optional[_jobspec.PythonPackages] = None,
 ) -> Dict[str, Any]:
     """The HyperparameterTuningJob (REST shape); its trials run the launcher's CustomJob spec."""
     trial = _jobspec.build_custom_job(
         conf.job,
         display_name=f"{display_name}-trial",
-        container=_jobspec.Container(args=[payload_uri], env=_jobspec.job_env(conf.job)),
+        container=_jobspec.Container(args=[payload_uri], env=_jobspec.job_env(conf.job), packages=packages),
         labels=labels,
         base_output_dir=base_output_dir,
     )
     study: Dict[str, Any] = {
         "metrics": [{"metricId": conf.metric_id, "goal": GOALS[conf.goal]}],
-        "parameters": [p.spec for p in space.parameters],
+        "parameters": study_parameters(space),
         "algorithm": ALGORITHMS[conf.algorithm],
         "measurementSelectionType": SELECTIONS[conf.measurement_selection],
     }
@@ -66,7 +68,7 @@ def build_tuning_job(
     if stopping:
         study[stopping] = {"useElapsedDuration": False}
     return {
-        "displayName": display_name[:128],
+        "displayName": display_name[:MAX_DISPLAY_NAME_LENGTH],
         "studySpec": study,
         "maxTrialCount": conf.max_trial_count,
         "parallelTrialCount": conf.parallel_trial_count,

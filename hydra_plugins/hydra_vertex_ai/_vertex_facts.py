@@ -85,6 +85,12 @@ ACCELERATOR_TYPES = (
 # CustomJobSpec.worker_pool_specs: the chief, workers, parameter (or reduction) servers, evaluators.
 MAX_WORKER_POOLS = 4
 
+# custom_job.proto CustomJob.display_name (and HyperparameterTuningJob's): "can be up to 128 characters long".
+MAX_DISPLAY_NAME_LENGTH = 128
+# https://cloud.google.com/vertex-ai/docs/training/distributed-training: "Use your first worker pool to configure
+# your primary replica, and set the replica count to 1."
+CHIEF_REPLICAS = 1
+
 # DiskSpec.boot_disk_type (machine_resources.proto): "Valid values: pd-ssd, pd-standard or hyperdisk-balanced";
 # "for A3U machines, the default value is hyperdisk-balanced", otherwise pd-ssd.
 BOOT_DISK_TYPES = ("pd-ssd", "pd-standard", "hyperdisk-balanced")
@@ -190,6 +196,32 @@ def machine_problem(machine_type: str, accelerator: str, count: int) -> Optional
 # Scheduling.Strategy FLEX_START (Dynamic Workload Scheduler), per
 # https://cloud.google.com/vertex-ai/docs/training/schedule-jobs-dws: "requests L4, A100, H100, H200, or B200
 # GPUs", "a maximum timeout of 7 days or less", "the same machine configuration for all worker pools".
+# --- a job's running time: custom_job.proto Scheduling.timeout, "The maximum job running time. The default is
+# 7 days." A job still running then is stopped and ends FAILED with google.rpc.Code DEADLINE_EXCEEDED (4,
+# google/rpc/code.proto: "The deadline expired before the operation could complete").
+DEADLINE_EXCEEDED_CODE = 4
+TIMEOUT_ERROR_PREFIX = "The job ran longer than its scheduling.timeout"
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)s$")
+
+
+def duration_s(text: str) -> float:
+    """Seconds of a google.protobuf.Duration in its JSON form ("7200s", "2.5s")."""
+    match = _DURATION.match(text.strip())
+    if match is None:
+        raise ValueError(f"'{text}' is not a protobuf Duration such as '3600s'")
+    return float(match.group(1))
+
+
+def timeout_s(job_spec: Mapping[str, Any]) -> Optional[float]:
+    """A REST CustomJobSpec's scheduling.timeout in seconds, None when unset."""
+    timeout = job_spec.get("scheduling", {}).get("timeout")
+    return None if timeout is None else duration_s(timeout)
+
+
+def timeout_error(timeout: float) -> str:
+    return f"{TIMEOUT_ERROR_PREFIX} of {timeout:g}s (DEADLINE_EXCEEDED): it was stopped"
+
+
 FLEX_START_ACCELERATORS = (
     "NVIDIA_L4", "NVIDIA_TESLA_A100", "NVIDIA_A100_80GB", "NVIDIA_H100_80GB", "NVIDIA_H100_MEGA_80GB",
     "NVIDIA_H200_141GB", "NVIDIA_B200",
@@ -235,6 +267,31 @@ def output_dirs(base_output_dir: str) -> Dict[str, str]:
         "AIP_CHECKPOINT_DIR": f"{base}/checkpoints/",
         "AIP_TENSORBOARD_LOG_DIR": f"{base}/logs/",
     }
+
+
+def expand_env(value: str, defined: Mapping[str, str]) -> str:
+    """An EnvVar value as the container sees it (env_var.proto EnvVar.value, Kubernetes' rule): `$(NAME)` becomes
+    the value of a variable defined before it, an unresolved reference stays as written, and `$$` is a
+    literal `$`, so `$$(NAME)` is never expanded."""
+    out: List[str] = []
+    i = 0
+    while i < len(value):
+        char = value[i]
+        if char != "$" or i + 1 == len(value):
+            out.append(char)
+            i += 1
+        elif value[i + 1] == "$":
+            out.append("$")
+            i += 2
+        elif value[i + 1] == "(" and ")" in value[i + 2:]:
+            end = value.index(")", i + 2)
+            name = value[i + 2:end]
+            out.append(defined.get(name, f"$({name})"))
+            i = end + 1
+        else:
+            out.append(char)
+            i += 1
+    return "".join(out)
 
 
 def cluster_spec_json(cluster: Mapping[str, List[str]], task: Mapping[str, Any], job_spec: Mapping[str, Any]) -> str:
@@ -302,6 +359,11 @@ def console_link(name: str) -> str:
     return f"{CONSOLE}/agent-platform/locations/{location}/training/{job_id}?project={project}"
 
 
+def storage_browser_link(uri: str) -> str:
+    """The Cloud Console's page of a gs:// folder (the Cloud Storage browser)."""
+    return f"{CONSOLE}/storage/browser/{uri[len('gs://'):].rstrip('/')}"
+
+
 def logging_filter(name: str) -> str:
     """The Cloud Logging query of a job's container logs."""
     return f'resource.type="ml_job" resource.labels.job_id="{name.split("/")[-1]}"'
@@ -349,3 +411,96 @@ def cancel_command(name: str) -> str:
     parts = name.split("/")
     group = "custom-jobs" if parts[-2] == "customJobs" else "hp-tuning-jobs"
     return f"gcloud ai {group} cancel {parts[-1]} --region={parts[3]} --project={parts[1]}"
+
+
+# --- conditional parameters: study.proto StudySpec.ParameterSpec.ConditionalParameterSpec -----------------
+# A child is a full ParameterSpec (itself able to hold children: the message is recursive, and neither the proto
+# nor the hyperparameter tuning docs set a depth limit) under one of three `parent_value_condition`s, each for
+# one kind of parent; "All values must exist in" the parent's value spec, and DISCRETE matching uses "Epsilon
+# ... 1e-10". DOUBLE parents have no condition: a DOUBLE cannot be a parent. Two children of one parent with the same
+# id "must have disjoint parent_value_condition"; we emit one child per id, listing every activating value.
+# REST: https://cloud.google.com/vertex-ai/docs/reference/rest/v1/StudySpec#ConditionalParameterSpec
+PARENT_CONDITIONS = {
+    "categoricalValueSpec": "parentCategoricalValues",
+    "discreteValueSpec": "parentDiscreteValues",
+    "integerValueSpec": "parentIntValues",
+}
+_VALUE_SPECS = ("doubleValueSpec", "integerValueSpec", "discreteValueSpec", "categoricalValueSpec")
+DISCRETE_EPSILON = 1e-10
+
+
+def value_spec_kind(spec: Mapping[str, Any]) -> Optional[str]:
+    """Which `parameter_value_spec` a REST ParameterSpec holds (`doubleValueSpec`, ...), if any."""
+    return next((kind for kind in _VALUE_SPECS if kind in spec), None)
+
+
+def all_parameter_specs(specs: Optional[List[Mapping[str, Any]]]) -> List[Mapping[str, Any]]:
+    """Every ParameterSpec of a study, children (`conditionalParameterSpecs`) after their parent, flattened."""
+    flat: List[Mapping[str, Any]] = []
+    for spec in specs or []:
+        flat.append(spec)
+        flat += all_parameter_specs([c.get("parameterSpec") or {} for c in spec.get("conditionalParameterSpecs") or []])
+    return flat
+
+
+def child_is_active(parent: Mapping[str, Any], conditional: Mapping[str, Any], value: Any) -> bool:
+    """Whether a conditional child is active when its parent took `value` (a trial's value, as the API gives it)."""
+    kind = value_spec_kind(parent)
+    condition = conditional.get(PARENT_CONDITIONS.get(kind or "", ""), {}).get("values") or []
+    return kind in PARENT_CONDITIONS and parent_value_matches(kind or "", value, condition)
+
+
+def parent_value_matches(kind: str, value: Any, values: List[Any]) -> bool:
+    """`value` is one of `values` of a parent of this kind (int64 values come as JSON strings)."""
+    if kind == "categoricalValueSpec":
+        return str(value) in [str(v) for v in values]
+    if kind == "discreteValueSpec":
+        return any(abs(float(value) - float(v)) <= DISCRETE_EPSILON for v in values)
+    return float(value) in [float(int(v)) for v in values]
+
+
+def conditional_spec_problem(specs: List[Mapping[str, Any]], where: str = "study_spec.parameters") -> Optional[str]:
+    """What Vertex would refuse in the conditional specs of `specs` (REST shape), naming the field; None if fine."""
+    for i, parent in enumerate(specs):
+        children = parent.get("conditionalParameterSpecs") or []
+        kind = value_spec_kind(parent)
+        for j, conditional in enumerate(children):
+            field = f"{where}[{i}].conditional_parameter_specs[{j}]"
+            problem = _condition_problem(parent, kind, conditional, field)
+            if problem:
+                return problem
+            child = conditional["parameterSpec"]
+            problem = conditional_spec_problem([child], f"{field}.parameter_spec")
+            if problem:
+                return problem
+    return None
+
+
+def _condition_problem(parent: Mapping[str, Any], kind: Optional[str], conditional: Mapping[str, Any],
+                       field: str) -> Optional[str]:
+    if kind not in PARENT_CONDITIONS:
+        return (f"{field}: parameter '{parent.get('parameterId')}' is not CATEGORICAL, DISCRETE or INTEGER, so it "
+                "cannot be a parent")
+    if not (conditional.get("parameterSpec") or {}).get("parameterId"):
+        return f"{field}.parameter_spec is required"
+    given = [name for name in PARENT_CONDITIONS.values() if name in conditional]
+    expected = PARENT_CONDITIONS[kind]
+    if given != [expected]:
+        return f"{field}: a parent of this kind needs exactly {expected}, got {', '.join(given) or 'none'}"
+    values = conditional[expected].get("values") or []
+    if not values:
+        return f"{field}.{expected}.values is required"
+    outside = [v for v in values if not in_value_spec(parent, kind, v)]
+    if outside:
+        return (f"{field}.{expected}: {', '.join(map(str, outside))} not among the values of parent "
+                f"'{parent.get('parameterId')}'")
+    return None
+
+
+def in_value_spec(parent: Mapping[str, Any], kind: str, value: Any) -> bool:
+    """`value` is one of the values a parameter of this kind (a value spec key) may take."""
+    spec = parent[kind]
+    if kind != "integerValueSpec":
+        return parent_value_matches(kind, value, spec.get("values") or [])
+    # proto3 JSON leaves zero bounds out and writes int64 as strings
+    return float(int(value)) == float(value) and int(spec.get("minValue", 0)) <= int(value) <= int(spec.get("maxValue", 0))

@@ -5,8 +5,9 @@ Enums compared by value: Hydra's plugin scan re-executes this module, so a membe
 """
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
+from . import _inherit, _optuna_port
 from ._lazy_store import store_lazily
 
 
@@ -95,8 +96,12 @@ class JobSpecConf(WorkerPoolConf):
     replica_count > 1 the extra replicas of the same machine form workerpool1, as in the Vertex SDK.
     """
 
-    # container image every pool runs unless it names its own; required on the vertex backend
+    # container image every pool runs unless it names its own; None runs a pythonPackageSpec on a prebuilt image
     image_uri: Optional[str] = None
+    # without image_uri: the Vertex prebuilt training image the packages run on; None picks one for the app
+    executor_image_uri: Optional[str] = None
+    # without image_uri: pip requirements, a list or a file's path; None: the snapshot root's requirements.txt/pyproject
+    requirements: Optional[Any] = None
     # explicit pools after the chief: workerpool1 (workers), 2 (parameter servers), 3 (evaluators)
     worker_pools: List[WorkerPoolConf] = field(default_factory=list)
     # service account the job runs as; None uses Vertex's default custom-code service agent
@@ -174,8 +179,14 @@ class VertexBackendConf:
     retry_initial_s: float = 1.0
     # vertex backend: stop retrying one API call (or a Cloud Storage read) after this many seconds; nothing is cancelled
     retry_timeout_s: float = 600.0
-    # vertex backend: copy each job's .hydra/ and *.log from the bucket into the local sweep dir at the end
+    # vertex backend: copy every file of each job's output dir from the bucket into the local sweep dir at the end
     sync_outputs: bool = True
+    # vertex backend: files larger than this (MB) stay in the bucket; the end of the sweep says how many and where
+    sync_outputs_max_mb: float = 20.0
+    # vertex backend: only files matching one of these globs come back (on the path below the sweep dir or the name)
+    sync_outputs_include: List[str] = field(default_factory=list)
+    # vertex backend: files matching one of these globs stay in the bucket, e.g. ["*.ckpt", "*/wandb/*"]
+    sync_outputs_exclude: List[str] = field(default_factory=list)
 
 
 @dataclass
@@ -198,13 +209,13 @@ class VertexVizierSweeperConf(VertexBackendConf):
     _target_: str = "hydra_plugins.hydra_vertex_ai.vertex_vizier_sweeper.VertexVizierSweeper"
     # the name the objective is reported under (cloudml-hypertune tag); a task returning a dict is read at this key
     metric_id: str = "objective"
-    # whether a better trial has a lower or a higher metric
+    # whether a better trial has a lower or a higher metric; unset: from direction
     goal: Goal = Goal.minimize
-    # how Vertex picks trials; bayesian is Vertex's default
+    # how Vertex picks trials; bayesian is Vertex's default; unset: from sampler
     algorithm: Algorithm = Algorithm.bayesian
-    # trials in the whole study
+    # trials in the whole study; unset: n_trials
     max_trial_count: int = 10
-    # trials running at once
+    # trials running at once; unset: n_jobs
     parallel_trial_count: int = 2
     # failed trials that fail the whole study; 0 lets Vertex decide (locally: fail only if every trial fails)
     max_failed_trial_count: int = 0
@@ -214,8 +225,30 @@ class VertexVizierSweeperConf(VertexBackendConf):
     early_stopping: EarlyStopping = EarlyStopping.none
     # search space as Hydra overrides, e.g. {model.lr: "tag(log, interval(1e-4, 1e-1))"}; the command line wins
     params: Dict[str, str] = field(default_factory=dict)
+    # conditional parameters composition cannot see: {swept key: "parent=value" or "parent=choice(v1,v2)"}
+    conditions: Dict[str, str] = field(default_factory=dict)
     # an existing tuning job to reattach to and collect instead of starting one: its resource name or the sweep id
     resume: Optional[str] = None
+    # Optuna sweeper key of a ported config: becomes goal (unless goal is set); a list of directions is refused
+    direction: Optional[Any] = None
+    # Optuna sweeper key: becomes max_trial_count (unless that is set)
+    n_trials: Optional[int] = None
+    # Optuna sweeper key: becomes parallel_trial_count (unless that is set)
+    n_jobs: Optional[int] = None
+    # Optuna sweeper key: TPE (and none) becomes algorithm bayesian, random random, grid grid; seed seeds the local engine
+    sampler: Optional[Dict[str, Any]] = None
+    # Optuna sweeper key: not needed (the study lives in Vertex or the sweep dir); noted and ignored
+    storage: Optional[Any] = None
+    # Optuna sweeper key: not needed, as storage
+    study_name: Optional[str] = None
+    # Optuna sweeper key: refused (a Python function has no Vizier equivalent: write the space in params)
+    custom_search_space: Optional[str] = None
+    # Hydra builds the sweeper without instantiating what its settings name (an Optuna sampler's _target_)
+    _recursive_: bool = False
 
 
-store_lazily("hydra/sweeper", "vertex_vizier", VertexVizierSweeperConf, open_dicts=["job.env"])
+# Unset keys read hydra.launcher's (with hydra/launcher=vertex_ai selected) and the Optuna keys: see the modules.
+_inherit.register()
+_optuna_port.register()
+store_lazily("hydra/sweeper", "vertex_vizier", VertexVizierSweeperConf, open_dicts=["job.env", "conditions"],
+             prepare=[_inherit.inherit_from_launcher, _optuna_port.read_optuna_keys])

@@ -81,6 +81,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except Exception as e:  # bad flags or an override that does not compose: the trial fails visibly
         print(f"hydra-vertex-ai: cannot build the trial's config: {e}", file=sys.stderr)
         return EXIT_USAGE
+    from ._storage import standin_mount
+
+    standin_mount(config, os.environ)  # on a stand-in, /gcs/<bucket>/... in the config reaches the bucket
     outputs = _outputs_on_local_disk(config)
     try:
         return _finish(payload, _run(context, config), trial_id)
@@ -208,7 +211,7 @@ def _job_config(payload: Any, context: Any, trial_flags: List[str], trial_id: Op
     if trial_id is not None:
         from ._search_space import trial_overrides
 
-        overrides = list(payload.fixed_overrides) + trial_overrides(payload.parameters, trial_flags)
+        overrides = list(payload.fixed_overrides) + trial_overrides(payload.parameters, trial_flags, payload.conditions)
         config = context.hydra_context.config_loader.load_sweep_config(payload.config, overrides)
         with open_dict(config):
             # Vertex numbers trials from 1 (CLOUD_ML_TRIAL_ID); Hydra's sweepers number jobs from 0

@@ -27,6 +27,10 @@ class JobOutcome:
     error: Optional[str] = None
     # where to look: a Cloud Console link and logging filter, or a local log path
     where: Optional[str] = None
+    # when it was created (queued), started running and ended, in seconds since the epoch, where known
+    created_at: Optional[float] = None
+    started_at: Optional[float] = None
+    ended_at: Optional[float] = None
 
 
 @dataclass
@@ -64,6 +68,8 @@ class Backend(ABC):
     job_overrides: Mapping[str, str] = {}
     # after Ctrl-C of a tuning job: how far it got (trials that finished), where the backend knows
     partial_tuning: Optional[TuningOutcome] = None
+    # seeds the local study engine's sampler (a ported Optuna config's sampler.seed); a Vertex study has no seed
+    study_seed: Optional[int] = None
 
     @abstractmethod
     def container_path(self, local_path: str) -> str:

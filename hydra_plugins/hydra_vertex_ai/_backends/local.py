@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from pathlib import Path
@@ -92,7 +93,7 @@ class LocalBackend(Backend):
             try:
                 with interrupts():
                     for job, job_id, workdir in zip(jobs, ids, dirs):
-                        futures.append(pool.submit(self._run_one, job, job_id, workdir, cancel,
+                        futures.append(pool.submit(self._timed, time.time(), job, job_id, workdir, cancel,
                                                    min(self.max_parallel, len(jobs))))
                     self._wait(futures, jobs, dirs, progress)
             except BaseException:
@@ -112,6 +113,14 @@ class LocalBackend(Backend):
                 raise
             progress.close()
         return [f.result() for f in futures]
+
+    def _timed(self, queued: float, *args: Any) -> JobOutcome:
+        """`_run_one`, with when the job was queued, started and ended (the report's timeline)."""
+        started = time.time()
+        outcome = self._run_one(*args)
+        if outcome.ended_at is None:
+            outcome.created_at, outcome.started_at, outcome.ended_at = queued, started, time.time()
+        return outcome
 
     def _run_one(self, job: Dict[str, Any], job_id: str, workdir: Path, cancel: threading.Event,
                  parallel: int) -> JobOutcome:
@@ -171,6 +180,7 @@ class LocalBackend(Backend):
         last_line: List[str] = [""]
 
         def progress(trials: List[Dict[str, Any]]) -> None:
+            _storage.write_bytes(self.staging.trials_record, json.dumps(trials).encode())
             line = summarize_trials(trials, maximize)
             if line != last_line[0]:
                 last_line[0] = line
@@ -184,7 +194,8 @@ class LocalBackend(Backend):
                 with interrupts():
                     future = engine.submit(run_tuning_job, job, job_id=job_id, workdir=workdir, cancel=cancel,
                                            on_update=progress, env_passthrough=self.env_passthrough, forks=self.forks,
-                                           watch=FailureWatch(int(job.get("parallelTrialCount") or 1)))
+                                           watch=FailureWatch(int(job.get("parallelTrialCount") or 1)),
+                                           seed=self.study_seed)
                     while not future.done():
                         wait([future], timeout=0.5)
             except BaseException:

@@ -6,12 +6,12 @@ doubles), gives each trial its own `CLOUD_ML_TRIAL_ID` and `CLOUD_ML_HP_METRIC_F
 back from that file with the study's measurement selection. The emulator runs tuning jobs through it too.
 """
 import copy
-import itertools
 import json
 import logging
 import math
 import statistics
 import threading
+import warnings
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, 
 
 from .._errors import MissingDependencyError
 from .._metrics import METRIC_FILE_ENV
-from .._vertex_facts import CANCELLED, FAILED, SUCCEEDED
+from .._vertex_facts import CANCELLED, FAILED, SUCCEEDED, child_is_active, conditional_spec_problem
 from .base import FailureWatch, JobOutcome, TuningOutcome
 from .processes import KillHook, run_custom_job, thread_env
 
@@ -49,6 +49,7 @@ def run_tuning_job(
     on_kill: Optional[KillHook] = None,
     env_passthrough: Sequence[str] = (),
     watch: Optional[FailureWatch] = None,
+    seed: Optional[int] = None,
     forks: Optional["ForkServers"] = None,
 ) -> TuningOutcome:
     """Run every trial of `job` (REST HyperparameterTuningJob) to the study's end, or until `cancel`.
@@ -56,7 +57,7 @@ def run_tuning_job(
     With a `watch` (the local backend's; not the emulator's, which behaves as Vertex does) the first failed trial
     is reported at once and a study whose first trials fail alike stops early (see base.FailureWatch)."""
     try:
-        study = _LocalStudy(job, job_id, Path(workdir), cancel, on_update or (lambda trials: None))
+        study = _LocalStudy(job, job_id, Path(workdir), cancel, on_update or (lambda trials: None), seed)
         study.on_kill = on_kill
     except StudySpecError as e:
         return TuningOutcome(FAILED, [], str(e), str(workdir))
@@ -77,29 +78,51 @@ def require_optuna() -> Any:
     return optuna
 
 
-def _sampler(study_spec: Mapping[str, Any]) -> Any:
+def _sampler(study_spec: Mapping[str, Any], seed: Optional[int] = None) -> Any:
     optuna = require_optuna()
 
     algorithm = study_spec.get("algorithm", "ALGORITHM_UNSPECIFIED")
     if algorithm in ("RANDOM_SEARCH", "GRID_SEARCH"):  # grid points are enqueued, see _LocalStudy
-        return optuna.samplers.RandomSampler()
-    return optuna.samplers.TPESampler()  # Vertex's default algorithm is Bayesian optimization
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed)  # Vertex's default algorithm is Bayesian optimization
 
 
-def _grid(parameters: List[Mapping[str, Any]]) -> Dict[str, List[Any]]:
-    grid: Dict[str, List[Any]] = {}
+def _grid(parameters: List[Mapping[str, Any]]) -> List[Dict[str, Any]]:
+    """Every grid point, in order; a conditional child is enumerated only under the parent values activating it."""
+    points: List[Dict[str, Any]] = [{}]
     for spec in parameters:
-        pid = spec["parameterId"]
-        if "integerValueSpec" in spec:
-            bounds = spec["integerValueSpec"]
-            grid[pid] = list(range(int(_bound(bounds, "minValue")), int(_bound(bounds, "maxValue")) + 1))
-        elif "discreteValueSpec" in spec:
-            grid[pid] = [float(v) for v in spec["discreteValueSpec"]["values"]]
-        elif "categoricalValueSpec" in spec:
-            grid[pid] = list(spec["categoricalValueSpec"]["values"])
-        else:
-            raise StudySpecError(f"grid search cannot enumerate DOUBLE parameter '{pid}'")
-    return grid
+        subtree = []
+        for value in _grid_values(spec):
+            subtree += [{spec["parameterId"]: value, **rest} for rest in _grid(_active_children(spec, value))]
+        points = [{**point, **more} for point in points for more in subtree]
+    return points
+
+
+def _grid_values(spec: Mapping[str, Any]) -> List[Any]:
+    if "integerValueSpec" in spec:
+        bounds = spec["integerValueSpec"]
+        return list(range(int(_bound(bounds, "minValue")), int(_bound(bounds, "maxValue")) + 1))
+    if "discreteValueSpec" in spec:
+        return [float(v) for v in spec["discreteValueSpec"]["values"]]
+    if "categoricalValueSpec" in spec:
+        return list(spec["categoricalValueSpec"]["values"])
+    raise StudySpecError(f"grid search cannot enumerate DOUBLE parameter '{spec['parameterId']}'")
+
+
+def _active_children(spec: Mapping[str, Any], value: Any) -> List[Mapping[str, Any]]:
+    """The conditional children of `spec` active when it takes `value` (study.proto conditional_parameter_specs)."""
+    return [c["parameterSpec"] for c in spec.get("conditionalParameterSpecs") or [] if child_is_active(spec, c, value)]
+
+
+def _suggest_active(trial: Any, parameters: List[Mapping[str, Any]]) -> List[Tuple[str, Any, str]]:
+    """(id, value, flag text) of each active parameter: a child is sampled only when its parent took a value that
+    activates it (define-by-run), so an inactive child gets no value and no flag, as on Vertex."""
+    suggested = []
+    for spec in parameters:
+        value, text = _suggest(trial, spec)
+        suggested.append((spec["parameterId"], value, text))
+        suggested += _suggest_active(trial, _active_children(spec, value))
+    return suggested
 
 
 def _bound(bounds: Mapping[str, Any], key: str) -> Any:
@@ -193,7 +216,8 @@ def median_says_stop(
 
 class _LocalStudy:
     def __init__(
-        self, job: Mapping[str, Any], job_id: str, workdir: Path, cancel: threading.Event, on_update: TrialsCallback
+        self, job: Mapping[str, Any], job_id: str, workdir: Path, cancel: threading.Event, on_update: TrialsCallback,
+        seed: Optional[int] = None,
     ) -> None:
         optuna = require_optuna()
 
@@ -203,18 +227,22 @@ class _LocalStudy:
         self.maximize = spec["metrics"][0].get("goal") == "MAXIMIZE"
         self.selection = spec.get("measurementSelectionType", "LAST_MEASUREMENT")
         self.parameters = spec["parameters"]
+        problem = conditional_spec_problem(self.parameters)
+        if problem:
+            raise StudySpecError(problem)
         self.max_trials = int(job.get("maxTrialCount") or 1)
         self.parallel = max(1, int(job.get("parallelTrialCount") or 1))
         self.max_failed = int(job.get("maxFailedTrialCount") or 0)
         self.trial_job = {"displayName": job.get("displayName", job_id), "jobSpec": job["trialJobSpec"], "labels": {}}
-        self.study = optuna.create_study(direction="maximize" if self.maximize else "minimize", sampler=_sampler(spec))
+        self.study = optuna.create_study(direction="maximize" if self.maximize else "minimize", sampler=_sampler(spec, seed))
         if spec.get("algorithm") == "GRID_SEARCH":
             # Optuna's GridSampler stops the study from inside tell(), which ask/tell does not allow:
             # enqueue every grid point instead, in order, and stop when they are used up.
-            grid = _grid(self.parameters)
-            points = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
-            for point in points[: self.max_trials]:
-                self.study.enqueue_trial(point)
+            points = _grid(self.parameters)
+            with warnings.catch_warnings():  # optuna 2.x calls enqueue_trial experimental; it is stable since 3.0
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                for point in points[: self.max_trials]:
+                    self.study.enqueue_trial(point)
             self.max_trials = min(self.max_trials, len(points))
         self.job_id, self.workdir, self.cancel, self.on_update = job_id, workdir, cancel, on_update
         self.stop = threading.Event()  # stops running trials: user cancel, or too many failures
@@ -263,10 +291,9 @@ class _LocalStudy:
         trial_id = str(len(self.trials) + 1)  # Vertex numbers trials from 1; the entry makes hydra.job.num id - 1
         optuna_trial = self.study.ask()
         params, flags = [], []
-        for spec in self.parameters:
-            value, text = _suggest(optuna_trial, spec)
-            params.append({"parameterId": spec["parameterId"], "value": value})
-            flags.append(f"--{spec['parameterId']}={text}")
+        for pid, value, text in _suggest_active(optuna_trial, self.parameters):
+            params.append({"parameterId": pid, "value": value})
+            flags.append(f"--{pid}={text}")
         rest = {"id": trial_id, "state": "ACTIVE", "parameters": params, "startTime": _now()}
         trial = _Trial(optuna_trial, rest, self.workdir / trial_id)
         trial.workdir.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Union
 
 from .. import _storage
 from .._metrics import TRIAL_ID_ENV
@@ -35,9 +35,13 @@ from .._vertex_facts import (
     RUNNING,
     SUCCEEDED,
     cluster_spec_json,
+    expand_env,
     output_dirs,
+    timeout_error,
+    timeout_s,
 )
 from .base import JobOutcome
+from .python_package import InstallError, package_envs
 
 if TYPE_CHECKING:
     from .forkserver import Forked, ForkServers
@@ -111,8 +115,10 @@ def container_env(
     """The environment of one replica: a few documented host variables, the spec's env, Vertex's vars."""
     spec = job["jobSpec"]
     env = host_env(passthrough)
-    for item in spec["workerPoolSpecs"][replica.pool]["containerSpec"].get("env", []):
-        env[item["name"]] = item["value"]
+    defined: Dict[str, str] = {}  # $(NAME) in a value refers to the spec's variables defined before it
+    for item in program(spec["workerPoolSpecs"][replica.pool]).get("env", []):
+        defined[item["name"]] = expand_env(item.get("value", ""), defined)
+    env.update(defined)
     task: Dict[str, Any] = {"type": f"workerpool{replica.pool}", "index": replica.index}
     env[JOB_ID_ENV] = job_id
     if trial_id is not None:
@@ -126,21 +132,37 @@ def container_env(
     return env
 
 
+def _spec_env_names(job: Mapping[str, Any]) -> Set[str]:
+    return {e["name"] for pool in job["jobSpec"]["workerPoolSpecs"] if pool
+            for e in program(pool).get("env", [])}
+
+
+def _fuse_standin(job: Mapping[str, Any], workdir: Path) -> Dict[str, str]:
+    """The job's stand-in for Vertex's /gcs mount (see `_storage.standin_mount`): a folder of its own, unless
+    the spec names one (the emulator's, which it copies to the bucket)."""
+    if _storage.FUSE_ROOT_ENV in _spec_env_names(job):
+        return {}
+    return {_storage.FUSE_ROOT_ENV: str(workdir / "gcs")}
+
+
 def thread_env(job: Mapping[str, Any], parallel: int) -> Dict[str, str]:
     """Cap each process's BLAS/OpenMP threads at its share of the cores, as torchrun does, unless the user
     set it: N parallel torch processes each using every core slow each other down badly. Local only:
     a Vertex replica has its machine to itself."""
-    spec_env = {e["name"] for pool in job["jobSpec"]["workerPoolSpecs"] if pool
-                for e in pool["containerSpec"].get("env", [])}
-    if "OMP_NUM_THREADS" in os.environ or "OMP_NUM_THREADS" in spec_env or parallel <= 1:
+    if "OMP_NUM_THREADS" in os.environ or "OMP_NUM_THREADS" in _spec_env_names(job) or parallel <= 1:
         return {}
     return {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // parallel))}
+
+
+def program(pool: Mapping[str, Any]) -> Mapping[str, Any]:
+    """What a pool runs: its containerSpec, or its pythonPackageSpec (both carry `args` and `env`)."""
+    return pool.get("pythonPackageSpec") or pool.get("containerSpec") or {}
 
 
 def image_entrypoint_pools(job: Mapping[str, Any]) -> List[int]:
     """Pools that run their image's own ENTRYPOINT (no command, e.g. the Reduction Server): no image runs here."""
     return [i for i, pool in enumerate(job["jobSpec"]["workerPoolSpecs"])
-            if pool and not pool.get("containerSpec", {}).get("command")]
+            if pool and "pythonPackageSpec" not in pool and not pool.get("containerSpec", {}).get("command")]
 
 
 def unrunnable_message(job: Mapping[str, Any], pool: int) -> str:
@@ -149,7 +171,11 @@ def unrunnable_message(job: Mapping[str, Any], pool: int) -> str:
             "give that pool a command, or leave the pool out of local runs")
 
 
-def container_command(pool: Mapping[str, Any], extra_args: Sequence[str]) -> List[str]:
+def container_command(pool: Mapping[str, Any], extra_args: Sequence[str], python: Optional[str] = None) -> List[str]:
+    """The replica's command line; a pythonPackageSpec runs `python -m <pythonModule>` with `python` (its env)."""
+    package = pool.get("pythonPackageSpec")
+    if package:
+        return [python or sys.executable, "-m", package["pythonModule"], *package.get("args", []), *extra_args]
     spec = pool["containerSpec"]
     command = list(spec.get("command", []))
     if command and command[0] in ("python", "python3"):
@@ -243,29 +269,49 @@ def run_custom_job(
     if unrunnable:
         return JobOutcome(FAILED, unrunnable_message(job, unrunnable[0]), str(workdir))
     workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        envs = package_envs(job)
+    except (InstallError, OSError, subprocess.SubprocessError) as e:
+        return _ended(workdir, JobOutcome(FAILED, f"the job's python packages could not be installed: {e}", str(workdir)))
     cluster = cluster_of(job)
+    extra_env = {**_fuse_standin(job, workdir), **(extra_env or {})}
     procs: Dict[Replica, Proc] = {}
     for p, pool in enumerate(job["jobSpec"]["workerPoolSpecs"]):
         for r in range(int(pool.get("replicaCount", 0)) if pool else 0):
             replica = Replica(p, r)
             cwd = workdir / f"workerpool{p}-{r}"
             cwd.mkdir(exist_ok=True)
-            command = container_command(pool, extra_args)
+            package_env = envs.get(p)
+            command = container_command(pool, extra_args, package_env.python if package_env else None)
+            env = container_env(job, replica, job_id, cluster, trial_id, extra_env, env_passthrough)
+            if package_env is not None:  # as a Vertex replica: its install first, apart from its run
+                env.update(VIRTUAL_ENV=str(package_env.root), PATH=f"{package_env.root / 'bin'}{os.pathsep}{env.get('PATH', '')}")
             try:
-                env = container_env(job, replica, job_id, cluster, trial_id, extra_env, env_passthrough)
-                forked = forks.start(command, cwd, env, replica_log(workdir, p, r)) if forks else None
-                procs[replica] = forked or _popen(command, cwd, env, replica_log(workdir, p, r))
+                log_path = replica_log(workdir, p, r)
+                forked = forks.start(command, cwd, env, log_path) if forks and package_env is None else None
+                procs[replica] = forked or _popen(command, cwd, env, log_path,
+                                                  package_env.describe() if package_env is not None else "")
                 _record_pids(workdir, procs)
             except OSError as e:  # e.g. the command does not exist: this job fails, the sweep goes on
                 for started in procs.values():
                     _stop(started, on_kill)
                 return _ended(workdir, JobOutcome(
                     FAILED, f"replica workerpool{p}[{r}] could not start {command[:1]}: {e}", str(cwd)))
-    return _ended(workdir, _supervise(procs, workdir, cancel, on_kill))
+    run_start = time.monotonic()
+    outcome = _supervise(procs, workdir, cancel, on_kill, timeout_s(job["jobSpec"]))
+    if envs:
+        with open(replica_log(workdir), "a") as chief_log:
+            chief_log.write(f"[hydra-vertex-ai] ran for {time.monotonic() - run_start:.1f}s after its install\n")
+    return _ended(workdir, outcome)
 
 
-def _popen(command: Sequence[str], cwd: Path, env: Mapping[str, str], log_path: Path) -> "subprocess.Popen[bytes]":
+def _popen(command: Sequence[str], cwd: Path, env: Mapping[str, str], log_path: Path,
+           header: str = "") -> "subprocess.Popen[bytes]":
+    """A replica as a fresh process; its log starts with `header` (a python-package job's install)."""
     with open(log_path, "wb") as out:
+        if header:
+            out.write(header.encode())
+            out.flush()
         return subprocess.Popen(
             list(command),
             cwd=cwd,
@@ -406,13 +452,21 @@ def _supervise(
     workdir: Path,
     cancel: threading.Event,
     on_kill: Optional[KillHook] = None,
+    timeout: Optional[float] = None,
 ) -> JobOutcome:
+    """Wait for the replicas; stop them all on `cancel`, on a failed replica, or past `timeout` seconds (the
+    job's scheduling.timeout, which Vertex enforces the same way: see `_vertex_facts.timeout_error`)."""
     running = dict(procs)
+    deadline = None if timeout is None else time.monotonic() + timeout
     while running:
         if cancel.is_set():
             for proc in running.values():
                 _stop(proc, on_kill)
             return JobOutcome(CANCELLED, "cancelled", str(workdir))
+        if deadline is not None and time.monotonic() >= deadline:
+            for proc in running.values():
+                _stop(proc, on_kill)
+            return JobOutcome(FAILED, timeout_error(timeout or 0.0), str(workdir))
         for replica, proc in list(running.items()):
             code = _reap(proc, on_kill)
             if code is None:

@@ -49,13 +49,13 @@ from .vertex_client import (
     parse_endpoint,
     proto_of,
 )
-from .vertex_outputs import sync_outputs
+from .vertex_outputs import OutputFilter, sync_outputs
 from .vertex_tuning import TuningJobs
 
 log = logging.getLogger(__name__)
 
 # The fields a poll needs; Vertex returns whole jobs (specs and all) without a read mask.
-LIST_READ_MASK = ("name", "display_name", "state", "error", "labels")
+LIST_READ_MASK = ("name", "display_name", "state", "error", "labels", "create_time", "start_time", "end_time")
 LIST_PAGE_SIZE = 100
 # Creates in flight at once: with a raised quota, N creates take about N * latency / CREATE_THREADS.
 CREATE_THREADS = 32
@@ -87,6 +87,8 @@ class _Tracked:
     state: str = QUEUED
     error: Optional[str] = None
     stalled_warned: bool = False
+    # (create, start, end) as Vertex last said, in seconds since the epoch: the report's durations and timeline
+    times: Tuple[Optional[float], Optional[float], Optional[float]] = (None, None, None)
 
     @property
     def done(self) -> bool:
@@ -109,6 +111,7 @@ class VertexBackend(Backend):
         retry_initial_s: float = 1.0,
         retry_timeout_s: float = 600.0,
         sync_outputs: bool = True,
+        output_filter: Optional[OutputFilter] = None,
         max_parallel: Optional[int] = None,
     ) -> None:
         self.api = VertexClient(
@@ -120,6 +123,7 @@ class VertexBackend(Backend):
         self.staging = Staging.of(staging_dir, sweep_id)
         self.poll_interval_s = poll_interval_s
         self.sync_outputs = sync_outputs
+        self.output_filter = output_filter or OutputFilter()
         # jobs of this sweep unfinished at once (created or being created); None: all of them
         self.max_parallel = max_parallel
         self.tuning = TuningJobs(self.api, poll_interval_s)
@@ -142,13 +146,11 @@ class VertexBackend(Backend):
             raise ConfigError(
                 f"{key}.staging_dir", f"the vertex backend stages in Cloud Storage: use gs://BUCKET/PATH, not '{conf.staging_dir}'"
             )
-        if not conf.job.image_uri:
-            raise ConfigError(
-                f"{key}.job.image_uri", "required on the vertex backend: the container image with your code and this package"
-            )
         for name in ("poll_interval_s", "create_rate_per_minute", "retry_initial_s", "retry_timeout_s"):
             if getattr(conf, name) <= 0:
                 raise ConfigError(f"{key}.{name}", f"must be positive, got {getattr(conf, name)}")
+        if conf.sync_outputs_max_mb < 0:
+            raise ConfigError(f"{key}.sync_outputs_max_mb", f"must be 0 or more, got {conf.sync_outputs_max_mb}")
         if conf.api_endpoint:
             if "://" in conf.api_endpoint:
                 raise ConfigError(f"{key}.api_endpoint",
@@ -172,6 +174,7 @@ class VertexBackend(Backend):
             retry_initial_s=conf.retry_initial_s,
             retry_timeout_s=conf.retry_timeout_s,
             sync_outputs=conf.sync_outputs,
+            output_filter=OutputFilter.of(conf),
             max_parallel=conf.max_parallel,
         )
 
@@ -199,7 +202,7 @@ class VertexBackend(Backend):
             self._adopt_existing(tracked)
         self._run(tracked)
         if self.sync_outputs and outputs and self.wait:
-            sync_outputs(outputs, self.api.retry_timeout_s)
+            sync_outputs(outputs, self.api.retry_timeout_s, self.output_filter)
         return [self._outcome(job) for job in tracked]
 
     def _run(self, tracked: List[_Tracked]) -> None:
@@ -292,6 +295,7 @@ class VertexBackend(Backend):
             if job is None:
                 continue  # an earlier batch of the same sweep
             job.name, job.state, job.error = item.name, item.state.name, error_message(item)
+            job.times = (_epoch(item.create_time), _epoch(item.start_time), _epoch(item.end_time))
             if job.state == PAUSED and not job.stalled_warned:
                 log.warning("%s is PAUSED: stalled until resumed in the console (%s)", job.name, console_link(job.name))
                 job.stalled_warned = True
@@ -384,7 +388,7 @@ class VertexBackend(Backend):
     def _outcome(self, job: _Tracked) -> JobOutcome:
         assert job.name is not None
         error = job.error if job.state != SUCCEEDED else None
-        return JobOutcome(job.state, error, where(job.name))
+        return JobOutcome(job.state, error, where(job.name), *job.times)
 
     # --- HyperparameterTuningJobs ----------------------------------------------------------------------
 
@@ -409,7 +413,7 @@ class VertexBackend(Backend):
             self.partial_tuning = self.tuning.interrupted
             raise
         if self.sync_outputs and outputs:
-            sync_outputs(outputs, self.api.retry_timeout_s)
+            sync_outputs(outputs, self.api.retry_timeout_s, self.output_filter)
         return outcome
 
 
@@ -494,3 +498,9 @@ class _Creator:
     def settled(self) -> bool:
         """Whether no create can still commit a job."""
         return all(future.done() for future in self.creating)
+
+
+def _epoch(moment: Any) -> Optional[float]:
+    """A proto-plus timestamp (a datetime, None when unset) in seconds since the epoch."""
+    seconds = moment.timestamp() if moment is not None and hasattr(moment, "timestamp") else None
+    return seconds if seconds else None

@@ -18,9 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Type
 
-from hydra.errors import HydraException
-
-from .._errors import ConfigError, VertexAPIError
+from .._errors import ConfigError, CredentialsError, VertexAPIError
 from .._vertex_facts import capacity_quota_metrics, is_loopback, regional_endpoint, split_address
 
 log = logging.getLogger(__name__)
@@ -71,9 +69,7 @@ def make_client(location: str, api_endpoint: Optional[str] = None) -> Any:
     try:
         return JobServiceClient(client_options={"api_endpoint": api_endpoint or regional_endpoint(location)})
     except DefaultCredentialsError as e:
-        raise HydraException(
-            f"no Google Cloud credentials for Vertex AI ({e}); run `gcloud auth application-default login`"
-        ) from None
+        raise CredentialsError("Vertex AI", e) from None
 
 
 def check_connects(client: Any, endpoint: str, key: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
