@@ -44,6 +44,8 @@ setup(
             "pytest>=8",
             "pytest-timeout>=2.3",
             "hypothesis>=6.100",
+            # benchmarks/bench_heavy_local.py's baseline (Hydra's joblib launcher)
+            "hydra-joblib-launcher>=1.2",
             "gcp-storage-emulator>=2024.8",
             "optuna>=3.4",
             "ruff>=0.6",

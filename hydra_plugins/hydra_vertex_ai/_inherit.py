@@ -22,7 +22,7 @@ RESOLVER = "hydra_vertex_ai.launcher"
 # What the sweeper takes from hydra/launcher=vertex_ai: where trials run, what they run on and see, and how we talk
 # to that service; all of VertexBackendConf but dry_run and max_parallel (the study has parallel_trial_count).
 INHERITED = ("backend", "project", "location", "api_endpoint", "staging_dir", "job", "snapshot",
-             "local_env_passthrough", "poll_interval_s", "create_rate_per_minute", "retry_initial_s",
+             "local_env_passthrough", "local_warm_start", "poll_interval_s", "create_rate_per_minute", "retry_initial_s",
              "retry_timeout_s", "sync_outputs", "sync_outputs_max_mb", "sync_outputs_include",
              "sync_outputs_exclude")
 # merged key by key: the launcher's entries, then the sweeper's (which win)

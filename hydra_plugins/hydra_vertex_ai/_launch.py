@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from . import _jobspec, _packaging, _payload, _report, _storage
 from ._backends import factory
 from ._backends.base import LOG_TAIL_HEAD, Backend, JobOutcome, exception_line, failure_summary, log_tail
+from ._compose_cache import SweepComposer
 from ._errors import ConfigError
 from ._hints import host_setting_hint
 from ._signals import interrupts
@@ -127,7 +128,7 @@ def _prepare(
     """Compose the job's config (bad overrides fail here, before anything runs) and build its CustomJob."""
     assert launcher.config is not None and launcher.hydra_context is not None and launcher.sweep_id
     log.info("\t#%d : %s", num, " ".join(filter_overrides(overrides)))
-    config = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, overrides)
+    config = _composer(launcher).compose(overrides)
     with open_dict(config):
         config.hydra.job.num = num
         # Replaced by the Vertex job id (CLOUD_ML_JOB_ID) inside the container.
@@ -147,6 +148,17 @@ def _prepare(
         base_output_dir=staging.base_output(num, conf.job.base_output_dir),
     )
     return PreparedJob(num, overrides, config, staging.payload(num), staging.result(num), custom_job)
+
+
+def _composer(launcher: "VertexAILauncher") -> SweepComposer:
+    """Hydra's composition of the sweep's jobs, memoized for jobs that differ only in plain values; one per
+    launcher, so every batch a sweeper launches shares it."""
+    composer = getattr(launcher, "_composer", None)
+    if composer is None or composer.master is not launcher.config:
+        assert launcher.hydra_context is not None and launcher.config is not None
+        composer = SweepComposer(launcher.hydra_context.config_loader, launcher.config)
+        launcher._composer = composer  # type: ignore[attr-defined]
+    return composer
 
 
 def _collect(job: PreparedJob, outcome: JobOutcome, deadline_s: Optional[float] = None) -> JobReturn:

@@ -28,7 +28,7 @@ def make_backend(conf: VertexBackendConf, key: str, sweep_id: str, *, connect: b
                     "as processes, not images: give the pool a command or drop it for local runs",
                 )
         backend: Backend = LocalBackend(Staging.of(conf.staging_dir, sweep_id), conf.max_parallel,
-                                        conf.local_env_passthrough)
+                                        conf.local_env_passthrough, conf.local_warm_start)
     else:
         from .vertex import VertexBackend
 

@@ -16,8 +16,9 @@ import sys
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 from .. import _storage
 from .._progress import JobRow, Progress
@@ -25,6 +26,7 @@ from .._signals import interrupts, shielded
 from .._staging import Staging, replica_log
 from .._vertex_facts import CANCELLED, QUEUED, RUNNING
 from .base import NEVER_CREATED, Backend, FailureWatch, JobOutcome, Outputs, TuningOutcome, summarize_trials
+from .forkserver import ForkServers, third_party
 from .processes import (
     adopt,
     pid_alive,
@@ -43,11 +45,27 @@ SUPERVISOR_FILE = "supervisor.json"
 class LocalBackend(Backend):
     """Runs jobs as local processes, at most `max_parallel` at once; logs go to each job's staging folder."""
 
-    def __init__(self, staging: Staging, max_parallel: Optional[int] = None, env_passthrough: Sequence[str] = ()) -> None:
+    def __init__(self, staging: Staging, max_parallel: Optional[int] = None, env_passthrough: Sequence[str] = (),
+                 warm_start: bool = False) -> None:
         self.staging = staging
         self.max_parallel = max_parallel or os.cpu_count() or 1
         # host variables the jobs see besides the documented few (processes.LOCAL_ENV_PASSTHROUGH)
         self.env_passthrough = tuple(env_passthrough)
+        self.warm_start = warm_start  # jobs forked from a warm parent (forkserver) instead of fresh interpreters
+        self.forks: Optional[ForkServers] = None
+        # what the launching process has imported now, before our own run-time imports (optuna...)
+        self._preload = third_party(list(sys.modules)) if warm_start else []
+
+    @contextmanager
+    def _fork_servers(self) -> Iterator[None]:
+        """The fork servers of one run (with `warm_start`), ended when the run ends."""
+        self.forks = ForkServers(Path(self.staging.root), self._preload) if self.warm_start else None
+        try:
+            yield
+        finally:
+            if self.forks is not None:
+                self.forks.close()
+            self.forks = None
 
     def container_path(self, local_path: str) -> str:
         return os.path.abspath(local_path)
@@ -70,7 +88,7 @@ class LocalBackend(Backend):
         ids = [job["labels"].get("hydra_uid", str(i)) for i, job in enumerate(jobs)]
         progress = Progress(f"local sweep {self.staging.sweep_id}", self.job_overrides)
         futures: List[Future[JobOutcome]] = []
-        with ThreadPoolExecutor(max_workers=self.max_parallel, thread_name_prefix="vertex-local") as pool:
+        with self._fork_servers(), ThreadPoolExecutor(max_workers=self.max_parallel, thread_name_prefix="vertex-local") as pool:
             # From the first submit on, an interrupt stops the jobs: one submitted as it lands sees `cancel`.
             try:
                 with interrupts():
@@ -124,7 +142,7 @@ class LocalBackend(Backend):
         if not cancel.is_set():
             log.info("%s started: log %s", job["displayName"], replica_log(workdir))
         return run_custom_job(job, job_id=job_id, workdir=workdir, cancel=cancel, extra_env=thread_env(job, parallel),
-                              env_passthrough=self.env_passthrough)
+                              env_passthrough=self.env_passthrough, forks=self.forks)
 
     def _wait(self, futures: List["Future[JobOutcome]"], jobs: Sequence[Dict[str, Any]], dirs: List[Path],
               progress: Progress) -> None:
@@ -176,12 +194,12 @@ class LocalBackend(Backend):
 
         workdir = Path(self.staging.trials_dir)
         job_id = job["labels"].get("hydra_uid", "study")
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="local-study") as engine:
+        with self._fork_servers(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="local-study") as engine:
             future: Optional[Future[TuningOutcome]] = None
             try:  # from the submit on: an interrupt as it returns still stops the study the thread started
                 with interrupts():
                     future = engine.submit(run_tuning_job, job, job_id=job_id, workdir=workdir, cancel=cancel,
-                                           on_update=progress, env_passthrough=self.env_passthrough,
+                                           on_update=progress, env_passthrough=self.env_passthrough, forks=self.forks,
                                            watch=FailureWatch(int(job.get("parallelTrialCount") or 1)),
                                            seed=self.study_seed)
                     while not future.done():

@@ -16,13 +16,16 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .._errors import MissingDependencyError
 from .._metrics import METRIC_FILE_ENV
 from .._vertex_facts import CANCELLED, FAILED, SUCCEEDED, child_is_active, conditional_spec_problem
 from .base import FailureWatch, JobOutcome, TuningOutcome
 from .processes import KillHook, run_custom_job, thread_env
+
+if TYPE_CHECKING:
+    from .forkserver import ForkServers
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +50,7 @@ def run_tuning_job(
     env_passthrough: Sequence[str] = (),
     watch: Optional[FailureWatch] = None,
     seed: Optional[int] = None,
+    forks: Optional["ForkServers"] = None,
 ) -> TuningOutcome:
     """Run every trial of `job` (REST HyperparameterTuningJob) to the study's end, or until `cancel`.
 
@@ -57,7 +61,7 @@ def run_tuning_job(
         study.on_kill = on_kill
     except StudySpecError as e:
         return TuningOutcome(FAILED, [], str(e), str(workdir))
-    study.env_passthrough, study.watch = tuple(env_passthrough), watch
+    study.env_passthrough, study.watch, study.forks = tuple(env_passthrough), watch, forks
     return study.run()
 
 
@@ -250,6 +254,7 @@ class _LocalStudy:
         self.on_kill: Optional[KillHook] = None  # the emulator's FUSE stand-in: see processes.KillHook
         self.env_passthrough: Tuple[str, ...] = ()
         self.watch: Optional[FailureWatch] = None
+        self.forks: Optional[ForkServers] = None  # the local backend's warm start (forkserver)
 
     def run(self) -> TuningOutcome:
         error: Optional[str] = None
@@ -304,6 +309,7 @@ class _LocalStudy:
                        **thread_env(self.trial_job, self.parallel)},
             on_kill=self.on_kill,
             env_passthrough=self.env_passthrough,
+            forks=self.forks,
         )
         self.trials.append(trial)
         self._notify()

@@ -22,7 +22,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Union
 
 from .. import _storage
 from .._metrics import TRIAL_ID_ENV
@@ -44,6 +44,9 @@ from .._vertex_facts import (
 from .base import LOG_TAIL_HEAD, JobOutcome
 from .python_package import InstallError, package_envs
 
+if TYPE_CHECKING:
+    from .forkserver import Forked, ForkServers
+
 log = logging.getLogger(__name__)
 
 _LOG_TAIL_LINES = 20
@@ -53,6 +56,8 @@ OUTCOME_FILE = "outcome.json"
 # Told a replica's session id (its pid: each replica leads its own session) when a signal ends it, before a
 # SIGKILL or after it died of one: the emulator's FUSE stand-in drops the files it still held open.
 KillHook = Callable[[int], None]
+# A running replica: a process this launcher started, or one its fork server forked (`forkserver.Forked`).
+Proc = Union["subprocess.Popen[bytes]", "Forked"]
 
 
 # The host variables a local job keeps: what a container gets from its image's ENV and from Vertex, as this
@@ -197,7 +202,7 @@ def _exit_text(code: int) -> str:
     return f"exited with code {code}"
 
 
-def _exit_code(proc: "subprocess.Popen[bytes]") -> Optional[int]:
+def _exit_code(proc: Proc) -> Optional[int]:
     """The replica's exit code (negative: the signal that killed it) once it has ended, None while it runs.
 
     Read without reaping it where the platform can (waitid's WNOWAIT): until it is reaped its zombie keeps its
@@ -214,7 +219,7 @@ def _exit_code(proc: "subprocess.Popen[bytes]") -> Optional[int]:
     return -info.si_status if killed else info.si_status
 
 
-def _reap(proc: "subprocess.Popen[bytes]", on_kill: Optional[KillHook], timeout: Optional[float] = None) -> Optional[int]:
+def _reap(proc: Proc, on_kill: Optional[KillHook], timeout: Optional[float] = None) -> Optional[int]:
     """Wait up to `timeout` (None: no wait) for the replica to end; tell `on_kill` if a signal ended it, then reap it."""
     deadline = time.monotonic() + (timeout or 0.0)
     code = _exit_code(proc)
@@ -229,7 +234,7 @@ def _reap(proc: "subprocess.Popen[bytes]", on_kill: Optional[KillHook], timeout:
     return code
 
 
-def _stop(proc: "subprocess.Popen[bytes]", on_kill: Optional[KillHook] = None) -> None:
+def _stop(proc: Proc, on_kill: Optional[KillHook] = None) -> None:
     """SIGTERM the replica's process group, SIGKILL it if it lingers."""
     for sig, grace in ((signal.SIGTERM, _KILL_GRACE_S), (signal.SIGKILL, None)):
         if sig == signal.SIGKILL and on_kill is not None:
@@ -255,8 +260,10 @@ def run_custom_job(
     extra_env: Optional[Mapping[str, str]] = None,
     on_kill: Optional[KillHook] = None,
     env_passthrough: Sequence[str] = (),
+    forks: Optional["ForkServers"] = None,
 ) -> JobOutcome:
-    """Run every replica of `job` until all exit, one fails, or `cancel` is set."""
+    """Run every replica of `job` until all exit, one fails, or `cancel` is set; with `forks`, replicas that run
+    our entry are forked from a warm parent (`forkserver`), the others start as fresh processes."""
     if cancel.is_set():
         return JobOutcome(CANCELLED, "cancelled before it started", str(workdir))
     unrunnable = image_entrypoint_pools(job)
@@ -269,7 +276,7 @@ def run_custom_job(
         return _ended(workdir, JobOutcome(FAILED, f"the job's python packages could not be installed: {e}", str(workdir)))
     cluster = cluster_of(job)
     extra_env = {**_fuse_standin(job, workdir), **(extra_env or {})}
-    procs: Dict[Replica, subprocess.Popen[bytes]] = {}
+    procs: Dict[Replica, Proc] = {}
     for p, pool in enumerate(job["jobSpec"]["workerPoolSpecs"]):
         for r in range(int(pool.get("replicaCount", 0)) if pool else 0):
             replica = Replica(p, r)
@@ -281,19 +288,10 @@ def run_custom_job(
             if package_env is not None:  # as a Vertex replica: its install first, apart from its run
                 env.update(VIRTUAL_ENV=str(package_env.root), PATH=f"{package_env.root / 'bin'}{os.pathsep}{env.get('PATH', '')}")
             try:
-                with open(replica_log(workdir, p, r), "wb") as out:
-                    if package_env is not None:
-                        out.write(package_env.describe().encode())
-                        out.flush()
-                    procs[replica] = subprocess.Popen(
-                        command,
-                        cwd=cwd,
-                        env=env,
-                        stdin=subprocess.DEVNULL,
-                        stdout=out,
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,  # Ctrl-C reaches the launcher, which cancels deliberately
-                    )
+                log_path = replica_log(workdir, p, r)
+                forked = forks.start(command, cwd, env, log_path) if forks and package_env is None else None
+                procs[replica] = forked or _popen(command, cwd, env, log_path,
+                                                  package_env.describe() if package_env is not None else "")
                 _record_pids(workdir, procs)
             except OSError as e:  # e.g. the command does not exist: this job fails, the sweep goes on
                 for started in procs.values():
@@ -308,10 +306,28 @@ def run_custom_job(
     return _ended(workdir, outcome)
 
 
+def _popen(command: Sequence[str], cwd: Path, env: Mapping[str, str], log_path: Path,
+           header: str = "") -> "subprocess.Popen[bytes]":
+    """A replica as a fresh process; its log starts with `header` (a python-package job's install)."""
+    with open(log_path, "wb") as out:
+        if header:
+            out.write(header.encode())
+            out.flush()
+        return subprocess.Popen(
+            list(command),
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches the launcher, which cancels deliberately
+        )
+
+
 # --- what a job's folder records, for a re-attached launcher and the CLI -------------------------------
 
 
-def _record_pids(workdir: Path, procs: Mapping[Replica, "subprocess.Popen[bytes]"]) -> None:
+def _record_pids(workdir: Path, procs: Mapping[Replica, Proc]) -> None:
     pids = {f"workerpool{r.pool}-{r.index}": [p.pid, start_ticks(p.pid)] for r, p in procs.items()}
     _write_json(workdir / PIDS_FILE, pids)
 
@@ -398,7 +414,7 @@ def adopt(workdir: Path, cancel: threading.Event, has_result: Callable[[], bool]
 
 
 def _supervise(
-    procs: Dict[Replica, "subprocess.Popen[bytes]"],
+    procs: Dict[Replica, Proc],
     workdir: Path,
     cancel: threading.Event,
     on_kill: Optional[KillHook] = None,

@@ -1,0 +1,43 @@
+"""Jobs that record what a fresh process would see, and then try to leak into the next job (warm start tests)."""
+import json
+import os
+import random
+import sys
+from pathlib import Path
+
+import hydra
+import numpy
+from omegaconf import DictConfig
+
+# Module-level code: must run in every job, in that job's process and environment.
+IMPORTED_IN = os.getpid()
+JOB_AT_IMPORT = os.environ.get("CLOUD_ML_JOB_ID")
+LEAK_AT_IMPORT = (os.environ.get("LEAKED_BY"), getattr(numpy, "_leaked_by", None), "leaked_module" in sys.modules)
+
+
+@hydra.main(version_base="1.3", config_path=".", config_name="config")
+def main(cfg: DictConfig) -> float:
+    record = {
+        "pid": os.getpid(), "imported_in": IMPORTED_IN, "job_at_import": JOB_AT_IMPORT,
+        "job": os.environ.get("CLOUD_ML_JOB_ID"), "leak_at_import": list(LEAK_AT_IMPORT),
+        "leak_now": [os.environ.get("LEAKED_BY"), getattr(numpy, "_leaked_by", None), "leaked_module" in sys.modules],
+        "env": sorted(os.environ), "argv": sys.argv, "cwd": os.getcwd(), "path": sys.path,
+        "forked": b"forkserver" in Path(f"/proc/{os.getppid()}/cmdline").read_bytes(),
+        "random": random.random(), "numpy": float(numpy.random.rand()), "stdin": sys.stdin.read(),
+    }
+    print(f"job {cfg.x} says hello")
+    Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
+    Path(cfg.out_dir, f"{cfg.x}.json").write_text(json.dumps(record))
+    # what a job could leave behind for the next one, were they not separate processes
+    os.environ["LEAKED_BY"] = str(cfg.x)
+    numpy._leaked_by = cfg.x  # type: ignore[attr-defined]
+    sys.modules["leaked_module"] = sys  # type: ignore[assignment]
+    if cfg.fail == "raise":
+        raise RuntimeError(f"job {cfg.x} failed on purpose")
+    if cfg.fail == "kill":
+        os.kill(os.getpid(), 9)
+    return float(cfg.x)
+
+
+if __name__ == "__main__":
+    main()
