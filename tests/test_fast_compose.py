@@ -20,6 +20,17 @@ class _Entry:
     b: str = "x"
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _hydra_singletons_restored() -> Iterator[None]:
+    """initialize_config_dir sets Hydra's process-wide version base (and so hydra.job.chdir's default): restore
+    every Hydra singleton after this module, or later apps in this process compose differently."""
+    from hydra.core.singleton import Singleton
+
+    state = Singleton.get_state()
+    yield
+    Singleton.set_state(state)
+
+
 def _compose(config_dir: Path, overrides: List[str]) -> Any:
     with initialize_config_dir(config_dir=str(config_dir), version_base=None):
         return compose("config", overrides=overrides)

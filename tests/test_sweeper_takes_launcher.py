@@ -10,6 +10,8 @@ from typing import Any, Dict, Tuple
 from conftest import EMULATOR_ADDRESS, VERTEX_OVERRIDES
 from omegaconf import OmegaConf
 
+from hydra_plugins.hydra_vertex_ai._emulator import project_number
+
 APP = Path(__file__).parent / "apps" / "quadratic" / "app.py"
 # the README's recommended launcher: a g2 machine with an L4
 L4_LAUNCHER = ["hydra/launcher=vertex_ai", "hydra.launcher.job.machine_type=g2-standard-8",
@@ -41,7 +43,7 @@ def test_trials_run_through_the_emulator_on_the_launchers_machine(vertex_emulato
     assert isinstance(results, dict)
     assert results["state"] == "SUCCEEDED" and len(results["trials"]) == 2
     job = make_client("us-central1", EMULATOR_ADDRESS).get_hyperparameter_tuning_job(name=results["tuning_job"])
-    assert job.name.startswith("projects/test-project/locations/us-central1/")  # the launcher's project, region
+    assert job.name.startswith(f"projects/{project_number('test-project')}/locations/us-central1/")  # the launcher's project, region
     chief = job.trial_job_spec.worker_pool_specs[0]
     assert chief.machine_spec.machine_type == "g2-standard-8"
     assert chief.machine_spec.accelerator_type.name == "NVIDIA_L4" and chief.machine_spec.accelerator_count == 1
