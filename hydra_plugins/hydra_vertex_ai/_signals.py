@@ -55,6 +55,8 @@ def interrupts() -> Iterator[None]:
     def interrupt(signum: int, frame: Any) -> None:
         raise Terminated(f"received {signal.Signals(signum).name}")
 
+    interrupt.raises = True  # type: ignore[attr-defined]  # see atomic()
+
     with _handlers(STOP_SIGNALS, interrupt):
         yield
 
@@ -90,3 +92,17 @@ def deferred() -> Iterator[None]:
     if received[0] == signal.SIGINT:
         raise KeyboardInterrupt
     raise Terminated(f"received {signal.Signals(received[0]).name}")
+
+
+@contextmanager
+def atomic() -> Iterator[None]:
+    """`deferred` where a signal would raise in the middle of the block (Python's Ctrl-C, `interrupts`); a no-op
+    under handlers that do not raise (`shielded`, an enclosing `deferred`) and off the main thread.
+
+    For calls into libraries whose locks an exception raised mid-call leaves held (gRPC's channel)."""
+    handlers = [signal.getsignal(s) for s in (signal.SIGINT, *STOP_SIGNALS)]
+    if _in_main_thread() and any(h is signal.default_int_handler or getattr(h, "raises", False) for h in handlers):
+        with deferred():
+            yield
+    else:
+        yield

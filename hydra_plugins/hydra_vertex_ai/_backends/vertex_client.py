@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Type
 
 from .._errors import ConfigError, CredentialsError, VertexAPIError
+from .._signals import atomic
 from .._vertex_facts import capacity_quota_metrics, is_loopback, regional_endpoint, split_address
 
 log = logging.getLogger(__name__)
@@ -241,7 +242,11 @@ class VertexClient:
             if stop is not None and stop.is_set():
                 raise Stopped()
             try:
-                return fn()
+                # A Ctrl-C raised inside gRPC's channel code can leave the channel's lock held, and every later
+                # call on it (the cancels that Ctrl-C sends) would hang: it acts when the attempt returns (at most
+                # RPC_TIMEOUT_S).
+                with atomic():
+                    return fn()
             except ex.GoogleAPICallError as e:
                 if quota_metrics(e):
                     raise QuotaExceeded(f"{what}: {describe(e)}", quota_metrics(e)) from e
