@@ -16,6 +16,7 @@ import shutil
 import site
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,7 +102,8 @@ def _fetch(uri: str) -> Path:
     path = folder / _storage.basename(uri)
     if not path.exists():
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{path.name}.{os.getpid()}"
+        # one temporary name per process and thread: the emulator installs the jobs of a sweep concurrently
+        tmp = folder / f".{path.name}.{os.getpid()}.{threading.get_ident()}"
         tmp.write_bytes(_storage.read_bytes(uri))
         os.replace(tmp, path)
     return path
