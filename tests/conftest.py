@@ -172,6 +172,18 @@ def tuning_job_spec(name: str, code: str = REPORT_LOSS, trials: int = 3) -> Dict
     }  # fmt: skip
 
 
+@pytest.fixture(autouse=True)
+def _hydra_version_base_restored() -> Iterator[None]:
+    """Hydra keeps its version base process-wide, and it sets hydra.job.chdir's default: a test that initializes
+    Hydra with version_base="1.3" would make Hydra's own launcher suites, later in this process, run their jobs
+    in the original directory instead of their output dir."""
+    from hydra.version import VersionBase
+
+    base = VersionBase.instance().getbase()
+    yield
+    VersionBase.instance().version_base = base
+
+
 @pytest.fixture(scope="session")
 def storage_emulator() -> Iterator[str]:
     """gcp-storage-emulator in memory; STORAGE_EMULATOR_HOST points every process of the session at it."""
