@@ -8,7 +8,7 @@ LOG="${BENCH_LOG:-/tmp/hydra-vertex-ai-bench/run_all.log}"
 mkdir -p "$(dirname "$LOG")"
 : > "$LOG"
 scripts=(bench_startup.py bench_submit.py bench_entry.py bench_local_sweep.py bench_payload.py bench_first_create.py
-         bench_heavy_local.py)
+         bench_heavy_local.py bench_python_package.py)
 for script in "${scripts[@]}"; do
     if [[ ! -f "$script" ]]; then
         echo "RESULT|$script|—|—|pending: \`$PY benchmarks/$script\`|pending" | tee -a "$LOG"
@@ -25,6 +25,4 @@ echo
 echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $("$PY" -V); $(date -u +%Y-%m-%d)"
 echo "| Figure | Baseline in the same run | Target | Measured | Verdict |"
 echo "|---|---|---|---|---|"
-# TODO(issue 24, after issue 19's merge): python-package jobs (no image): the stand-ins' start-up, cold and warm
-echo "RESULT|Python-package jobs (no image): start-up cold / warm, next to an image job|image job|report|TODO: not measured (needs issue 19's no-image path)|pending" >> "$LOG"
 grep '^RESULT|' "$LOG" | awk -F'|' '{ row = "|"; for (i = 2; i <= NF; i++) row = row " " $i " |"; print row }'

@@ -5,19 +5,18 @@ import os
 import shlex
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, AbstractSet, Any, Dict, List, Mapping, Optional, Sequence
 
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
-from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+from omegaconf import DictConfig, OmegaConf
 
-from . import _jobspec, _packaging, _payload, _report, _storage
+from . import _jobspec, _packaging, _payload, _prepare, _report, _storage
 from ._backends import factory
 from ._backends.base import LOG_TAIL_HEAD, Backend, JobOutcome, exception_line, failure_summary, log_tail
-from ._compose_cache import SweepComposer
 from ._errors import ConfigError
 from ._hints import host_setting_hint
+from ._prepare import PreparedJob
 from ._signals import interrupts
 from ._staging import (
     COLLECT_THREADS,
@@ -30,7 +29,7 @@ from ._staging import (
     new_sweep_id,
     read_manifest,
     record_cancelled,
-    stage,
+    stage_context,
     update_jobs,
     write_manifest,
 )
@@ -42,18 +41,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 CONFIG_KEY = "hydra.launcher"
-
-
-@dataclass
-class PreparedJob:
-    """One Hydra job on its way to the backend."""
-
-    num: int
-    overrides: List[str]
-    config: DictConfig
-    payload_uri: str
-    result_uri: str
-    custom_job: Dict[str, Any]
 
 
 def launch(launcher: "VertexAILauncher", job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> List[JobReturn]:
@@ -80,28 +67,31 @@ def _launch(launcher: "VertexAILauncher", job_overrides: Sequence[Sequence[str]]
     staging = backend.staging
     context_uri = staging.context(initial_job_idx)
     packages = _packaging.for_launch(conf, CONFIG_KEY, launcher.task_function, staging)
-    jobs = [
-        _prepare(launcher, conf, backend, initial_job_idx + i, list(overrides), sweep_dir, packages)
-        for i, overrides in enumerate(job_overrides)
-    ]
+    jobs = [_prepare.plan(launcher, conf, backend, initial_job_idx + i, list(overrides), packages)
+            for i, overrides in enumerate(job_overrides)]
     if conf.dry_run:
         for job in jobs:
+            _prepare.compose(launcher, backend, job, sweep_dir)
             print(json.dumps(job.custom_job, indent=2))
         log.info("dry_run: printed %d CustomJob spec(s), submitted nothing", len(jobs))
         return []
+    if jobs:  # an override every job shares fails here, before anything is recorded or created
+        _prepare.compose(launcher, backend, jobs[0], sweep_dir)
     Path(sweep_dir).mkdir(parents=True, exist_ok=True)
     log.info("Vertex AI launcher (%s backend): %d job(s), staging %s", conf.backend.value, len(jobs), staging.root)
     backend.job_overrides = {str(job.num): " ".join(filter_overrides(job.overrides)) for job in jobs}
     _record(launcher, conf, backend, jobs, sweep_dir)  # before the first job exists: a crash can re-attach
-    payloads = {job.payload_uri: _payload.JobPayload(context_uri, job.config, job.result_uri) for job in jobs}
-    if conf.attach:  # jobs that exist already read what is staged: keep it as they saw it
-        payloads = {uri: p for uri, p in payloads.items() if not _storage.exists(uri)}
+    # re-attaching: jobs that exist already read what is staged; keep it as they saw it
+    staged = [job.payload_uri for job in jobs if _storage.exists(job.payload_uri)] if conf.attach else []
     if packages is not None:
         _packaging.stage_packages(packages)
-    if payloads or not _storage.exists(context_uri):
-        stage(staging, conf.snapshot, CONFIG_KEY, launcher.hydra_context, launcher.task_function, context_uri, payloads)
+    header = None
+    if len(staged) < len(jobs) or not _storage.exists(context_uri):
+        header = stage_context(staging, conf.snapshot, CONFIG_KEY, launcher.hydra_context, launcher.task_function,
+                               context_uri)
     try:
-        outcomes = backend.run_jobs([job.custom_job for job in jobs], backend.outputs_of(sweep_dir))
+        with _prepare.Stream(launcher, backend, jobs, sweep_dir, context_uri, header, staged) as stream:
+            outcomes = backend.run_jobs([job.custom_job for job in jobs], backend.outputs_of(sweep_dir), stream.feed)
     except KeyboardInterrupt:
         print(follow_hint(launcher.sweep_id, staging, "Interrupted"), file=sys.stderr, flush=True)
         raise SystemExit(130) from None  # the backend has cancelled and said which jobs: no traceback
@@ -116,51 +106,6 @@ def _launch(launcher: "VertexAILauncher", job_overrides: Sequence[Sequence[str]]
     return returns
 
 
-def _prepare(
-    launcher: "VertexAILauncher",
-    conf: VertexAILauncherConf,
-    backend: Backend,
-    num: int,
-    overrides: List[str],
-    sweep_dir: str,
-    packages: Optional[_packaging.StagedPackages] = None,
-) -> PreparedJob:
-    """Compose the job's config (bad overrides fail here, before anything runs) and build its CustomJob."""
-    assert launcher.config is not None and launcher.hydra_context is not None and launcher.sweep_id
-    log.info("\t#%d : %s", num, " ".join(filter_overrides(overrides)))
-    config = _composer(launcher).compose(overrides)
-    with open_dict(config):
-        config.hydra.job.num = num
-        # Replaced by the Vertex job id (CLOUD_ML_JOB_ID) inside the container.
-        config.hydra.job.id = f"{launcher.sweep_id}-{num}"
-    with read_write(config.hydra.sweep):
-        # The container has neither our cwd nor our paths: give it the sweep dir as it sees it (when
-        # re-attaching, the first run's, which a new composition's timestamps would not give).
-        config.hydra.sweep.dir = backend.container_path(sweep_dir)
-    staging = backend.staging
-    labels = {"hydra_sweep": launcher.sweep_id, "hydra_job": str(num), "hydra_uid": f"{launcher.sweep_id}-{num}"}
-    custom_job = _jobspec.build_custom_job(
-        conf.job,
-        display_name=f"{config.hydra.job.name}-{num}",
-        container=_jobspec.Container(args=[staging.payload(num)], env=_jobspec.job_env(conf.job),
-                                     packages=packages.packages if packages else None),
-        labels=labels,
-        base_output_dir=staging.base_output(num, conf.job.base_output_dir),
-    )
-    return PreparedJob(num, overrides, config, staging.payload(num), staging.result(num), custom_job)
-
-
-def _composer(launcher: "VertexAILauncher") -> SweepComposer:
-    """Hydra's composition of the sweep's jobs, memoized for jobs that differ only in plain values; one per
-    launcher, so every batch a sweeper launches shares it."""
-    composer = getattr(launcher, "_composer", None)
-    if composer is None or composer.master is not launcher.config:
-        assert launcher.hydra_context is not None and launcher.config is not None
-        composer = SweepComposer(launcher.hydra_context.config_loader, launcher.config)
-        launcher._composer = composer  # type: ignore[attr-defined]
-    return composer
-
-
 def _collect(job: PreparedJob, outcome: JobOutcome, deadline_s: Optional[float] = None) -> JobReturn:
     """The job's own JobReturn when the job as a whole succeeded (or the task itself failed); otherwise a
     FAILED one saying what happened: no result, an unreadable one, or another replica that failed."""
@@ -173,7 +118,7 @@ def _collect(job: PreparedJob, outcome: JobOutcome, deadline_s: Optional[float] 
             ret = _payload.load_result(_storage.read_bytes(job.result_uri, deadline_s))
     except Exception as e:  # a truncated pickle, a type this environment lacks, storage gone: one job, not the sweep
         message = f"{name} ended {state}; its result {job.result_uri} cannot be read here: {e!r}"
-        return _payload.failed_return(job.config, job.overrides, _payload.RemoteJobError(message))
+        return _payload.failed_return(job.composed, job.overrides, _payload.RemoteJobError(message))
     if ret is not None and (ret.status != JobStatus.COMPLETED or outcome.state == SUCCEEDED):
         return ret
     message = f"{name} ended {state} " + ("although its chief completed" if ret else "without a result")
@@ -181,7 +126,7 @@ def _collect(job: PreparedJob, outcome: JobOutcome, deadline_s: Optional[float] 
         message += f": {outcome.error}"
     if outcome.where:
         message += f"\nsee {outcome.where}"
-    return _payload.failed_return(job.config, job.overrides, _payload.RemoteJobError(message))
+    return _payload.failed_return(job.composed, job.overrides, _payload.RemoteJobError(message))
 
 
 def _tell_failures(jobs: Sequence[PreparedJob], outcomes: Sequence[JobOutcome], returns: Sequence[JobReturn],
@@ -257,7 +202,7 @@ def _record(
         "display_name": job.custom_job["displayName"],
         "result": job.result_uri,
         "job_dir": staging.job_dir(job.num),
-        "subdir": _subdir(job.config),
+        "subdir": _subdir(job.config),  # None until composed: set once every job exists (`_record_names`)
     } for job in jobs]
     manifest = manifest_header("launch", launcher.sweep_id, str(launcher.config.hydra.job.name), sweep_dir, conf, backend)
     manifest.update(
@@ -267,21 +212,32 @@ def _record(
         jobs=merge_jobs(earlier.get("jobs", []), entries),
     )
     write_manifest(staging, manifest)
-    backend.on_jobs_created = lambda names: _record_names(staging, names)
+    backend.on_jobs_created = lambda names: _record_names(staging, names, jobs)
     # a job cancelled while queued (Ctrl-C, `hydra-vertex-ai cancel`) is never created, by this run or a re-attach
     backend.cancelled = cancelled_uids(manifest)
     backend.on_never_created = lambda uids: record_cancelled(staging, uids)
     backend.cancelled_now = lambda: cancelled_uids(read_manifest(staging.manifest))
 
 
-def _record_names(staging: Staging, names: Mapping[str, str]) -> None:
-    """Each job's resource name, once all exist: one more write of the manifest per launch batch (as it is
-    now: `hydra-vertex-ai cancel` may have recorded cancelled jobs meanwhile)."""
-    update_jobs(staging, lambda job: job.update(name=names[job["hydra_uid"]]) if job.get("hydra_uid") in names else None)
+def _record_names(staging: Staging, names: Mapping[str, str], jobs: Sequence[PreparedJob]) -> None:
+    """Each job's resource name, output dir and display name, once all exist: one more write of the manifest
+    per launch batch (as it is now: `hydra-vertex-ai cancel` may have recorded cancelled jobs meanwhile)."""
+    composed = {job.custom_job["labels"]["hydra_uid"]: job for job in jobs}
+
+    def update(entry: Dict[str, Any]) -> None:
+        uid = str(entry.get("hydra_uid"))
+        if uid in names:
+            entry["name"] = names[uid]
+        if uid in composed:
+            entry.update(subdir=_subdir(composed[uid].config), display_name=composed[uid].custom_job["displayName"])
+
+    update_jobs(staging, update)
 
 
-def _subdir(config: DictConfig) -> Optional[str]:
+def _subdir(config: Optional[DictConfig]) -> Optional[str]:
     """The job's output dir below the sweep dir, where it can be resolved here."""
+    if config is None:
+        return None
     try:
         return str(config.hydra.sweep.subdir)
     except Exception:  # a resolver only the job has: the CLI falls back to the staged log
@@ -324,5 +280,5 @@ class PendingReturn(JobReturn):
 
 def _unknown_return(job: PreparedJob) -> JobReturn:
     """Hydra's JobReturn for a job still running: status UNKNOWN, no value yet."""
-    ret = _payload.failed_return(job.config, job.overrides, RuntimeError("not finished"))
+    ret = _payload.failed_return(job.composed, job.overrides, RuntimeError("not finished"))
     return PendingReturn(ret.overrides, ret.cfg, ret.hydra_cfg, ret.working_dir, ret.task_name, JobStatus.UNKNOWN, None)

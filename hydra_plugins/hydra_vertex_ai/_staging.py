@@ -160,7 +160,16 @@ def stage(
     context_uri: str,
     payloads: Mapping[str, Any],
 ) -> None:
-    """Stage the source snapshot, the shared context (once) and every job's small payload (in parallel).
+    """Stage the source snapshot, the shared context (once) and every job's small payload (in parallel)."""
+    header = stage_context(staging, snapshot_conf, key, hydra_context, task_function, context_uri)
+    with ThreadPoolExecutor(max_workers=_STAGING_THREADS) as pool:
+        list(pool.map(lambda item: stage_payload(header, *item), payloads.items()))
+
+
+def stage_context(
+    staging: Staging, snapshot_conf: Any, key: str, hydra_context: Any, task_function: Any, context_uri: str
+) -> Dict[str, Any]:
+    """Stage the source snapshot and the shared context; return the header every payload file carries.
 
     Every file's header names the snapshot and how the task travels (`task_ref`: "module:qualname", or
     "path/of/script.py:qualname" in the snapshot), so the container can put the user's code on sys.path and
@@ -180,10 +189,15 @@ def stage(
     imported = ref is not None and getattr(task_function, "__module__", None) == "__main__"
     state, resolvers, raw, from_import = split_resolvers(Singleton.get_state(), imported)
     context = _payload.SweepContext(hydra_context, None if ref else task_function, state, resolvers, raw, from_import)
-    blobs = {context_uri: _payload.dumps(context, **header)}
-    blobs.update({uri: _payload.dumps(payload, **header) for uri, payload in payloads.items()})
-    with ThreadPoolExecutor(max_workers=_STAGING_THREADS) as pool:
-        list(pool.map(lambda item: _storage.write_bytes(*item), blobs.items()))
+    _storage.write_bytes(context_uri, _payload.dumps(context, **header))
+    return header
+
+
+def stage_payload(header: Mapping[str, Any], uri: str, payload: Any) -> None:
+    """Stage one job's payload (or a study's), with the header `stage_context` returned."""
+    from . import _payload
+
+    _storage.write_bytes(uri, _payload.dumps(payload, **header))
 
 
 # --- the sweep manifest ----------------------------------------------------------------------------------

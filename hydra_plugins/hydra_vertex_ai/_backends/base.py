@@ -2,6 +2,7 @@
 import logging
 import os
 import re
+import threading
 from abc import ABC, abstractmethod
 from collections import Counter
 from dataclasses import dataclass, field
@@ -52,6 +53,57 @@ class TuningOutcome:
     payload_uri: Optional[str] = None
 
 
+class JobFeed:
+    """A launch's jobs becoming ready to run (composed and staged) one by one, in order, while the backend already
+    runs the first ones: compose, stage and create as a stream. A job is created only once it is ready; an error
+    while preparing one is raised in the backend's own thread, which then cancels what it created."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self._ready = 0
+        self._error: Optional[BaseException] = None
+        self._changed = threading.Condition()
+
+    @classmethod
+    def all_ready(cls, total: int) -> "JobFeed":
+        feed = cls(total)
+        feed._ready = total
+        return feed
+
+    @property
+    def ready(self) -> int:
+        """How many jobs, from the first, may be created now; raises the preparing thread's error."""
+        self.check()
+        return self._ready
+
+    def check(self) -> None:
+        """Raise the error that stopped preparing the jobs, if one did."""
+        if self._error is not None:
+            raise self._error
+
+    @property
+    def complete(self) -> bool:
+        return self._ready >= self.total or self._error is not None
+
+    def advance(self, ready: int) -> None:
+        """The first `ready` jobs are staged."""
+        with self._changed:
+            self._ready = max(self._ready, ready)
+            self._changed.notify_all()
+
+    def fail(self, error: BaseException) -> None:
+        """Preparing a job failed: no further job becomes ready, and whoever reads `ready` gets `error`."""
+        with self._changed:
+            self._error = error
+            self._changed.notify_all()
+
+    def wait_for(self, count: int, timeout: Optional[float] = None) -> bool:
+        """Wait until `count` jobs are ready (True) or `timeout` passes (False); raises the preparing error."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._ready >= count or self._error is not None, timeout)
+        return self.ready >= count
+
+
 class Backend(ABC):
     """Runs CustomJobs and tuning jobs (REST-shaped dicts) to a terminal state; Ctrl-C cancels what is unfinished."""
 
@@ -89,8 +141,10 @@ class Backend(ABC):
         """The bucket URI a job writes `local_path` to, for copying back; None when jobs write it in place."""
 
     @abstractmethod
-    def run_jobs(self, jobs: Sequence[Dict[str, Any]], outputs: Optional[Outputs] = None) -> List[JobOutcome]:
-        """Submit every job, wait for all of them, copy `outputs` back, return the outcomes in order."""
+    def run_jobs(self, jobs: Sequence[Dict[str, Any]], outputs: Optional[Outputs] = None,
+                 feed: Optional[JobFeed] = None) -> List[JobOutcome]:
+        """Submit every job (each once `feed` says it is ready; all at once without a feed), wait for all of
+        them, copy `outputs` back, return the outcomes in order."""
 
     @abstractmethod
     def run_tuning_job(self, job: Dict[str, Any], outputs: Optional[Outputs] = None) -> TuningOutcome:

@@ -25,7 +25,7 @@ from .._progress import JobRow, Progress
 from .._signals import interrupts, shielded
 from .._staging import Staging, replica_log
 from .._vertex_facts import CANCELLED, QUEUED, RUNNING
-from .base import NEVER_CREATED, Backend, FailureWatch, JobOutcome, Outputs, TuningOutcome, summarize_trials
+from .base import NEVER_CREATED, Backend, FailureWatch, JobFeed, JobOutcome, Outputs, TuningOutcome, summarize_trials
 from .forkserver import ForkServers, third_party
 from .processes import (
     adopt,
@@ -39,6 +39,8 @@ from .processes import (
 log = logging.getLogger(__name__)
 
 JOB_SPEC_FILE = "job.json"
+# how often a job waiting to be staged looks whether the sweep was stopped
+FEED_WAIT_S = 0.2
 SUPERVISOR_FILE = "supervisor.json"
 
 
@@ -76,12 +78,16 @@ class LocalBackend(Backend):
     def job_dir(self, job: Dict[str, Any], i: int = 0) -> Path:
         return Path(self.staging.job_dir(int(job["labels"].get("hydra_job", i))))
 
-    def run_jobs(self, jobs: Sequence[Dict[str, Any]], outputs: Optional[Outputs] = None) -> List[JobOutcome]:
+    def run_jobs(self, jobs: Sequence[Dict[str, Any]], outputs: Optional[Outputs] = None,
+                 feed: Optional[JobFeed] = None) -> List[JobOutcome]:
+        feed = feed or JobFeed.all_ready(len(jobs))
         dirs = [self.job_dir(job, i) for i, job in enumerate(jobs)]
-        for job, workdir in zip(jobs, dirs):  # what a detached supervisor (or a later re-attach) runs
+        for workdir in dirs:
             workdir.mkdir(parents=True, exist_ok=True)
-            (workdir / JOB_SPEC_FILE).write_text(json.dumps(job))
         if not self.wait:
+            feed.wait_for(len(jobs))  # the supervisor runs what is staged
+            for job, workdir in zip(jobs, dirs):
+                _write_spec(job, workdir)
             self._detach()
             return [JobOutcome(QUEUED, None, str(replica_log(d))) for d in dirs]
         cancel = threading.Event()
@@ -92,10 +98,10 @@ class LocalBackend(Backend):
             # From the first submit on, an interrupt stops the jobs: one submitted as it lands sees `cancel`.
             try:
                 with interrupts():
-                    for job, job_id, workdir in zip(jobs, ids, dirs):
-                        futures.append(pool.submit(self._timed, time.time(), job, job_id, workdir, cancel,
-                                                   min(self.max_parallel, len(jobs))))
-                    self._wait(futures, jobs, dirs, progress)
+                    for order, (job, job_id, workdir) in enumerate(zip(jobs, ids, dirs)):
+                        futures.append(pool.submit(self._timed, time.time(), feed, order, job, job_id, workdir,
+                                                   cancel, min(self.max_parallel, len(jobs))))
+                    self._wait(futures, jobs, dirs, progress, feed)
             except BaseException:
                 with shielded(lambda: "stopping the local jobs"):  # a second Ctrl-C must not orphan them
                     cancel.set()
@@ -117,10 +123,15 @@ class LocalBackend(Backend):
             progress.close()
         return [f.result() for f in futures]
 
-    def _timed(self, queued: float, *args: Any) -> JobOutcome:
-        """`_run_one`, with when the job was queued, started and ended (the report's timeline)."""
+    def _timed(self, queued: float, feed: JobFeed, order: int, job: Dict[str, Any], job_id: str, workdir: Path,
+               cancel: threading.Event, parallel: int) -> JobOutcome:
+        """`_run_one` once the job is staged, with when it was queued, started and ended (the report's timeline)."""
+        while not feed.wait_for(order + 1, FEED_WAIT_S):  # raises what preparing the jobs raised
+            if cancel.is_set():
+                return JobOutcome(CANCELLED, NEVER_CREATED, str(workdir))
+        _write_spec(job, workdir)
         started = time.time()
-        outcome = self._run_one(*args)
+        outcome = self._run_one(job, job_id, workdir, cancel, parallel)
         if outcome.ended_at is None:
             outcome.created_at, outcome.started_at, outcome.ended_at = queued, started, time.time()
         return outcome
@@ -145,9 +156,10 @@ class LocalBackend(Backend):
                               env_passthrough=self.env_passthrough, forks=self.forks)
 
     def _wait(self, futures: List["Future[JobOutcome]"], jobs: Sequence[Dict[str, Any]], dirs: List[Path],
-              progress: Progress) -> None:
+              progress: Progress, feed: JobFeed) -> None:
         pending = set(futures)
         while True:
+            feed.check()  # raises here, in the main thread, what preparing the jobs raised
             progress.jobs([self._row(job, f, d) for job, f, d in zip(jobs, futures, dirs)])
             if not pending:
                 return
@@ -212,6 +224,11 @@ class LocalBackend(Backend):
                     print("Interrupted: cancelled the local study and its running trials", file=sys.stderr, flush=True)
                 raise
             return future.result()
+
+
+def _write_spec(job: Dict[str, Any], workdir: Path) -> None:
+    """The job's spec beside its logs: what a detached supervisor (or a later re-attach) runs."""
+    (workdir / JOB_SPEC_FILE).write_text(json.dumps(job))
 
 
 def supervisor_alive(staging: Staging) -> bool:

@@ -9,6 +9,7 @@ longer than retry_timeout_s cancels nothing. Tuning jobs live in `vertex_tuning`
 `vertex_outputs`.
 """
 import logging
+import math
 import sys
 import threading
 import time
@@ -38,7 +39,7 @@ from .._vertex_facts import (
     where,
 )
 from ..config import VertexBackendConf
-from .base import NEVER_CREATED, Backend, JobOutcome, Outputs, TuningOutcome
+from .base import NEVER_CREATED, Backend, JobFeed, JobOutcome, Outputs, TuningOutcome
 from .vertex_client import (
     CANCEL_WAIT_S,
     RPC_TIMEOUT_S,
@@ -62,6 +63,8 @@ LIST_READ_MASK = ("name", "display_name", "state", "error", "labels", "create_ti
 LIST_PAGE_SIZE = 100
 # Creates in flight at once: with a raised quota, N creates take about N * latency / CREATE_THREADS.
 CREATE_THREADS = 32
+# How often the create loop looks whether the next job became ready while creates are in flight
+FEED_TICK_S = 0.05
 # Cancels sent at once: a sweep's cancellation takes about one round trip.
 CANCEL_THREADS = 32
 
@@ -101,6 +104,8 @@ class _Tracked:
     times: Tuple[Optional[float], Optional[float], Optional[float]] = (None, None, None)
     # a create call went out and no answer said it was refused: without a name, the job may exist all the same
     create_sent: bool = False
+    # its place in the launch: created only once the feed has this many + 1 jobs ready
+    order: int = 0
 
     @property
     def done(self) -> bool:
@@ -211,24 +216,26 @@ class VertexBackend(Backend):
 
     # --- CustomJobs ------------------------------------------------------------------------------------
 
-    def run_jobs(self, jobs: Sequence[Dict[str, Any]], outputs: Optional[Outputs] = None) -> List[JobOutcome]:
-        tracked = [_Tracked(dict(job), str(job["labels"]["hydra_uid"])) for job in jobs]
+    def run_jobs(self, jobs: Sequence[Dict[str, Any]], outputs: Optional[Outputs] = None,
+                 feed: Optional[JobFeed] = None) -> List[JobOutcome]:
+        # the launcher's own spec dicts: it may still name a job (displayName) until the feed says it is ready
+        tracked = [_Tracked(job, str(job["labels"]["hydra_uid"]), order=i) for i, job in enumerate(jobs)]
         if self.attach:
             self._adopt_existing(tracked)
         for job in tracked:
             if job.name is None and job.uid in self.cancelled:  # cancelled while queued: it never exists
                 job.state, job.error = CANCELLED, NEVER_CREATED
-        self._run(tracked)
+        self._run(tracked, feed or JobFeed.all_ready(len(tracked)))
         if self.sync_outputs and outputs and self.wait:
             sync_outputs(outputs, self.api.retry_timeout_s, self.output_filter)
         return [self._outcome(job) for job in tracked]
 
-    def _run(self, tracked: List[_Tracked]) -> None:
+    def _run(self, tracked: List[_Tracked], feed: JobFeed) -> None:
         """Create (at most max_parallel unfinished at once) and wait until every job of `tracked` has ended.
 
         An interrupt or a permanent error cancels every unfinished job, shielded from further interrupts; an
         outage longer than retry_timeout_s cancels nothing (the jobs may be fine): it says how to re-attach."""
-        creator = _Creator(self, tracked)
+        creator = _Creator(self, tracked, feed)
         progress = Progress(f"Vertex AI sweep {self.sweep_id}", self.job_overrides)
         try:
             self._wait(tracked, creator, progress)
@@ -351,10 +358,14 @@ class VertexBackend(Backend):
 
     def _wait(self, tracked: List[_Tracked], creator: "_Creator", progress: Progress) -> None:
         named = False
+        last_poll = -math.inf
         while True:
-            creator.pump()  # a permanent create error ends the sweep (the caller cancels the rest)
-            # once creates have had a poll interval, a poll also finds jobs whose create reply was lost
-            if creator.waited or any(job.name for job in tracked):
+            creator.pump()  # a permanent create error, or one preparing a job, ends the sweep (the caller cancels)
+            # once creates have had a poll interval, a poll also finds jobs whose create reply was lost; while
+            # jobs are still being prepared the loop wakes for each, but polls stay one per interval
+            due = creator.feed.complete or time.monotonic() - last_poll >= self.poll_interval_s
+            if due and (creator.waited or any(job.name for job in tracked)):
+                last_poll = time.monotonic()
                 self.poll(tracked)
             self._drop_cancelled(tracked, creator)
             if not named and creator.all_submitted and creator.settled():
@@ -484,9 +495,10 @@ class _Creator:
     could last forever: it fails with the server's message and where to raise the quota. Jobs that already
     have a name (created earlier) are not created again."""
 
-    def __init__(self, backend: VertexBackend, tracked: List[_Tracked]) -> None:
+    def __init__(self, backend: VertexBackend, tracked: List[_Tracked], feed: JobFeed) -> None:
         self.backend = backend
         self.tracked = tracked
+        self.feed = feed
         self.todo: Deque[_Tracked] = deque(job for job in tracked if job.name is None and not job.done)
         # jobs that existed when the manifest was last read for cancelled ones (`_drop_cancelled`)
         self.created_at_check = -1
@@ -524,10 +536,15 @@ class _Creator:
             if sum(job.done for job in self.tracked) <= self.quota_block:
                 return
             self.quota_block = None
-        while self.todo and self.unfinished() < self.limit and not self.stop_event.is_set():
+        while self.can_create():
             with deferred():  # a create handed to the pool is in `creating`, so an interrupt waits for it
                 job = self.todo.popleft()
                 self.creating[self.pool.submit(self.backend._create_custom_job, job, self.stop_event)] = job
+
+    def can_create(self) -> bool:
+        """Whether the next job is ready (staged) and the limits allow creating it now."""
+        return (bool(self.todo) and self.todo[0].order < self.feed.ready and self.quota_block is None
+                and self.unfinished() < self.limit and not self.stop_event.is_set())
 
     def _quota_refused(self, error: QuotaExceeded) -> None:
         project = self.backend.api.parent.split("/")[1]
@@ -545,12 +562,26 @@ class _Creator:
                         quota_console_url(project))
 
     def wait(self, timeout: float) -> None:
-        """Sleep a poll interval, or less when every create in flight ends sooner."""
-        if self.creating:
-            wait(list(self.creating), timeout=timeout)  # no return_when: polls stay one per interval
-            self.waited = True
-        else:
-            time.sleep(timeout)
+        """Sleep a poll interval, or less when every create in flight ends sooner, or (while jobs are being
+        prepared) when the next job becomes ready and may be created."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            streaming = not self.feed.complete
+            if left <= 0 or (streaming and self.can_create()):
+                return
+            if self.creating:
+                # no return_when: polls stay one per interval
+                _, pending = wait(list(self.creating), timeout=min(left, FEED_TICK_S) if streaming else left)
+                self.waited = True
+                if not pending:
+                    return
+            elif streaming and self.todo:
+                self.feed.wait_for(self.todo[0].order + 1, left)
+                return
+            else:
+                time.sleep(left)
+                return
 
     def stop(self) -> None:
         """No more creates: queued ones are dropped, those in backoff give up at once."""
