@@ -4,6 +4,7 @@ import logging
 import os
 import shlex
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, AbstractSet, Any, Dict, List, Mapping, Optional, Sequence
@@ -52,6 +53,7 @@ def launch(launcher: "VertexAILauncher", job_overrides: Sequence[Sequence[str]],
 def _launch(launcher: "VertexAILauncher", job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> List[JobReturn]:
     assert launcher.config is not None and launcher.hydra_context is not None
     assert launcher.task_function is not None
+    cpu_at_start = time.process_time()
     setup_globals()
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
     conf: VertexAILauncherConf = OmegaConf.to_object(launcher.config.hydra.launcher)  # type: ignore[assignment]
@@ -62,6 +64,8 @@ def _launch(launcher: "VertexAILauncher", job_overrides: Sequence[Sequence[str]]
         launcher.sweep_id, conf.staging_dir, sweep_dir = earlier["sweep_id"], earlier["staging_dir"], earlier["sweep_dir"]
     if launcher.sweep_id is None:
         launcher.sweep_id = new_sweep_id(str(launcher.config.hydra.job.name))
+    log.info("Vertex AI launcher (%s backend): %d job(s) of sweep %s", conf.backend.value, len(job_overrides),
+             launcher.sweep_id)
     backend = factory.make_backend(conf, CONFIG_KEY, launcher.sweep_id, connect=not conf.dry_run)
     backend.attach, backend.wait = bool(conf.attach), conf.wait
     staging = backend.staging
@@ -78,7 +82,7 @@ def _launch(launcher: "VertexAILauncher", job_overrides: Sequence[Sequence[str]]
     if jobs:  # an override every job shares fails here, before anything is recorded or created
         _prepare.compose(launcher, backend, jobs[0], sweep_dir)
     Path(sweep_dir).mkdir(parents=True, exist_ok=True)
-    log.info("Vertex AI launcher (%s backend): %d job(s), staging %s", conf.backend.value, len(jobs), staging.root)
+    log.info("Staging in %s", staging.root)
     backend.job_overrides = {str(job.num): " ".join(filter_overrides(job.overrides)) for job in jobs}
     _record(launcher, conf, backend, jobs, sweep_dir)  # before the first job exists: a crash can re-attach
     # re-attaching: jobs that exist already read what is staged; keep it as they saw it
@@ -95,6 +99,8 @@ def _launch(launcher: "VertexAILauncher", job_overrides: Sequence[Sequence[str]]
     except KeyboardInterrupt:
         print(follow_hint(launcher.sweep_id, staging, "Interrupted"), file=sys.stderr, flush=True)
         raise SystemExit(130) from None  # the backend has cancelled and said which jobs: no traceback
+    log.debug("launch(): %d job(s) submitted%s using %.2f CPU-s of this process", len(jobs),
+              "" if conf.wait else " (not waited for)", time.process_time() - cpu_at_start)
     if not conf.wait:
         print(follow_hint(launcher.sweep_id, staging, f"Submitted {len(jobs)} job(s), not waiting"), flush=True)
         return [_unknown_return(job) for job in jobs]
