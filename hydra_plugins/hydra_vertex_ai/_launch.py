@@ -69,7 +69,6 @@ def _launch(launcher: "VertexAILauncher", job_overrides: Sequence[Sequence[str]]
     backend = factory.make_backend(conf, CONFIG_KEY, launcher.sweep_id, connect=not conf.dry_run)
     backend.attach, backend.wait = bool(conf.attach), conf.wait
     staging = backend.staging
-    context_uri = staging.context(initial_job_idx)
     packages = _packaging.for_launch(conf, CONFIG_KEY, launcher.task_function, staging)
     jobs = [_prepare.plan(launcher, conf, backend, initial_job_idx + i, list(overrides), packages)
             for i, overrides in enumerate(job_overrides)]
@@ -79,23 +78,8 @@ def _launch(launcher: "VertexAILauncher", job_overrides: Sequence[Sequence[str]]
             print(json.dumps(job.custom_job, indent=2))
         log.info("dry_run: printed %d CustomJob spec(s), submitted nothing", len(jobs))
         return []
-    if jobs:  # an override every job shares fails here, before anything is recorded or created
-        _prepare.compose(launcher, backend, jobs[0], sweep_dir)
-    Path(sweep_dir).mkdir(parents=True, exist_ok=True)
-    log.info("Staging in %s", staging.root)
-    backend.job_overrides = {str(job.num): " ".join(filter_overrides(job.overrides)) for job in jobs}
-    _record(launcher, conf, backend, jobs, sweep_dir)  # before the first job exists: a crash can re-attach
-    # re-attaching: jobs that exist already read what is staged; keep it as they saw it
-    staged = [job.payload_uri for job in jobs if _storage.exists(job.payload_uri)] if conf.attach else []
-    if packages is not None:
-        _packaging.stage_packages(packages)
-    header = None
-    if len(staged) < len(jobs) or not _storage.exists(context_uri):
-        header = stage_context(staging, conf.snapshot, CONFIG_KEY, launcher.hydra_context, launcher.task_function,
-                               context_uri)
     try:
-        with _prepare.Stream(launcher, backend, jobs, sweep_dir, context_uri, header, staged) as stream:
-            outcomes = backend.run_jobs([job.custom_job for job in jobs], backend.outputs_of(sweep_dir), stream.feed)
+        outcomes = _run(launcher, conf, backend, jobs, sweep_dir, packages)
     except KeyboardInterrupt:
         print(follow_hint(launcher.sweep_id, staging, "Interrupted"), file=sys.stderr, flush=True)
         raise SystemExit(130) from None  # the backend has cancelled and said which jobs: no traceback
@@ -110,6 +94,30 @@ def _launch(launcher: "VertexAILauncher", job_overrides: Sequence[Sequence[str]]
     _tell_failures(jobs, outcomes, returns, _shipped_env(conf))
     _report.report_launch(sweep_dir, launcher.sweep_id, jobs, outcomes, returns)
     return returns
+
+
+def _run(launcher: "VertexAILauncher", conf: VertexAILauncherConf, backend: Backend, jobs: List[PreparedJob],
+         sweep_dir: str, packages: Optional[_packaging.StagedPackages]) -> List[JobOutcome]:
+    """Record the sweep, stage what every job shares, then stream the jobs to the backend (see `_prepare`)."""
+    assert launcher.hydra_context is not None
+    staging = backend.staging
+    context_uri = staging.context(jobs[0].num if jobs else 0)
+    if jobs:  # an override every job shares fails here, before anything is recorded or created
+        _prepare.compose(launcher, backend, jobs[0], sweep_dir)
+    Path(sweep_dir).mkdir(parents=True, exist_ok=True)
+    log.info("Staging in %s", staging.root)
+    backend.job_overrides = {str(job.num): " ".join(filter_overrides(job.overrides)) for job in jobs}
+    _record(launcher, conf, backend, jobs, sweep_dir)  # before the first job exists: a crash can re-attach
+    # re-attaching: jobs that exist already read what is staged; keep it as they saw it
+    staged = [job.payload_uri for job in jobs if _storage.exists(job.payload_uri)] if conf.attach else []
+    if packages is not None:
+        _packaging.stage_packages(packages)
+    header = None
+    if len(staged) < len(jobs) or not _storage.exists(context_uri):
+        header = stage_context(staging, conf.snapshot, CONFIG_KEY, launcher.hydra_context, launcher.task_function,
+                               context_uri)
+    with _prepare.Stream(launcher, backend, jobs, sweep_dir, context_uri, header, staged) as stream:
+        return backend.run_jobs([job.custom_job for job in jobs], backend.outputs_of(sweep_dir), stream.feed)
 
 
 def _collect(job: PreparedJob, outcome: JobOutcome, deadline_s: Optional[float] = None) -> JobReturn:
