@@ -11,13 +11,15 @@ import cloudpickle
 import pytest
 from conftest import VERTEX_LOCAL, VERTEX_OVERRIDES, emulator_backend, launch_in_process, wait_for
 from hydra.errors import ConfigCompositionException
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from hydra_plugins.hydra_vertex_ai import _prewarm
 from hydra_plugins.hydra_vertex_ai._backends.base import JobFeed
 from hydra_plugins.hydra_vertex_ai._backends.processes import recorded_pids
 from hydra_plugins.hydra_vertex_ai._compose_cache import SweepComposer
 from hydra_plugins.hydra_vertex_ai._pids import pid_alive
 from hydra_plugins.hydra_vertex_ai._vertex_facts import SUCCEEDED, TERMINAL_STATES
+from hydra_plugins.hydra_vertex_ai.config import BackendKind, VertexAILauncherConf
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the jobs import nothing from tests/
 
@@ -130,3 +132,15 @@ def test_a_job_that_cannot_be_composed_stops_the_sweep_with_nothing_left_running
         assert started  # the first jobs ran while the broken one was composed
         # and were stopped (a process may take a moment to exit after the launcher has returned)
         wait_for(lambda: not any(pid_alive(*pid) for pid in started), 30, "the started jobs' processes to end")
+
+
+@pytest.mark.parametrize("backend, dry_run, imports", [
+    (BackendKind.vertex, False, True), (BackendKind.local, False, False), (BackendKind.vertex, True, False)])
+def test_the_vertex_clients_are_imported_ahead_only_for_a_vertex_launch(
+    backend: BackendKind, dry_run: bool, imports: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The launcher's setup (before Hydra composes the batch) starts importing the clients launch() will use."""
+    started: List[Sequence[str]] = []
+    monkeypatch.setattr(_prewarm, "import_in_background", started.append)
+    _prewarm.for_backend(OmegaConf.structured(VertexAILauncherConf(backend=backend, dry_run=dry_run)))
+    assert started == ([_prewarm.VERTEX_CLIENT_MODULES] if imports else [])

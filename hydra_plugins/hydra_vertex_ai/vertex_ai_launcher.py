@@ -26,6 +26,9 @@ class VertexAILauncher(Launcher):
         self.config = config
         self.hydra_context = hydra_context
         self.task_function = task_function
+        from ._prewarm import for_backend  # light: starts a thread only for the vertex backend
+
+        for_backend(config.hydra.launcher)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from ._launch import launch

@@ -65,6 +65,8 @@ LIST_PAGE_SIZE = 100
 CREATE_THREADS = 32
 # How often the create loop looks whether the next job became ready while creates are in flight
 FEED_TICK_S = 0.05
+# How often the progress is refreshed while jobs are still being prepared (the loop wakes for each job)
+STREAMING_PROGRESS_S = 0.5
 # Cancels sent at once: a sweep's cancellation takes about one round trip.
 CANCEL_THREADS = 32
 
@@ -358,21 +360,25 @@ class VertexBackend(Backend):
 
     def _wait(self, tracked: List[_Tracked], creator: "_Creator", progress: Progress) -> None:
         named = False
-        last_poll = -math.inf
+        looked = shown = -math.inf
         while True:
             creator.pump()  # a permanent create error, or one preparing a job, ends the sweep (the caller cancels)
-            # once creates have had a poll interval, a poll also finds jobs whose create reply was lost; while
-            # jobs are still being prepared the loop wakes for each, but polls stay one per interval
-            due = creator.feed.complete or time.monotonic() - last_poll >= self.poll_interval_s
-            if due and (creator.waited or any(job.name for job in tracked)):
-                last_poll = time.monotonic()
-                self.poll(tracked)
-            self._drop_cancelled(tracked, creator)
+            # While jobs are still being prepared the loop wakes for each one that becomes ready; what costs a
+            # call (a List, a read of the manifest) stays once per poll interval, the progress twice a second.
+            streaming, now = not creator.feed.complete, time.monotonic()
+            if not streaming or now - looked >= self.poll_interval_s:
+                looked = now
+                # once creates have had a poll interval, a poll also finds jobs whose create reply was lost
+                if creator.waited or any(job.name for job in tracked):
+                    self.poll(tracked)
+                self._drop_cancelled(tracked, creator)
             if not named and creator.all_submitted and creator.settled():
                 named = True
                 self._report_names(tracked)
-            progress.jobs([JobRow.of(job.spec, job.state if job.name or job.done else "NOT_CREATED",
-                                     console_link(job.name) if job.name else "") for job in tracked])
+            if not streaming or now - shown >= STREAMING_PROGRESS_S:
+                shown = now
+                progress.jobs([JobRow.of(job.spec, job.state if job.name or job.done else "NOT_CREATED",
+                                         console_link(job.name) if job.name else "") for job in tracked])
             if creator.all_submitted and all(job.done for job in tracked):
                 return  # finished is finished: a create in backoff for a job that has ended is not waited for
             if not self.wait and creator.all_submitted and creator.settled():
