@@ -33,6 +33,8 @@ import threading
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
+from .._storage import FUSE_ROOT_ENV
+
 log = logging.getLogger(__name__)
 
 ENTRY_MODULE = "hydra_plugins.hydra_vertex_ai.entry"
@@ -52,7 +54,8 @@ HOST_ONLY = frozenset({
 })
 # Variables that differ between the jobs of one sweep: the server's environment is the rest.
 PER_JOB_PREFIXES = ("CLOUD_ML_", "AIP_")
-PER_JOB_NAMES = frozenset({"CLUSTER_SPEC", "TF_CONFIG"})
+# (the /gcs stand-in's folder is each job's own: read when used, never at import)
+PER_JOB_NAMES = frozenset({"CLUSTER_SPEC", "TF_CONFIG", FUSE_ROOT_ENV})
 MODULES_FILE = "modules-{pid}.txt"
 # The server's last argument: room in its argv memory for each job's own command line (`_show_command`).
 PAD = " " * 8192
