@@ -94,3 +94,25 @@ def test_a_server_that_runs_a_thread_after_pre_importing_refuses_to_fork(tmp_pat
     finally:
         forks.close()
     assert "Python thread(s) run after pre-importing" in (tmp_path / "servers" / "forkserver-0" / "forkserver.log").read_text()
+
+
+def test_a_job_stopped_as_soon_as_it_is_forked_is_stopped(tmp_path: Path) -> None:
+    """A sweep that stops while a job is being forked: the launcher stops the job by its process group, which
+    must exist by the time the launcher knows the pid (a slow child, here 1 s in an at-fork hook as a heavy
+    package's can be, once escaped the stop and ran on)."""
+    from hydra_plugins.hydra_vertex_ai._backends.processes import _stop
+    from hydra_plugins.hydra_vertex_ai._pids import pid_alive
+
+    modules = tmp_path / "modules"
+    modules.mkdir()
+    (modules / "slow_child.py").write_text("import os, time\nos.register_at_fork(after_in_child=lambda: time.sleep(1))\n")
+    forks = ForkServers(tmp_path / "servers", preload=["slow_child"])
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(modules)}
+    try:
+        command = [sys.executable, "-m", ENTRY_MODULE, str(tmp_path / "payload.pkl")]
+        job = forks.start(command, tmp_path, env, tmp_path / "job.log")
+        assert job is not None
+        _stop(job)  # type: ignore[arg-type]
+        assert not pid_alive(job.pid)
+    finally:
+        forks.close()

@@ -318,10 +318,17 @@ def _serve() -> Optional[Dict[str, Any]]:
             request["report"] = str(report_dir / MODULES_FILE)
             sys.stdout.flush()  # nothing of the server's buffers may reach a job's log
             sys.stderr.flush()
+            session_r, session_w = os.pipe()
             pid = os.fork()
             if pid == 0:
                 os.close(out)
+                os.close(session_r)
+                os.setsid()  # its own session and process group before the launcher knows its pid
+                os.close(session_w)
                 return request
+            os.close(session_w)
+            os.read(session_r, 1)  # EOF once the child has its session (or has died): a stop now reaches it
+            os.close(session_r)
             send({"id": request["id"], "pid": pid})
         pending = []
         learned = _reap(send, report_dir, learned)
@@ -356,8 +363,7 @@ def _reap(send: Any, report_dir: Path, learned: bool) -> bool:
 
 
 def _become_job(request: Mapping[str, Any], initial_path: List[str]) -> None:
-    """In the forked child: turn into what `python -m hydra_plugins.hydra_vertex_ai.entry ARGS` would be."""
-    os.setsid()
+    """In the forked child (already in its own session): turn into what `python -m ...entry ARGS` would be."""
     log_fd = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)

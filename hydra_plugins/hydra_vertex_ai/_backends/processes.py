@@ -241,8 +241,11 @@ def _stop(proc: Proc, on_kill: Optional[KillHook] = None) -> None:
             on_kill(proc.pid)
         try:
             os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            break
+        except ProcessLookupError:  # no such group: the replica has ended, or is not (yet) a group leader
+            try:
+                os.kill(proc.pid, sig)
+            except ProcessLookupError:
+                break
         if sig == signal.SIGKILL:
             proc.wait()
         elif _reap(proc, on_kill, grace) is not None:
