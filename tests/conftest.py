@@ -145,6 +145,18 @@ def emulator_backend(sweep_id: str, **kwargs: Any) -> Any:
     )
 
 
+def trivial_job(sweep_id: str, num: int, code: str = "import time; time.sleep(0.2)") -> Dict[str, Any]:
+    """A one-pool CustomJob of sweep `sweep_id` (labels as the launcher sets them) running `code`."""
+    return {
+        "displayName": f"{sweep_id}-{num}",
+        "labels": {"hydra_sweep": sweep_id, "hydra_job": str(num), "hydra_uid": f"{sweep_id}-{num}"},
+        "jobSpec": {"workerPoolSpecs": [{
+            "machineSpec": {"machineType": "n1-standard-4"}, "replicaCount": "1",
+            "containerSpec": {"imageUri": "local/test", "command": ["python", "-c", code]},
+        }]},
+    }  # fmt: skip
+
+
 # a trial that reports loss = (x - 2)^2 through cloudml-hypertune
 REPORT_LOSS = (
     "import sys, hypertune; x = float(sys.argv[-1].split('=')[1]); "

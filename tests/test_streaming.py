@@ -5,11 +5,11 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Any, List, Sequence
 
 import cloudpickle
 import pytest
-from conftest import VERTEX_LOCAL, VERTEX_OVERRIDES, emulator_backend, launch_in_process, wait_for
+from conftest import VERTEX_LOCAL, VERTEX_OVERRIDES, emulator_backend, launch_in_process, trivial_job, wait_for
 from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig, OmegaConf
 
@@ -33,17 +33,6 @@ def sleepy(cfg: DictConfig) -> int:
     return 0
 
 
-def _job(sweep_id: str, num: int) -> Dict[str, Any]:
-    return {
-        "displayName": f"{sweep_id}-{num}",
-        "labels": {"hydra_sweep": sweep_id, "hydra_job": str(num), "hydra_uid": f"{sweep_id}-{num}"},
-        "jobSpec": {"workerPoolSpecs": [{
-            "machineSpec": {"machineType": "n1-standard-4"}, "replicaCount": "1",
-            "containerSpec": {"imageUri": "local/test", "command": ["python", "-c", "pass"]},
-        }]},
-    }  # fmt: skip
-
-
 def _created(emulator: Any, sweep_id: str) -> List[str]:
     """The hydra_job numbers of the sweep's CustomJobs that exist, in creation order."""
     return [j["labels"]["hydra_job"] for j in emulator.jobs() if j.get("labels", {}).get("hydra_sweep") == sweep_id]
@@ -54,8 +43,8 @@ def test_the_vertex_backend_creates_a_job_only_once_the_feed_has_it(vertex_emula
     backend = emulator_backend(sweep_id)
     feed = JobFeed(3)
     outcomes: List[Any] = []
-    runner = threading.Thread(target=lambda: outcomes.extend(backend.run_jobs([_job(sweep_id, i) for i in range(3)],
-                                                                              None, feed)))
+    jobs = [trivial_job(sweep_id, i, "pass") for i in range(3)]
+    runner = threading.Thread(target=lambda: outcomes.extend(backend.run_jobs(jobs, None, feed)))
     runner.start()
     try:
         time.sleep(1.0)  # five poll intervals with nothing staged: nothing may exist

@@ -19,6 +19,7 @@ from conftest import (
     emulator_backend,
     finish,
     launch_in_process,
+    trivial_job,
     wait_for,
 )
 from hydra.core.utils import JobStatus
@@ -156,22 +157,11 @@ def _backend(sweep_id: str, **kwargs: Any) -> VertexBackend:
     return backend
 
 
-def _trivial_job(sweep_id: str, num: int, code: str = "import time; time.sleep(0.2)") -> Dict[str, Any]:
-    return {
-        "displayName": f"{sweep_id}-{num}",
-        "labels": {"hydra_sweep": sweep_id, "hydra_job": str(num), "hydra_uid": f"{sweep_id}-{num}"},
-        "jobSpec": {"workerPoolSpecs": [{
-            "machineSpec": {"machineType": "n1-standard-4"}, "replicaCount": "1",
-            "containerSpec": {"imageUri": "local/test", "command": ["python", "-c", code]},
-        }]},
-    }  # fmt: skip
-
-
 def test_waiting_lists_the_sweep_and_never_gets_each_job(vertex_emulator: Any) -> None:
     sweep = "polling-20"
     before = dict(vertex_emulator.calls)
     backend = _backend(sweep)
-    outcomes = backend.run_jobs([_trivial_job(sweep, i) for i in range(20)])
+    outcomes = backend.run_jobs([trivial_job(sweep, i) for i in range(20)])
 
     assert [o.state for o in outcomes] == ["JOB_STATE_SUCCEEDED"] * 20
     calls = {k: v - before.get(k, 0) for k, v in vertex_emulator.calls.items()}
@@ -187,7 +177,7 @@ def test_a_permanent_error_fails_fast_with_the_servers_message(vertex_emulator: 
     vertex_emulator.knobs = Knobs(fail_rate=1.0, fail_codes=("PERMISSION_DENIED",))
     before = vertex_emulator.calls["CreateCustomJob"]
     with pytest.raises(VertexAPIError, match="PERMISSION_DENIED: emulator: injected failure of CreateCustomJob"):
-        _backend("denied").run_jobs([_trivial_job("denied", i) for i in range(3)])
+        _backend("denied").run_jobs([trivial_job("denied", i) for i in range(3)])
     vertex_emulator.knobs = Knobs()
     assert vertex_emulator.calls["CreateCustomJob"] - before <= 3  # never retried
 
@@ -208,7 +198,7 @@ def test_outputs_come_back_but_large_and_excluded_files_stay_in_the_bucket(
         "open(d + '/model.bin', 'w').write('x' * 2048); open(d + '/last.ckpt', 'w').write('small')"
     )
     with caplog.at_level(logging.INFO, logger="hydra_plugins.hydra_vertex_ai._backends.vertex_outputs"):
-        [outcome] = backend.run_jobs([_trivial_job(sweep, 0, writer)], backend.outputs_of(str(tmp_path / "sweep")))
+        [outcome] = backend.run_jobs([trivial_job(sweep, 0, writer)], backend.outputs_of(str(tmp_path / "sweep")))
 
     assert outcome.state == "JOB_STATE_SUCCEEDED", outcome.error
     # when it was created, started and ended, as Vertex says (the report's durations and timeline)

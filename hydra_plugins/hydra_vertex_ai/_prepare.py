@@ -100,6 +100,7 @@ class Stream:
         self.context_uri, self.header, self.staged = context_uri, header, frozenset(staged)
         self.feed = JobFeed(len(jobs))
         self._written = [False] * len(jobs)
+        self._staged_upto = 0  # jobs 0.._staged_upto-1 are written
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="vertex-prepare", daemon=True)
@@ -142,5 +143,7 @@ class Stream:
             return
         with self._lock:
             self._written[i] = True
-            ready = self.feed.total if all(self._written) else self._written.index(False)
+            while self._staged_upto < len(self._written) and self._written[self._staged_upto]:
+                self._staged_upto += 1
+            ready = self._staged_upto
         self.feed.advance(ready)
