@@ -46,3 +46,14 @@ def test_dry_run_prints_every_custom_job_and_runs_nothing(tmp_path: Path) -> Non
 
     assert not (tmp_path / "rec").exists(), "a job ran"
     assert sorted(p.name for p in sweep.iterdir()) == ["multirun.yaml"], "something was staged or a job dir made"
+
+
+def test_a_vertex_dry_run_names_the_project_and_region_it_would_submit_to(tmp_path: Path) -> None:
+    """Project and location are not in a CustomJob's body (they are the request's parent): the dry run says them."""
+    args = ["-m", "hydra/launcher=vertex_ai", "hydra.launcher.backend=vertex", "hydra.launcher.dry_run=true",
+            "hydra.launcher.project=my-project", "hydra.launcher.location=europe-west4",
+            "hydra.launcher.staging_dir=gs://my-bucket/hydra", "hydra.launcher.job.image_uri=europe-docker.pkg.dev/p/r/t:1",
+            "tag=0,1", f"out_dir={tmp_path / 'rec'}", f"hydra.sweep.dir={tmp_path / 'sweep'}"]  # fmt: skip
+    proc = run_app(PROBE, args, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "printed 2 CustomJob spec(s) for Vertex AI, projects/my-project/locations/europe-west4" in proc.stdout + proc.stderr

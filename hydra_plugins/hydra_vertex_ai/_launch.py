@@ -76,7 +76,7 @@ def _launch(launcher: "VertexAILauncher", job_overrides: Sequence[Sequence[str]]
         for job in jobs:
             _prepare.compose(launcher, backend, job, sweep_dir)
             print(json.dumps(job.custom_job, indent=2))
-        log.info("dry_run: printed %d CustomJob spec(s), submitted nothing", len(jobs))
+        log.info("dry_run: printed %d CustomJob spec(s) for %s, submitted nothing", len(jobs), backend.destination)
         return []
     try:
         outcomes = _run(launcher, conf, backend, jobs, sweep_dir, packages)

@@ -93,7 +93,7 @@ def _sweep(sweeper: "VertexVizierSweeper", arguments: List[str]) -> List[List[Jo
     )
     if conf.dry_run:
         print(json.dumps(job, indent=2))
-        log.info("dry_run: printed the HyperparameterTuningJob, submitted nothing")
+        log.info("dry_run: printed the HyperparameterTuningJob for %s, submitted nothing", backend.destination)
         return []
     sweep_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(config, sweep_dir / "multirun.yaml")

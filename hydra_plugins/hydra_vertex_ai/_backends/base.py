@@ -132,6 +132,11 @@ class Backend(ABC):
     # seeds the local study engine's sampler (a ported Optuna config's sampler.seed); a Vertex study has no seed
     study_seed: Optional[int] = None
 
+    @property
+    def destination(self) -> str:
+        """Where this backend runs jobs, as a dry run names it."""
+        return "this machine (local backend)"
+
     @abstractmethod
     def container_path(self, local_path: str) -> str:
         """Where the container sees a directory that the submitting machine calls `local_path`."""

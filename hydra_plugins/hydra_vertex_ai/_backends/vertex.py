@@ -204,6 +204,10 @@ class VertexBackend(Backend):
     def parent(self) -> str:
         return self.api.parent
 
+    @property
+    def destination(self) -> str:
+        return f"Vertex AI, {self.api.parent}"
+
     # --- paths -----------------------------------------------------------------------------------------
 
     def output_uri(self, local_path: str) -> Optional[str]:
