@@ -9,7 +9,7 @@ from conftest import EMULATOR_ADDRESS, tuning_job_spec, wait_for
 from google.api_core import exceptions as ex
 
 from hydra_plugins.hydra_vertex_ai._backends.vertex import VertexBackend, make_client
-from hydra_plugins.hydra_vertex_ai._emulator import by_number
+from hydra_plugins.hydra_vertex_ai._emulator import by_number, repeated
 
 PARENT = "projects/emu-test/locations/europe-west4"
 
@@ -226,3 +226,18 @@ def test_the_command_line_refuses_a_non_loopback_host() -> None:
     )  # fmt: skip
     assert out.returncode == 2 and "loopback" in out.stderr
 
+
+
+def test_repeated_fields_are_recognised_on_every_protobuf() -> None:
+    """The emulator walks nested fields to refuse what it does not model. protobuf 7 removed
+    FieldDescriptor.label (a fresh `pip install 'hydra-vertex-ai[emulator]'` gets it, and every Create failed
+    with AttributeError); releases before 5.29 have no `is_repeated`."""
+    from types import SimpleNamespace
+
+    from google.cloud.aiplatform_v1 import CustomJob
+
+    fields = CustomJob.pb(CustomJob()).DESCRIPTOR.fields_by_name
+    assert repeated(fields["labels"]) and not repeated(fields["job_spec"])  # the installed protobuf
+    assert repeated(SimpleNamespace(is_repeated=True)) and not repeated(SimpleNamespace(is_repeated=False))  # 7
+    old = SimpleNamespace(LABEL_REPEATED=3, label=3)
+    assert repeated(old) and not repeated(SimpleNamespace(LABEL_REPEATED=3, label=1))  # before 5.29

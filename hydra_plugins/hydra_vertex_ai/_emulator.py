@@ -805,9 +805,15 @@ def _check_modeled(message: Any, modeled: AbstractSet[str], where: str, prefix: 
         if not nested or not any(m.startswith(f"{path}.") for m in modeled):
             raise _Abort(grpc.StatusCode.INVALID_ARGUMENT,
                          f"emulator: {where}.{path} is not modeled here; it would be ignored, unlike on Vertex")
-        items = value if descriptor.label == descriptor.LABEL_REPEATED else [value]
+        items = value if repeated(descriptor) else [value]
         for item in items:
             _check_modeled(item, modeled, where, f"{path}.")
+
+
+def repeated(descriptor: Any) -> bool:
+    """Whether a protobuf field is repeated: protobuf 7 has only `is_repeated`, releases before 5.29 only `label`."""
+    flag = getattr(descriptor, "is_repeated", None)
+    return bool(flag) if flag is not None else bool(descriptor.label == descriptor.LABEL_REPEATED)
 
 
 def _accelerator(machine_spec: Any) -> str:
