@@ -17,7 +17,7 @@ import pytest
 from conftest import EMULATOR_ADDRESS, REPORT_LOSS, VERTEX_OVERRIDES, tuning_job_spec
 from omegaconf import OmegaConf
 
-from hydra_plugins.hydra_vertex_ai import _sweep
+from hydra_plugins.hydra_vertex_ai import _optuna_port, _sweep
 from hydra_plugins.hydra_vertex_ai._backends.base import TuningOutcome
 from hydra_plugins.hydra_vertex_ai._errors import StudyFailedError
 from hydra_plugins.hydra_vertex_ai.config import Goal, VertexVizierSweeperConf
@@ -177,3 +177,27 @@ def test_the_shell_line_quotes_what_a_shell_would_split(tmp_path: Path) -> None:
                                  ["+tag=$HOME"], TuningOutcome("JOB_STATE_SUCCEEDED", [trial], None, "tuning/1"))
     assert found["best_overrides_shell"] == "'+tag=$HOME' 'name=a b; rm -rf x'"
     assert not math.isnan(found["best_value"])
+
+
+@pytest.mark.parametrize("sampler, algorithm", [("tpe", "ALGORITHM_UNSPECIFIED"), ("random", "RANDOM_SEARCH")])
+def test_hydras_own_optuna_example_ports_by_its_sweeper_line(tmp_path: Path, sampler: str, algorithm: str) -> None:
+    """tests/apps/optuna_example is Hydra's Optuna example with only `override hydra/sweeper: vertex_vizier`:
+    its `override hydra/sweeper/sampler: tpe` composes (it was "No match in the defaults list"), the sampler
+    it picks sets the algorithm, and `max_failure_rate: 0.0` (refused before) becomes
+    "the first failed trial fails the study"."""
+    app = Path(__file__).parent / "apps" / "optuna_example"
+    cmd = [sys.executable, "sphere.py", "-m", "hydra.sweeper.dry_run=true", f"hydra/sweeper/sampler={sampler}",
+           f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    proc = subprocess.run(cmd, cwd=app, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    job, _ = json.JSONDecoder().raw_decode(proc.stdout[proc.stdout.index("{"):])
+    assert job["maxTrialCount"] == 20 and job["parallelTrialCount"] == 1 and job["maxFailedTrialCount"] == 1
+    assert job["studySpec"]["algorithm"] == algorithm
+    assert job["studySpec"]["metrics"] == [{"metricId": "objective", "goal": "MINIMIZE"}]
+    assert "no Vizier counterpart" not in proc.stdout + proc.stderr
+
+
+def test_max_failure_rate_becomes_the_first_failed_trial_count_above_that_share() -> None:
+    node = OmegaConf.create({"max_trial_count": 20})
+    assert [_optuna_port._failed_trials(rate, node) for rate in (0.0, 0.1, 0.25, 0.99)] == [1, 3, 6, 20]
+    assert _optuna_port._failed_trials(1.0, node) is None  # never fails: Vertex decides

@@ -71,7 +71,9 @@ def fields(tree: ast.Module, source: List[str]) -> Dict[str, List[Tuple[str, str
             continue
         rows = [row for base in node.bases if isinstance(base, ast.Name) for row in found.get(base.id, [])]
         for stmt in node.body:
-            if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and not stmt.target.id.startswith("_"):
+            # `_target_` & co. and Hydra's `defaults` list are Hydra's machinery, not settings
+            if (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)
+                    and not stmt.target.id.startswith("_") and stmt.target.id != "defaults"):
                 comment = source[stmt.lineno - 2].strip().lstrip("# ") + choices(stmt.annotation, known)
                 rows = [r for r in rows if r[0] != stmt.target.id] + [(stmt.target.id, default(stmt), comment)]
         found[node.name] = rows

@@ -36,18 +36,44 @@ def _algorithm(sampler: Any) -> Optional[str]:
     return SAMPLERS.get(sampler_class(sampler), "bayesian")
 
 
-# Vizier key -> (the Optuna key it is read from while unset, its translation; None: leave the default)
-FROM_OPTUNA: Dict[str, Tuple[str, Callable[[Any], Optional[Any]]]] = {
-    "goal": ("direction", _goal),
-    "max_trial_count": ("n_trials", _count),
-    "parallel_trial_count": ("n_jobs", _count),
-    "algorithm": ("sampler", _algorithm),
+def _failed_trials(rate: Any, node: DictConfig) -> Optional[int]:
+    """Optuna stops a sweep once its failed trials exceed `max_failure_rate` of those run; Vizier once
+    `max_failed_trial_count` trials have failed: the first count above that rate of the whole study."""
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+        return None
+    return int(rate * int(node.max_trial_count)) + 1
+
+
+# Vizier key -> (the Optuna key it is read from while unset, its translation from the value and the sweeper
+# node; None: leave the default)
+FROM_OPTUNA: Dict[str, Tuple[str, Callable[[Any, DictConfig], Optional[Any]]]] = {
+    "goal": ("direction", lambda value, _: _goal(value)),
+    "max_trial_count": ("n_trials", lambda value, _: _count(value)),
+    "parallel_trial_count": ("n_jobs", lambda value, _: _count(value)),
+    "algorithm": ("sampler", lambda value, _: _algorithm(value)),
+    "max_failed_trial_count": ("max_failure_rate", _failed_trials),
 }
 
 
+# hydra-optuna-sweeper's `hydra/sweeper/sampler` options (Hydra's own Optuna example selects one with
+# `override hydra/sweeper/sampler: tpe`) -> the Optuna class each names
+SAMPLER_OPTIONS = {"tpe": "TPESampler", "random": "RandomSampler", "grid": "GridSampler", "cmaes": "CmaEsSampler",
+                   "nsgaii": "NSGAIISampler", "motpe": "MOTPESampler", "qmc": "QMCSampler"}
+SAMPLER_GROUP = "hydra/sweeper/sampler"
+
+
 def register() -> None:
-    """The resolver the registered sweeper node refers to; config.py registers it at plugin discovery."""
+    """What the registered sweeper node refers to, registered at plugin discovery by config.py: the resolver,
+    and the sampler options a ported config may select (unless hydra-optuna-sweeper registered its own)."""
+    from hydra.core.config_store import ConfigStore
+
     OmegaConf.register_new_resolver(RESOLVER, from_optuna, replace=True)
+    store = ConfigStore.instance()
+    if store.repo.get("hydra", {}).get("sweeper", {}).get("sampler"):
+        return
+    for name, cls in SAMPLER_OPTIONS.items():
+        store.store(group=SAMPLER_GROUP, name=name, node={"_target_": f"optuna.samplers.{cls}", "seed": None},
+                    provider="hydra_vertex_ai")
 
 
 def read_optuna_keys(node: DictConfig) -> None:
@@ -60,7 +86,7 @@ def from_optuna(key: str, *, _parent_: DictConfig) -> Any:
     """The resolver: the Vizier setting KEY from its Optuna key, or its default when that is unset or unusable."""
     optuna_key, translate = FROM_OPTUNA[key]
     value = _parent_.get(optuna_key)
-    translated = translate(value) if value is not None else None
+    translated = translate(value, _parent_) if value is not None else None
     if translated is not None:
         return translated
     from .config import VertexVizierSweeperConf

@@ -207,6 +207,8 @@ class VertexVizierSweeperConf(VertexBackendConf):
     """One Vertex HyperparameterTuningJob (Vizier) for a whole Hydra sweep; `job` is the trial machine."""
 
     _target_: str = "hydra_plugins.hydra_vertex_ai.vertex_vizier_sweeper.VertexVizierSweeper"
+    # Optuna's sampler group, empty: a ported `override hydra/sweeper/sampler: tpe` composes (see _optuna_port)
+    defaults: List[Any] = field(default_factory=lambda: ["_self_", {"sampler": None}])
     # the name the objective is reported under (cloudml-hypertune tag); a task returning a dict is read at this key
     metric_id: str = "objective"
     # whether a better trial has a lower or a higher metric; unset: from direction
@@ -217,7 +219,7 @@ class VertexVizierSweeperConf(VertexBackendConf):
     max_trial_count: int = 10
     # trials running at once; unset: n_jobs
     parallel_trial_count: int = 2
-    # failed trials that fail the whole study; 0 lets Vertex decide (locally: fail only if every trial fails)
+    # failed trials that fail the whole study; 0 lets Vertex decide (locally: fail only if every trial fails); unset: from max_failure_rate
     max_failed_trial_count: int = 0
     # which measurement of a trial counts
     measurement_selection: MeasurementSelection = MeasurementSelection.last
@@ -241,6 +243,8 @@ class VertexVizierSweeperConf(VertexBackendConf):
     storage: Optional[Any] = None
     # Optuna sweeper key: not needed, as storage
     study_name: Optional[str] = None
+    # Optuna sweeper key: becomes max_failed_trial_count, the first count of failed trials above that share of the study
+    max_failure_rate: Optional[float] = None
     # Optuna sweeper key: refused (a Python function has no Vizier equivalent: write the space in params)
     custom_search_space: Optional[str] = None
     # Hydra builds the sweeper without instantiating what its settings name (an Optuna sampler's _target_)
