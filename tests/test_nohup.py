@@ -34,10 +34,20 @@ def test_a_launcher_under_nohup_survives_a_logout(tmp_path: Path) -> None:
     # two jobs that hold until both have started (or 4 s): the SIGHUP comes while both run
     args = ["-m", *VERTEX_LOCAL, "tag=0,1", "mode=hold", "hold_for=2", "hold_max_s=4",
             f"out_dir={tmp_path / 'rec'}", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
-    app = subprocess.Popen([sys.executable, str(PROBE), *args], cwd=tmp_path, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True,
-                           preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))  # as nohup does
-    wait_for(lambda: len(list((tmp_path / "rec").glob("*.json"))) == 2, 120, "both jobs to start")
+    # As nohup does: SIGHUP ignored when the launcher starts (an ignored signal stays ignored across exec). Set here
+    # and not in a preexec_fn: this process runs the emulators' gRPC threads, and Python code between fork and exec
+    # can deadlock on a lock one of them held (a CI run hung there and the app never started).
+    before = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        app = subprocess.Popen([sys.executable, str(PROBE), *args], cwd=tmp_path, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    finally:
+        signal.signal(signal.SIGHUP, before)
+    try:
+        wait_for(lambda: len(list((tmp_path / "rec").glob("*.json"))) == 2, 120, "both jobs to start")
+    except AssertionError as e:
+        app.kill()
+        raise AssertionError(f"{e}; the launcher printed:\n{finish(app)}") from None
     app.send_signal(signal.SIGHUP)  # the terminal closed
     output = finish(app)
 
