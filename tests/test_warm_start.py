@@ -57,6 +57,11 @@ def test_forked_jobs_see_what_fresh_processes_see_and_nothing_of_each_other(tmp_
         assert _normalized(record, warm_sweep) == _normalized(fresh_records[x], fresh_sweep)
         log = (_staging(warm_sweep) / "jobs" / str(x) / "workerpool0-0.log").read_text()
         assert f"job {x} says hello" in log
+        assert record["gc"] is True  # the server imports with collection off; a job has it on, as fresh
+        # a job ends as a fresh process does: what it left open is flushed, its cyclic garbage finalized
+        for out in (warm_out, fresh_out):
+            assert (out / f"{x}.unclosed").read_text() == "written, never closed"
+            assert (out / f"{x}.teardown").read_text() == "finalized at exit"
     assert len({r["pid"] for r in warm_records.values()}) == 3
     # a fresh interpreter seeds its generators from the OS: forked jobs must not share one sequence
     assert len({r["random"] for r in warm_records.values()}) == 3

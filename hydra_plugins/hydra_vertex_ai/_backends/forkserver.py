@@ -12,7 +12,10 @@ common environment, that imports those modules once; each job is forked from it 
   of the project: only modules whose file lies in this environment's site-packages (`third_party`);
 - the global random generators a fresh process would seed from the OS (random, numpy's, torch's) are reseeded;
 - the server never initialises CUDA and runs no thread when it forks (checked: otherwise it refuses and jobs
-  start as fresh processes); a job's own state dies with the job, so nothing of one job reaches the next.
+  start as fresh processes); a job's own state dies with the job, so nothing of one job reaches the next;
+- the server's objects are frozen out of garbage collection before each fork (`gc.freeze`, Python's recipe for
+  fork servers): the job's collections and its exit skip them (a job with torch and Lightning loaded ends in
+  0.3 s instead of 1.3 s), the job's own objects are collected as in a fresh process.
 
 What is pre-imported: Hydra, OmegaConf and our container-side modules; the third-party modules the launching
 process had imported when the sweep started (the user's script imports them at module level, before Hydra
@@ -20,6 +23,7 @@ runs); and those the first job that ends had imported (`modules-<pid>.txt`, writ
 `hydra.launcher.local_warm_start=false` starts every job as a fresh interpreter instead.
 """
 import atexit
+import gc
 import importlib
 import json
 import logging
@@ -300,6 +304,7 @@ def _serve() -> Optional[Dict[str, Any]]:
     setup = json.loads(first[0])
     pending = first[1:]
     report_dir = Path(setup["report_dir"])
+    gc.disable()  # no collections while importing: no holes in the pages the jobs share (gc.freeze's recipe)
     _import_all(setup["preload"])
     _warm_up()
     learned = False
@@ -318,6 +323,11 @@ def _serve() -> Optional[Dict[str, Any]]:
             request["report"] = str(report_dir / MODULES_FILE)
             sys.stdout.flush()  # nothing of the server's buffers may reach a job's log
             sys.stderr.flush()
+            # What the server holds (the pre-imported modules) is left out of every later collection, in the
+            # job too: Python's recipe for a fork server (docs of gc.freeze). A job's collections, and the
+            # interpreter's teardown at its exit (1.1 s with torch and Lightning loaded, here), no longer walk
+            # (and copy) the server's objects; the job's own objects are collected as in a fresh process.
+            gc.freeze()
             session_r, session_w = os.pipe()
             pid = os.fork()
             if pid == 0:
@@ -375,6 +385,7 @@ def _become_job(request: Mapping[str, Any], initial_path: List[str]) -> None:
                 os.close(fd)
             except OSError:
                 pass
+    gc.enable()  # as in a fresh interpreter (the server's objects stay frozen: see _serve)
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
@@ -429,8 +440,9 @@ def _report_modules(path: str) -> None:
 def main() -> None:
     initial_path = list(sys.path)
     request = _serve()
-    if request is None:
-        return
+    if request is None:  # the server holds no state of anyone's: no teardown (a second with torch loaded)
+        sys.stderr.flush()
+        os._exit(0)
     _become_job(request, initial_path)
     import runpy
 

@@ -1,4 +1,5 @@
 """Jobs that record what a fresh process would see, and then try to leak into the next job (warm start tests)."""
+import gc
 import json
 import os
 import random
@@ -15,6 +16,16 @@ JOB_AT_IMPORT = os.environ.get("CLOUD_ML_JOB_ID")
 LEAK_AT_IMPORT = (os.environ.get("LEAKED_BY"), getattr(numpy, "_leaked_by", None), "leaked_module" in sys.modules)
 
 
+class AtTeardown:
+    """Kept in a cycle until the interpreter tears the job down: its finalizer runs at the job's exit."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.me = path, self
+
+    def __del__(self) -> None:
+        self.path.write_text("finalized at exit")
+
+
 @hydra.main(version_base="1.3", config_path=".", config_name="config")
 def main(cfg: DictConfig) -> float:
     record = {
@@ -24,10 +35,17 @@ def main(cfg: DictConfig) -> float:
         "env": sorted(os.environ), "argv": sys.argv, "cwd": os.getcwd(), "path": sys.path,
         "forked": b"forkserver" in Path(f"/proc/{os.getppid()}/cmdline").read_bytes(),
         "random": random.random(), "numpy": float(numpy.random.rand()), "stdin": sys.stdin.read(),
+        "gc": gc.isenabled(),
     }
     print(f"job {cfg.x} says hello")
     Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
     Path(cfg.out_dir, f"{cfg.x}.json").write_text(json.dumps(record))
+    # what only the end of the process completes: a file left open (flushed when it is collected) and a
+    # finalizer in a cycle (run by the interpreter's last collection)
+    global UNCLOSED, IN_A_CYCLE
+    UNCLOSED = open(Path(cfg.out_dir, f"{cfg.x}.unclosed"), "w")  # noqa: SIM115
+    UNCLOSED.write("written, never closed")
+    IN_A_CYCLE = AtTeardown(Path(cfg.out_dir, f"{cfg.x}.teardown"))
     # what a job could leave behind for the next one, were they not separate processes
     os.environ["LEAKED_BY"] = str(cfg.x)
     numpy._leaked_by = cfg.x  # type: ignore[attr-defined]
