@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import select
+import signal
 import site
 import subprocess
 import sys
@@ -110,6 +111,10 @@ class Forked:
 
     def poll(self) -> Optional[int]:
         return self.returncode
+
+    def ended(self, timeout: float) -> bool:
+        """Whether it has ended, waiting up to `timeout` seconds for it."""
+        return self._ended.wait(timeout)
 
     def wait(self, timeout: Optional[float] = None) -> Optional[int]:
         if not self._ended.wait(timeout):
@@ -308,10 +313,13 @@ def _serve() -> Optional[Dict[str, Any]]:
     _import_all(setup["preload"])
     _warm_up()
     learned = False
+    ended = _child_ends()
     while True:
-        if not pending and not requests.eof:
-            ready, _, _ = select.select([0], [], [], 0.05)
-            if ready:
+        if not pending:
+            ready, _, _ = select.select([ended] if requests.eof else [0, ended], [], [], 0.5)
+            if ended in ready:
+                os.read(ended, 1 << 12)
+            if 0 in ready:
                 pending = requests.read()
         for raw in pending:
             request = json.loads(raw)
@@ -331,6 +339,7 @@ def _serve() -> Optional[Dict[str, Any]]:
             session_r, session_w = os.pipe()
             pid = os.fork()
             if pid == 0:
+                _as_fresh_signals(ended)
                 os.close(out)
                 os.close(session_r)
                 os.setsid()  # its own session and process group before the launcher knows its pid
@@ -344,6 +353,26 @@ def _serve() -> Optional[Dict[str, Any]]:
         learned = _reap(send, report_dir, learned)
         if requests.eof and not _has_children():
             return None
+
+
+def _child_ends() -> int:
+    """A descriptor that becomes readable when a job ends (SIGCHLD through Python's wakeup fd): the server
+    reports the end at once instead of at its next poll."""
+    read, write = os.pipe()
+    os.set_blocking(read, False)
+    os.set_blocking(write, False)
+    signal.set_wakeup_fd(write)
+    signal.signal(signal.SIGCHLD, lambda *_: None)  # a Python handler, so that the wakeup fd is written
+    return read
+
+
+def _as_fresh_signals(ended: int) -> None:
+    """In a forked job: SIGCHLD and the wakeup fd as in a fresh interpreter (the job's own subprocesses)."""
+    wakeup = signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    for fd in (ended, wakeup):
+        if fd >= 0:
+            os.close(fd)
 
 
 def _has_children() -> bool:

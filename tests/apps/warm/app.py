@@ -3,6 +3,7 @@ import gc
 import json
 import os
 import random
+import signal
 import sys
 from pathlib import Path
 
@@ -36,6 +37,8 @@ def main(cfg: DictConfig) -> float:
         "forked": b"forkserver" in Path(f"/proc/{os.getppid()}/cmdline").read_bytes(),
         "random": random.random(), "numpy": float(numpy.random.rand()), "stdin": sys.stdin.read(),
         "gc": gc.isenabled(),
+        # the job's own subprocesses: SIGCHLD as in a fresh interpreter, no wakeup fd of the server's
+        "sigchld": str(signal.getsignal(signal.SIGCHLD)), "wakeup_fd": signal.set_wakeup_fd(-1),
     }
     print(f"job {cfg.x} says hello")
     Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
