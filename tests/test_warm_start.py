@@ -57,6 +57,8 @@ def test_forked_jobs_see_what_fresh_processes_see_and_nothing_of_each_other(tmp_
         assert _normalized(record, warm_sweep) == _normalized(fresh_records[x], fresh_sweep)
         log = (_staging(warm_sweep) / "jobs" / str(x) / "workerpool0-0.log").read_text()
         assert f"job {x} says hello" in log
+        # the project's own plugin (its source's hydra_plugins/): the server's scan did not see it, the job's does
+        assert "hydra_plugins.warm_app_plugin.WarmAppSearchPath" in record["plugins"]
         assert record["gc"] is True  # the server imports with collection off; a job has it on, as fresh
         # a job ends as a fresh process does: what it left open is flushed, its cyclic garbage finalized
         for out in (warm_out, fresh_out):
@@ -121,3 +123,19 @@ def test_a_job_stopped_as_soon_as_it_is_forked_is_stopped(tmp_path: Path) -> Non
         assert not pid_alive(job.pid)
     finally:
         forks.close()
+
+
+def test_a_local_study_forks_every_trial_from_one_server(tmp_path: Path) -> None:
+    """The study's server starts before its first trial (its imports overlap optuna's), with the environment
+    the trials get: one server for the whole study, every trial forked from it, each in its own process."""
+    out, sweep = tmp_path / "records", tmp_path / "sweep"
+    args = ["-m", "hydra/sweeper=vertex_vizier", "hydra.sweeper.backend=local", "hydra.sweeper.algorithm=grid",
+            "hydra.sweeper.max_trial_count=3", "hydra.sweeper.parallel_trial_count=2",
+            f"hydra.sweeper.snapshot.root={APP.parent}", f"hydra.sweep.dir={sweep}", f"out_dir={out}", "x=choice(0,1,2)"]
+    done = run_app(APP, args, cwd=APP.parent)
+    assert done.returncode == 0, done.stderr
+    found = records(out)
+    assert sorted(found) == [0, 1, 2]
+    assert [r["forked"] for r in found.values()] == [True] * 3
+    assert len({r["pid"] for r in found.values()}) == 3
+    assert len(list(sweep.glob(".vertex_ai/*/forkserver-*"))) == 1, "a second server: the trials' env was mispredicted"

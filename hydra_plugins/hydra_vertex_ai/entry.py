@@ -186,10 +186,11 @@ def _restore(context: Any) -> None:
     from omegaconf.basecontainer import BaseContainer
 
     from ._distributed import torch_env
+    from ._plugin_scan import with_scan
 
     os.environ.update(torch_env(os.environ))
     registered = dict(BaseContainer._resolvers)
-    Singleton.set_state(context.singleton_state)
+    Singleton.set_state(with_scan(context.singleton_state))
     BaseContainer._resolvers.update(registered)
     setup_globals()
     for name, fn, use_cache in getattr(context, "resolvers", []):

@@ -19,7 +19,8 @@ common environment, that imports those modules once; each job is forked from it 
 
 What is pre-imported: Hydra, OmegaConf and our container-side modules; the third-party modules the launching
 process had imported when the sweep started (the user's script imports them at module level, before Hydra
-runs); and those the first job that ends had imported (`modules-<pid>.txt`, written at its exit).
+runs); and those the first job that ends had imported (`modules-<pid>.txt`, written at its exit). The server
+also runs Hydra's plugin scan once, which jobs keep unless their source ships plugins of its own (`_plugin_scan`).
 `hydra.launcher.local_warm_start=false` starts every job as a fresh interpreter instead.
 """
 import atexit
@@ -224,6 +225,12 @@ class ForkServers:
 
     def start(self, command: Sequence[str], cwd: Path, env: Mapping[str, str], log_path: Path) -> Optional[Forked]:
         """The job forked from a warm parent, or None if this command or this server cannot be forked."""
+        server = self.prepare(command, env)
+        return server.spawn(command[3:], cwd, env, log_path) if server is not None else None
+
+    def prepare(self, command: Sequence[str], env: Mapping[str, str]) -> Optional[ForkServer]:
+        """The server for jobs of this command and environment, started now if it is not yet: before the
+        first job, its imports overlap what the launcher still does until then."""
         if not is_entry_command(command):
             return None
         shared = common_env(env)
@@ -233,7 +240,7 @@ class ForkServers:
             if server is None:
                 server = self._servers[key] = ForkServer(shared, self.preload,
                                                          self.workdir / f"forkserver-{len(self._servers)}")
-        return server.spawn(command[3:], cwd, env, log_path)
+        return server
 
     def close(self) -> None:
         with self._lock:
@@ -256,10 +263,13 @@ def _import_all(names: Iterable[str]) -> None:
 
 
 def _warm_up() -> None:
-    """Fill Hydra's pure caches every job fills: the override grammar's parser tables."""
+    """What every job does first and can share: the override grammar's parser tables, Hydra's plugin scan."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    from .._plugin_scan import scan
+
     OverridesParser.create().parse_overrides(["a=1", "+b=[1,2]", "~c"])
+    scan()
 
 
 def _fork_unsafe() -> Optional[str]:

@@ -30,6 +30,7 @@ from .forkserver import ForkServers, third_party
 from .processes import (
     adopt,
     pid_alive,
+    prepare_fork_server,
     recorded_outcome,
     recorded_pids,
     run_custom_job,
@@ -190,9 +191,19 @@ class LocalBackend(Backend):
 
     def run_tuning_job(self, job: Dict[str, Any], outputs: Optional[Outputs] = None) -> TuningOutcome:
         """Run the study on this machine; the engine runs in a thread so Ctrl-C can stop it cleanly."""
-        from .local_study import require_optuna, run_tuning_job
+        from .local_study import require_optuna
 
-        require_optuna()  # fails here, in the main thread, with what to install
+        with self._fork_servers():
+            if self.forks is not None:  # its imports overlap optuna's and the study's set-up
+                trials = {"jobSpec": job["trialJobSpec"]}
+                prepare_fork_server(trials, self.forks, thread_env(trials, int(job.get("parallelTrialCount") or 1)),
+                                    self.env_passthrough)
+            require_optuna()  # fails here, in the main thread, with what to install
+            return self._run_study(job)
+
+    def _run_study(self, job: Dict[str, Any]) -> TuningOutcome:
+        from .local_study import run_tuning_job
+
         cancel = threading.Event()
         maximize = job["studySpec"]["metrics"][0].get("goal") == "MAXIMIZE"
         last_line: List[str] = [""]
@@ -206,7 +217,7 @@ class LocalBackend(Backend):
 
         workdir = Path(self.staging.trials_dir)
         job_id = job["labels"].get("hydra_uid", "study")
-        with self._fork_servers(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="local-study") as engine:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="local-study") as engine:
             future: Optional[Future[TuningOutcome]] = None
             try:  # from the submit on: an interrupt as it returns still stops the study the thread started
                 with interrupts():

@@ -310,6 +310,17 @@ def run_custom_job(
     return _ended(workdir, outcome)
 
 
+def prepare_fork_server(job: Mapping[str, Any], forks: "ForkServers", extra_env: Mapping[str, str],
+                        env_passthrough: Sequence[str] = ()) -> None:
+    """Start the fork server the job's replicas will be forked from, ahead of the first: the environment is
+    the one `run_custom_job` gives them, less what differs from job to job (`forkserver.common_env`)."""
+    pool = (job["jobSpec"]["workerPoolSpecs"] or [None])[0]
+    if not pool or "pythonPackageSpec" in pool:  # python-package jobs are never forked
+        return
+    env = container_env(job, Replica(0, 0), "", cluster_of(job), None, extra_env, env_passthrough)
+    forks.prepare(container_command(pool, (), None), env)
+
+
 def _popen(command: Sequence[str], cwd: Path, env: Mapping[str, str], log_path: Path,
            header: str = "") -> "subprocess.Popen[bytes]":
     """A replica as a fresh process; its log starts with `header` (a python-package job's install)."""

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import hydra
 import numpy
+from hydra.core.plugins import Plugins
 from omegaconf import DictConfig
 
 # Module-level code: must run in every job, in that job's process and environment.
@@ -36,7 +37,7 @@ def main(cfg: DictConfig) -> float:
         "env": sorted(os.environ), "argv": sys.argv, "cwd": os.getcwd(), "path": sys.path,
         "forked": b"forkserver" in Path(f"/proc/{os.getppid()}/cmdline").read_bytes(),
         "random": random.random(), "numpy": float(numpy.random.rand()), "stdin": sys.stdin.read(),
-        "gc": gc.isenabled(),
+        "gc": gc.isenabled(), "plugins": sorted(Plugins.instance().class_name_to_class),
         # the job's own subprocesses: SIGCHLD as in a fresh interpreter, no wakeup fd of the server's
         "sigchld": str(signal.getsignal(signal.SIGCHLD)), "wakeup_fd": signal.set_wakeup_fd(-1),
     }
