@@ -118,3 +118,14 @@ def test_interrupt_cancels_running_jobs_and_exits(tmp_path: Path, sig: signal.Si
     # The launcher reaps what it stops; allow a moment for the kernel to reparent anything it did not.
     _wait_for(lambda: not any(_alive(pid) for pid in pids), 5, f"job processes {pids} to end")
     assert sorted(records(out)) == [0, 1], "the queued job must not start after the interrupt"
+
+
+def test_the_apps_garbage_collector_is_as_it_was_after_a_launch(tmp_path: Path) -> None:
+    """The launcher tunes the collector while it prepares a batch (old objects frozen, fewer young
+    collections): the app's process gets it back as it was, a failed job or not."""
+    import gc
+
+    before = (gc.get_threshold(), gc.get_freeze_count(), gc.isenabled())
+    rets = launch_in_process(fail_on_tag_1, [["tag=0"], ["tag=1"]], _overrides(tmp_path))
+    assert [r.status for r in rets] == [JobStatus.COMPLETED, JobStatus.FAILED]
+    assert (gc.get_threshold(), gc.get_freeze_count(), gc.isenabled()) == before

@@ -45,10 +45,13 @@ class SweepComposer:
         self.plain_of: Dict[Tuple[Any, ...], List[int]] = {}  # look-alike overrides -> which are plain values
         self.shapes: Dict[Tuple[Any, ...], _Shape] = {}
         self.composed = self.derived = 0  # how many jobs Hydra composed, how many were derived
+        # each override line parsed once: the sweep's hydra.* overrides come with every job (parsing them
+        # again per job was half the launcher's CPU at 500 jobs); an Override is only read once parsed
+        self._parsed: Dict[str, Any] = {}
 
     def compose(self, overrides: Sequence[str]) -> DictConfig:
         try:
-            parsed = _parse(self.hydra_overrides + list(overrides))
+            parsed = self._parse(self.hydra_overrides + list(overrides))
         except Exception:  # Hydra's own composition says what is wrong with them
             return self._full(overrides)
         plain = self.plain_of.get(_rough_key(parsed))
@@ -65,6 +68,12 @@ class SweepComposer:
         if shape.broken:
             log.debug("composition shortcut off for overrides like %s: derived config differs", list(overrides))
         return config
+
+    def _parse(self, lines: List[str]) -> List[Any]:
+        new = [line for line in dict.fromkeys(lines) if line not in self._parsed]
+        if new:
+            self._parsed.update(zip(new, _parse(new)))
+        return [self._parsed[line] for line in lines]
 
     def _full(self, overrides: Sequence[str]) -> DictConfig:
         self.composed += 1
