@@ -338,7 +338,8 @@ def _serve() -> Optional[Dict[str, Any]]:
                 print(f"forkserver: not forking: {unsafe}", file=sys.stderr, flush=True)
                 send({"id": request["id"], "error": unsafe})
                 continue
-            request["report"] = str(report_dir / MODULES_FILE)
+            # what it imported, until the server has learned from one job (listing them costs 0.1 s with torch)
+            request["report"] = None if learned else str(report_dir / MODULES_FILE)
             sys.stdout.flush()  # nothing of the server's buffers may reach a job's log
             sys.stderr.flush()
             # What the server holds (the pre-imported modules) is left out of every later collection, in the
@@ -432,8 +433,8 @@ def _become_job(request: Mapping[str, Any], initial_path: List[str]) -> None:
     sys.argv = ["-m", *request["argv"]]
     _show_command([sys.executable, "-m", ENTRY_MODULE, *request["argv"]])
     _reseed()
-    report = request["report"].format(pid=os.getpid())
-    atexit.register(_report_modules, report)
+    if request["report"]:
+        atexit.register(_report_modules, request["report"].format(pid=os.getpid()))
 
 
 def _show_command(argv: Sequence[str]) -> None:
