@@ -9,7 +9,7 @@ from typing import Any, List
 
 import cloudpickle
 import pytest
-from conftest import PROBE, VERTEX_LOCAL, launch_in_process, records
+from conftest import PROBE, VERTEX_LOCAL, launch_in_process, records, wait_for
 from hydra.core.utils import JobStatus
 from omegaconf import DictConfig
 
@@ -129,3 +129,16 @@ def test_the_apps_garbage_collector_is_as_it_was_after_a_launch(tmp_path: Path) 
     rets = launch_in_process(fail_on_tag_1, [["tag=0"], ["tag=1"]], _overrides(tmp_path))
     assert [r.status for r in rets] == [JobStatus.COMPLETED, JobStatus.FAILED]
     assert (gc.get_threshold(), gc.get_freeze_count(), gc.isenabled()) == before
+
+
+def test_a_detached_launch_returns_pending_jobs_with_their_configs(tmp_path: Path) -> None:
+    """`wait=false`: every job comes back UNKNOWN with no value, and with the configs Hydra's JobReturn carries
+    (made when first read)."""
+    rets = launch_in_process(fail_on_tag_1, [["tag=0"], ["tag=2"]], _overrides(tmp_path) + ["hydra.launcher.wait=false"])
+    assert [(r.status, r.return_value) for r in rets] == [(JobStatus.UNKNOWN, None)] * 2
+    assert [r.cfg.tag for r in rets] == [0, 2]  # type: ignore[union-attr]
+    assert all("hydra" not in r.cfg for r in rets)  # type: ignore[operator]
+    assert [r.hydra_cfg.hydra.overrides.task[-1] for r in rets] == ["tag=0", "tag=2"]  # type: ignore[union-attr]
+    assert [r.overrides[-1] for r in rets] == ["tag=0", "tag=2"]  # type: ignore[index]
+    staged = next((tmp_path / "sweep" / ".vertex_ai").glob("*/manifest.json")).parent
+    wait_for(lambda: all((staged / "jobs" / str(i) / "outcome.json").exists() for i in (0, 1)), 60, "the detached jobs")

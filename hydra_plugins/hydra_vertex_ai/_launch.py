@@ -52,16 +52,17 @@ def launch(launcher: "VertexAILauncher", job_overrides: Sequence[Sequence[str]],
         return _launch(launcher, job_overrides, initial_job_idx)
 
 
-# Allocations between two young collections while a sweep is prepared (Python's default: 700).
+# Allocations between two young collections during launch() (Python's default: 700).
 BATCH_GC_THRESHOLD = 10_000
 
 
 @contextmanager
 def _collector_for_a_batch() -> Iterator[None]:
-    """The garbage collector set for building many configs that stay alive: it leaves alone what existed before
-    (Hydra, the app's modules, the master config), which its full collections walked again and again as the
-    composed jobs piled up, and collects young objects less often (1,800 collections at 500 jobs, a third
-    of the launcher's CPU, now 120). Both are undone when the launch ends: all of it is collectable again."""
+    """During launch(), which builds many configs that stay alive, the garbage collector leaves alone what
+    existed before (Hydra, the app's modules, the master config), which its full collections walked again and
+    again as the composed jobs piled up, and collects young objects less often (1,800 collections at 500 jobs,
+    a third of the launcher's CPU, then 120). Both are undone when launch() returns: all of it is collectable
+    again, with the app's own settings."""
     thresholds = gc.get_threshold()
     gc.freeze()
     gc.set_threshold(max(thresholds[0], BATCH_GC_THRESHOLD), *thresholds[1:])
@@ -303,7 +304,11 @@ class PendingReturn(JobReturn):
     """A job still running when the launcher returned (`wait=false`): status UNKNOWN, Hydra's "not known yet".
 
     Its value reads as None rather than failing Hydra's assertion: Hydra's basic sweeper reads every value
-    to re-raise failures, and a detached sweep has none yet (`hydra-vertex-ai collect` brings them later)."""
+    to re-raise failures, and a detached sweep has none yet (`hydra-vertex-ai collect` brings them later).
+    Its `cfg` and `hydra_cfg` are made from the job's config when first read: 10 ms a job, 5 s of a 500-job
+    detach that a sweeper reading only values never used."""
+
+    _composed: Optional[DictConfig] = None
 
     @property
     def return_value(self) -> Any:
@@ -313,8 +318,34 @@ class PendingReturn(JobReturn):
     def return_value(self, value: Any) -> None:
         self._return_value = value
 
+    @property
+    def cfg(self) -> Optional[DictConfig]:
+        return self._made("cfg")
+
+    @cfg.setter
+    def cfg(self, value: Optional[DictConfig]) -> None:
+        self.__dict__["cfg"] = value
+
+    @property
+    def hydra_cfg(self) -> Optional[DictConfig]:
+        return self._made("hydra_cfg")
+
+    @hydra_cfg.setter
+    def hydra_cfg(self, value: Optional[DictConfig]) -> None:
+        self.__dict__["hydra_cfg"] = value
+
+    def _made(self, field: str) -> Optional[DictConfig]:
+        composed = self.__dict__.pop("_composed", None)
+        if composed is not None:
+            made = _payload.failed_return(composed, list(self.overrides or []), RuntimeError("not finished"))
+            self.__dict__.update(cfg=made.cfg, hydra_cfg=made.hydra_cfg)
+        value: Optional[DictConfig] = self.__dict__.get(field)
+        return value
+
 
 def _unknown_return(job: PreparedJob) -> JobReturn:
     """Hydra's JobReturn for a job still running: status UNKNOWN, no value yet."""
-    ret = _payload.failed_return(job.composed, job.overrides, RuntimeError("not finished"))
-    return PendingReturn(ret.overrides, ret.cfg, ret.hydra_cfg, ret.working_dir, ret.task_name, JobStatus.UNKNOWN, None)
+    ret = PendingReturn(overrides=job.overrides, working_dir=os.getcwd(), task_name=str(job.composed.hydra.job.name),
+                        status=JobStatus.UNKNOWN)
+    ret._composed = job.composed
+    return ret
