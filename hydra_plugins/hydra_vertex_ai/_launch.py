@@ -300,6 +300,19 @@ def _rerun_args(argv: Sequence[str]) -> List[str]:
     return [arg for arg in argv if arg.lstrip("+~").split("=", 1)[0] not in _NOT_REPEATED]
 
 
+class _MadeWhenRead:
+    """A config field of a PendingReturn, made from the job's config when first read."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, ret: Optional["PendingReturn"], owner: Optional[type] = None) -> Optional[DictConfig]:
+        return None if ret is None else ret._made(self.name)
+
+    def __set__(self, ret: "PendingReturn", value: Optional[DictConfig]) -> None:
+        ret.__dict__[self.name] = value
+
+
 class PendingReturn(JobReturn):
     """A job still running when the launcher returned (`wait=false`): status UNKNOWN, Hydra's "not known yet".
 
@@ -318,21 +331,8 @@ class PendingReturn(JobReturn):
     def return_value(self, value: Any) -> None:
         self._return_value = value
 
-    @property
-    def cfg(self) -> Optional[DictConfig]:
-        return self._made("cfg")
-
-    @cfg.setter
-    def cfg(self, value: Optional[DictConfig]) -> None:
-        self.__dict__["cfg"] = value
-
-    @property
-    def hydra_cfg(self) -> Optional[DictConfig]:
-        return self._made("hydra_cfg")
-
-    @hydra_cfg.setter
-    def hydra_cfg(self, value: Optional[DictConfig]) -> None:
-        self.__dict__["hydra_cfg"] = value
+    cfg = _MadeWhenRead()
+    hydra_cfg = _MadeWhenRead()
 
     def _made(self, field: str) -> Optional[DictConfig]:
         composed = self.__dict__.pop("_composed", None)
