@@ -3,6 +3,7 @@ import json
 from pathlib import Path
 from typing import Any, Dict, List
 
+import pytest
 from conftest import PROBE, VERTEX_LOCAL, records, run_app
 
 APPS = PROBE.parent.parent
@@ -77,3 +78,27 @@ def test_a_job_whose_command_cannot_start_fails_alone(tmp_path: Path) -> None:
     outcome = run_custom_job(job, job_id="1", workdir=tmp_path / "job", cancel=threading.Event())
     assert outcome.state == "JOB_STATE_FAILED"
     assert "could not start" in (outcome.error or "") and "no-such-program" in (outcome.error or "")
+
+
+def test_a_job_ends_when_its_last_replica_ends(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The supervisor reports the job's end as soon as its last replica has exited: it never pauses (polls)
+    with no replica left to wait for (it did, for 50 ms, after every job and trial)."""
+    import sys
+    import threading
+
+    from hydra_plugins.hydra_vertex_ai._backends import processes
+
+    pauses: List[int] = []
+    real_pause = processes._pause
+
+    def counting_pause(running: Any) -> None:
+        running = list(running)
+        pauses.append(len(running))
+        real_pause(running)
+
+    monkeypatch.setattr(processes, "_pause", counting_pause)
+    job = {"displayName": "x", "labels": {}, "jobSpec": {"workerPoolSpecs": [
+        {"replicaCount": "2", "containerSpec": {"command": [sys.executable, "-c", "pass"]}}]}}  # fmt: skip
+    outcome = processes.run_custom_job(job, job_id="1", workdir=tmp_path / "job", cancel=threading.Event())
+    assert outcome.state == "JOB_STATE_SUCCEEDED"
+    assert 0 not in pauses

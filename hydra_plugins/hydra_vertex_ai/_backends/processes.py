@@ -469,5 +469,6 @@ def _supervise(
                 message = f"replica workerpool{replica.pool}[{replica.index}] {_exit_text(code)}"
                 tail = _tail(log_path)
                 return JobOutcome(FAILED, f"{message}{LOG_TAIL_HEAD}{log_path}:\n{tail}", str(log_path))
-        _pause(running.values())
+        if running:  # once the last replica has ended the job has ended: no wait (50 ms a job, a trial)
+            _pause(running.values())
     return JobOutcome(SUCCEEDED, None, str(workdir))
