@@ -111,12 +111,16 @@ def test_the_simpler_measure_finds_the_parameter_that_matters() -> None:
     assert weights["a"] == pytest.approx(1.0) and weights["a"] > weights["b"] and weights["a"] > weights["c"]
 
 
-@needs_plotly
-def test_the_jobs_timeline_shows_queued_running_and_ended_by_state(tmp_path: Path) -> None:
-    rows = [ReportRow("0", ["x=0"], "FAILED", reason="boom", created_at=100.0, started_at=100.0, ended_at=110.0),
+def timed_jobs() -> List[ReportRow]:
+    """Three jobs: 0 fails at once, 1 and 2 succeed after waiting in the queue."""
+    return [ReportRow("0", ["x=0"], "FAILED", reason="boom", created_at=100.0, started_at=100.0, ended_at=110.0),
             ReportRow("1", ["x=1"], "SUCCEEDED", value=1.0, created_at=100.0, started_at=101.0, ended_at=160.0),
             ReportRow("2", ["x=2"], "SUCCEEDED", value=2.0, created_at=100.0, started_at=110.0, ended_at=130.0)]
-    page, _ = read(_report.write_jobs_report(tmp_path, rows))
+
+
+@needs_plotly
+def test_the_jobs_timeline_shows_queued_running_and_ended_by_state(tmp_path: Path) -> None:
+    page, _ = read(_report.write_jobs_report(tmp_path, timed_jobs()))
     timeline = page.figures["timeline"]
     queued = trace(timeline, "queued")
     assert queued["y"] == ["job 1", "job 2"] and queued["x"] == [1000.0, 10000.0]  # ms from creation to start
@@ -125,6 +129,26 @@ def test_the_jobs_timeline_shows_queued_running_and_ended_by_state(tmp_path: Pat
     assert failed["y"] == ["job 0"] and "job 0 FAILED: boom" in failed["text"][0]
     # the failed job is marked on the parameter plot too
     assert trace(page.figures["param:x"], FAILED_TRACE)["x"] == [0.0]
+
+
+@needs_plotly
+def test_every_figure_is_one_plotly_accepts(tmp_path: Path) -> None:
+    """The figures are written as plain JSON (`_figures`), not through plotly.py: plotly.py's own validation
+    accepts every one of them, of a study (every kind of figure) and of a launcher's jobs, as plotly.js gets them."""
+    import plotly.graph_objects as go
+
+    data = five_trials()
+    (tmp_path / "s").mkdir()
+    (tmp_path / "j").mkdir()
+    study, _ = read(_report.write_study_report(tmp_path / "s", data["results"], data["rest"], SPECS,
+                                               early_stopping=True))
+    assert {n.split(":")[0] for n in study.figures} == {
+        "history", "importances", "param", "contour", "parallel", "intermediate", "timeline"}
+    jobs, _ = read(_report.write_jobs_report(tmp_path / "j", timed_jobs()))
+    assert "timeline" in jobs.figures and any(n.startswith("param:") for n in jobs.figures)
+    for name, figure in [*study.figures.items(), *jobs.figures.items()]:
+        accepted = go.Figure(figure)  # raises on a property plotly.js does not have, or a bad value
+        assert len(accepted.data) == len(figure["data"]), name
 
 
 def test_the_launchers_rows_take_the_jobs_times() -> None:

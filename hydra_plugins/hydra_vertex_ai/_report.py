@@ -10,7 +10,8 @@ No element loads anything: there is no <script src>, <link href>, <img src> or C
 plotly.js bundle itself contains URL strings, e.g. map tile servers and its own home page, which our figures
 never use; those are text inside the library, not references the page loads.)
 
-Plotting needs the `report` extra (plotly). Without it one log line says how to get it and nothing fails; an
+Plotting needs the `report` extra (plotly: its plotly.js and look; the figures are built as plain JSON by
+`_figures`, without importing plotly.py). Without it one log line says how to get it and nothing fails; an
 error while writing the report is a warning, never a failed sweep.
 """
 import html
@@ -24,8 +25,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
+from . import _figures as figs
 from . import _report_views as views
 from ._backends.vertex_outputs import left_in_bucket
+from ._figures import Figure, trace
 from ._staging import replica_log
 from ._vertex_facts import all_parameter_specs, console_link, short_state, stops_early, storage_browser_link
 
@@ -408,10 +411,7 @@ def _number_key(number: str) -> Tuple[int, Union[float, str]]:
 
 
 def _have_plotly() -> bool:
-    try:
-        import plotly.graph_objects  # noqa: F401
-        import plotly.offline  # noqa: F401
-    except ImportError:
+    if not figs.available():
         log.info("No report.html: its plots need plotly; to get the report: %s", INSTALL_HINT)
         return False
     return True
@@ -449,8 +449,8 @@ def _is_categorical(name: str, rows: Sequence[ReportRow], spec: Optional[Mapping
 
 def _layout(title: str, **extra: Any) -> Dict[str, Any]:
     """Every figure's layout: titles and legends clear of the plot, axis labels given room (nothing overlaps).
-    The look (plotly_white) is on the page once and applied to every figure there (`_page`): set on each figure,
-    plotly validates and copies it each time, seconds for a report, and the page would carry it per figure."""
+    The look (plotly_white) is on the page once and applied to every figure there (`_page`), not carried by each
+    figure."""
     layout: Dict[str, Any] = {"title": {"text": title}, "height": 420,
                               "margin": {"l": 70, "r": 30, "t": 60, "b": 60}, **extra}
     for axis in ("xaxis", "yaxis"):
@@ -490,20 +490,18 @@ def _trial_x(row: ReportRow) -> Union[float, str]:
 
 def _history_figure(study: Study, rows: List[ReportRow], best: Optional[ReportRow], y_fail: float) -> Any:
     """The objective of every trial by trial number, the best so far, the failed ones and the best marked."""
-    import plotly.graph_objects as go
-
     order = sorted([r for r in rows if views.scored(r)], key=lambda r: _number_key(r.number))
     ys = [float(r.value) for r in order]  # type: ignore[arg-type]
     best_so_far: List[float] = []
     pick = max if study.goal == "maximize" else min
     for y in ys:
         best_so_far.append(y if not best_so_far else pick(best_so_far[-1], y))
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(x=[_trial_x(r) for r in order], y=ys, mode="markers", name=study.metric_id,
-                             marker={"symbol": [_symbol(r) for r in order]},
-                             text=[f"trial {r.number}: {' '.join(r.overrides)}" for r in order]))
-    fig.add_trace(go.Scatter(x=[_trial_x(r) for r in order], y=best_so_far, mode="lines", name="best so far",
-                             line={"shape": "hv"}))
+    fig = Figure()
+    fig.add_trace(trace("scatter", x=[_trial_x(r) for r in order], y=ys, mode="markers", name=study.metric_id,
+                        marker={"symbol": [_symbol(r) for r in order]},
+                        text=[f"trial {r.number}: {' '.join(r.overrides)}" for r in order]))
+    fig.add_trace(trace("scatter", x=[_trial_x(r) for r in order], y=best_so_far, mode="lines", name="best so far",
+                        line={"shape": "hv"}))
     views.add_marks(fig, rows, best, _trial_x, y_fail, _objective(best))
     fig.update_layout(**_layout("Optimization history", xaxis={"title": {"text": "trial"}, "tickformat": "d"},
                                 yaxis={"title": {"text": study.metric_id}}, legend={"orientation": "h", "y": -0.2}))
@@ -520,14 +518,12 @@ def _objective(row: Optional[ReportRow]) -> Optional[float]:
 
 def _param_figure(name: str, rows: List[ReportRow], spec: Optional[Mapping[str, Any]], y_title: str,
                   series: Dict[str, List[Tuple[Any, float, str]]], marks: Optional[Callable[[Any], None]] = None) -> Any:
-    import plotly.graph_objects as go
-
     categorical = _is_categorical(name, rows, spec)
-    fig = go.Figure()
+    fig = Figure()
     for label, points in series.items():
         xs = [str(p[0]) if categorical else p[0] for p in points]
-        fig.add_trace(go.Scatter(x=xs, y=[p[1] for p in points], mode="markers", name=label,
-                                 text=[p[2] for p in points]))
+        fig.add_trace(trace("scatter", x=xs, y=[p[1] for p in points], mode="markers", name=label,
+                            text=[p[2] for p in points]))
     if marks is not None:
         marks(fig)
     fig.update_layout(**_layout(f"{y_title} vs {name}", xaxis=_axis(name, rows, spec),
@@ -553,8 +549,6 @@ def _parcoords_figure(study: Study, names: List[str], rows: List[ReportRow],
                       specs: Mapping[str, Mapping[str, Any]], y_fail: float) -> Any:
     """Every trial across every parameter; trials without a value at `y_fail` on the objective's axis and
     on a `state` axis of their own; the colour is the objective, the best trial's the strongest."""
-    import plotly.graph_objects as go
-
     dims: List[Dict[str, Any]] = []
     for name in names:
         spec = specs.get(name)
@@ -583,7 +577,7 @@ def _parcoords_figure(study: Study, names: List[str], rows: List[ReportRow],
         dims.append({"label": "state", "values": [states.index(r.state) for r in rows],
                      "tickvals": list(range(len(states))), "ticktext": states})
     reverse = study.goal == "minimize"  # the best trials in the strongest colour
-    fig = go.Figure(go.Parcoords(dimensions=dims, line={
+    fig = Figure(trace("parcoords", dimensions=dims, line={
         "color": objective, "colorscale": "Viridis", "reversescale": reverse, "showscale": True,
         "colorbar": {"title": {"text": study.metric_id}}}))
     fig.update_layout(**_layout("Parallel coordinates", margin={"l": 80, "r": 80, "t": 80, "b": 40}))
@@ -591,9 +585,7 @@ def _parcoords_figure(study: Study, names: List[str], rows: List[ReportRow],
 
 
 def _intermediate_figure(study: Study, rows: List[ReportRow], best: Optional[ReportRow]) -> Any:
-    import plotly.graph_objects as go
-
-    fig = go.Figure()
+    fig = Figure()
     for row in rows:
         if not row.intermediate:
             continue
@@ -603,8 +595,8 @@ def _intermediate_figure(study: Study, rows: List[ReportRow], best: Optional[Rep
         line: Dict[str, Any] = {"dash": "dot"} if row.stopped_early else {"dash": "dash"} if not views.scored(row) else {}
         if row is best:
             line.update(width=4, color="#ffb300")
-        fig.add_trace(go.Scatter(
-            x=steps, y=values, mode="lines+markers", name=name, line=line, text=[views.hover(row)] * len(steps),
+        fig.add_trace(trace(
+            "scatter", x=steps, y=values, mode="lines+markers", name=name, line=line, text=[views.hover(row)] * len(steps),
             marker={"symbol": ["circle"] * (len(steps) - 1) + ["x" if row.stopped_early else "circle"],
                     "size": [6] * (len(steps) - 1) + [12 if row.stopped_early else 6]},
         ))
@@ -781,12 +773,6 @@ def _json_for_script(text: str) -> str:
     return text.replace("</", "<\\/").replace("<!--", "<\\!--")
 
 
-def _template_json() -> str:
-    import plotly.io as pio
-
-    return json.dumps(pio.templates["plotly_white"].to_plotly_json())
-
-
 def _fact(value: Any) -> str:
     """A summary value: text, or {"text", "href"} as a link."""
     if isinstance(value, Mapping) and "href" in value:
@@ -795,8 +781,6 @@ def _fact(value: Any) -> str:
 
 
 def _page(title: str, summary: Mapping[str, Any], figures: List[Tuple[str, Any]], table: str, table_title: str) -> str:
-    from plotly.offline import get_plotlyjs
-
     e = html.escape
     facts = "".join(f"<dt>{e(str(k))}</dt><dd>{_fact(v)}</dd>" for k, v in summary.items() if v not in (None, ""))
     blocks = []
@@ -810,13 +794,13 @@ def _page(title: str, summary: Mapping[str, Any], figures: List[Tuple[str, Any]]
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{e(title)}</title><style>{_CSS}</style>",
         # plotly.js, inline: the page opens from disk with no network
-        f'<script type="text/javascript">{get_plotlyjs()}</script>',
+        f'<script type="text/javascript">{figs.plotly_js()}</script>',
         "</head><body>",
         f"<h1>{e(title)}</h1><dl>{facts}</dl>",
         *blocks,
         f"<h2>{e(table_title)}</h2>",
         table,
-        f'<script type="application/json" id="report-template">{_json_for_script(_template_json())}</script>',
+        f'<script type="application/json" id="report-template">{_json_for_script(figs.template_json())}</script>',
         f"<script>{_RENDER}</script>",
         "</body></html>",
     ])

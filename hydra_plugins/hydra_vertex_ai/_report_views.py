@@ -9,12 +9,14 @@
   stragglers at a glance.
 
 Rows are `_report.ReportRow`s (duck-typed here: number, state, value, reason, params, stopped_early, created_at,
-started_at, ended_at). Plotly is imported inside the functions, as in `_report`.
+started_at, ended_at). Figures are `_figures.Figure`s, as in `_report`.
 """
 import logging
 import math
 from datetime import datetime, timezone
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from ._figures import Figure, trace
 
 log = logging.getLogger(__name__)
 
@@ -56,20 +58,18 @@ def hover(row: Any, noun: str = "trial") -> str:
     return f"{noun} {row.number} {row.state}{early}{why}"
 
 
-def add_marks(fig: Any, rows: Sequence[Any], best: Optional[Any], x_of: Callable[[Any], Any], y_fail: float,
+def add_marks(fig: Figure, rows: Sequence[Any], best: Optional[Any], x_of: Callable[[Any], Any], y_fail: float,
               y_best: Optional[float], noun: str = "trial") -> None:
     """Trials without a value at `y_fail` (red crosses, reason on hover) and a star on the best trial."""
-    import plotly.graph_objects as go
-
     failed = [r for r in rows if not scored(r) and x_of(r) is not None]
     if failed:
-        fig.add_trace(go.Scatter(
-            x=[x_of(r) for r in failed], y=[y_fail] * len(failed), mode="markers", name=FAILED_TRACE,
+        fig.add_trace(trace(
+            "scatter", x=[x_of(r) for r in failed], y=[y_fail] * len(failed), mode="markers", name=FAILED_TRACE,
             marker={"symbol": "x", "color": "#c62828", "size": 11}, text=[hover(r, noun) for r in failed],
             hoverinfo="text"))
     if best is not None and y_best is not None and x_of(best) is not None:
-        fig.add_trace(go.Scatter(
-            x=[x_of(best)], y=[y_best], mode="markers", name=BEST_TRACE, text=[hover(best, noun)],
+        fig.add_trace(trace(
+            "scatter", x=[x_of(best)], y=[y_best], mode="markers", name=BEST_TRACE, text=[hover(best, noun)],
             marker={"symbol": "star", "color": "#ffb300", "size": 18, "line": {"color": "#333", "width": 1}}))
 
 
@@ -178,11 +178,9 @@ def _correlation_ratio(groups: Sequence[str], values: Sequence[float]) -> float:
 
 
 def importance_figure(weights: Mapping[str, float], method: str, layout: Callable[..., Dict[str, Any]]) -> Any:
-    import plotly.graph_objects as go
-
     names = list(weights)[::-1]  # the most important on top
-    fig = go.Figure(go.Bar(x=[weights[n] for n in names], y=names, orientation="h", name="importance",
-                           text=[f"{weights[n]:.2f}" for n in names], textposition="auto"))
+    fig = Figure(trace("bar", x=[weights[n] for n in names], y=names, orientation="h", name="importance",
+                       text=[f"{weights[n]:.2f}" for n in names], textposition="auto"))
     fig.update_layout(**layout(f"Parameter importances: {method}", xaxis={"title": {"text": "importance"}},
                                yaxis={"automargin": True}, height=max(300, 60 + 40 * len(names))))
     return fig
@@ -194,25 +192,23 @@ def importance_figure(weights: Mapping[str, float], method: str, layout: Callabl
 def contour_figure(x_name: str, y_name: str, rows: Sequence[Any], best: Optional[Any], metric: str,
                    goal: str, layout: Callable[..., Dict[str, Any]], axis: Callable[[str], Dict[str, Any]]) -> Any:
     """The objective over the two parameters (interpolated between the scored trials), every trial on top."""
-    import plotly.graph_objects as go
-
     done = [r for r in rows if scored(r) and x_name in r.params and y_name in r.params]
-    fig = go.Figure(go.Contour(
-        x=[r.params[x_name] for r in done], y=[r.params[y_name] for r in done], z=[float(r.value) for r in done],
+    fig = Figure(trace(
+        "contour", x=[r.params[x_name] for r in done], y=[r.params[y_name] for r in done], z=[float(r.value) for r in done],
         colorscale="Viridis", reversescale=goal == "minimize", connectgaps=True, name=metric,
         colorbar={"title": {"text": metric}}, contours={"coloring": "heatmap"}, hoverinfo="skip"))
-    fig.add_trace(go.Scatter(x=[r.params[x_name] for r in done], y=[r.params[y_name] for r in done],
-                             mode="markers", name="trials", marker={"color": "#222", "size": 6},
-                             text=[f"trial {r.number}: {float(r.value):.6g}" for r in done]))
+    fig.add_trace(trace("scatter", x=[r.params[x_name] for r in done], y=[r.params[y_name] for r in done],
+                        mode="markers", name="trials", marker={"color": "#222", "size": 6},
+                        text=[f"trial {r.number}: {float(r.value):.6g}" for r in done]))
     others = [r for r in rows if not scored(r) and x_name in r.params and y_name in r.params]
     if others:
-        fig.add_trace(go.Scatter(
-            x=[r.params[x_name] for r in others], y=[r.params[y_name] for r in others], mode="markers",
+        fig.add_trace(trace(
+            "scatter", x=[r.params[x_name] for r in others], y=[r.params[y_name] for r in others], mode="markers",
             name=FAILED_TRACE, marker={"symbol": "x", "color": "#c62828", "size": 11},
             text=[hover(r) for r in others], hoverinfo="text"))
     if best is not None and x_name in best.params and y_name in best.params:
-        fig.add_trace(go.Scatter(
-            x=[best.params[x_name]], y=[best.params[y_name]], mode="markers", name=BEST_TRACE, text=[hover(best)],
+        fig.add_trace(trace(
+            "scatter", x=[best.params[x_name]], y=[best.params[y_name]], mode="markers", name=BEST_TRACE, text=[hover(best)],
             marker={"symbol": "star", "color": "#ffb300", "size": 18, "line": {"color": "#333", "width": 1}}))
     fig.update_layout(**layout(f"{metric} over {x_name} and {y_name}", xaxis=axis(x_name), yaxis=axis(y_name),
                                legend={"orientation": "h", "y": -0.25}))
@@ -225,12 +221,10 @@ def contour_figure(x_name: str, y_name: str, rows: Sequence[Any], best: Optional
 def timeline_figure(rows: Sequence[Any], best: Optional[Any], noun: str,
                     layout: Callable[..., Dict[str, Any]]) -> Optional[Any]:
     """One bar per job or trial from start to end (a grey one before it, while queued), coloured by state."""
-    import plotly.graph_objects as go
-
     timed = [r for r in rows if r.ended_at is not None and (r.started_at is not None or r.created_at is not None)]
     if not timed:
         return None
-    fig = go.Figure()
+    fig = Figure()
     label = {r.number: f"{noun} {r.number}" for r in timed}
     queued = [r for r in timed if r.created_at is not None and r.started_at is not None and r.started_at > r.created_at]
     if queued:
@@ -241,7 +235,7 @@ def timeline_figure(rows: Sequence[Any], best: Optional[Any], noun: str,
                             _STATE_COLOURS.get(state, "#1565c0"), [hover(r, noun) for r in mine]))
     if best is not None and best in timed:
         bar = _bars([best], _start, lambda r: r.ended_at, label, BEST_TRACE, "rgba(0,0,0,0)", [hover(best, noun)])
-        bar.marker.line = {"color": "#ffb300", "width": 4}
+        bar["marker"]["line"] = {"color": "#ffb300", "width": 4}
         fig.add_trace(bar)
     order = [label[r.number] for r in timed][::-1]  # the first job on top
     fig.update_layout(**layout(f"Timeline of every {noun}", barmode="overlay", xaxis={"type": "date"},
@@ -256,10 +250,8 @@ def _start(row: Any) -> float:
 
 def _bars(rows: Sequence[Any], start: Callable[[Any], float], end: Callable[[Any], float], label: Mapping[str, str],
           name: str, colour: str, text: Optional[List[str]] = None) -> Any:
-    import plotly.graph_objects as go
-
-    return go.Bar(
-        base=[_iso(start(r)) for r in rows], x=[max(0.0, end(r) - start(r)) * 1000.0 for r in rows],
+    return trace(
+        "bar", base=[_iso(start(r)) for r in rows], x=[max(0.0, end(r) - start(r)) * 1000.0 for r in rows],
         y=[label[r.number] for r in rows], orientation="h", name=name, marker={"color": colour},
         text=text, hoverinfo="text+name" if text else "name", textposition="none")
 
