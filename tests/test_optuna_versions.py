@@ -17,10 +17,9 @@ from test_install import venv_over_this_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 OPTUNA_2 = "2.10.1"
-# the local study engine's tests that reach each optuna API it uses: grid (enqueue_trial), TPE, failed trials
-# (tell with a state), random with a seed; kept to these few for CI time
+# the local study engine's tests that reach each optuna API it uses: TPE, failed trials (tell with a state, in a
+# random search), random with a seed; kept to these few for CI time (a grid search does not use optuna)
 ENGINE_TESTS = [
-    "tests/test_sweeper_local.py::test_grid_sweep_finds_the_known_optimum",
     "tests/test_sweeper_local.py::test_bayesian_sweep_gets_near_the_optimum",
     "tests/test_sweeper_local.py::test_too_many_failed_trials_stop_the_study",
     "tests/test_optuna_port.py::test_the_sampler_seed_seeds_the_local_engine",

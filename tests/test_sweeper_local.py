@@ -61,6 +61,23 @@ def test_grid_sweep_finds_the_known_optimum(tmp_path: Path) -> None:
                                            dict(p.split("=") for p in trial["params"])["opt"], 3)
 
 
+def test_a_grid_sweep_needs_no_optuna_and_runs_the_grid_in_order(tmp_path: Path) -> None:
+    """A grid is enumerated, not sampled: without optuna installed (the local-sweeps extra) it runs, trial N
+    being the grid's N-th point, up to max_trial_count."""
+    hide = ("import runpy, sys; sys.modules['optuna'] = None; sys.argv = sys.argv[1:]; "
+            "runpy.run_path(sys.argv[0], run_name='__main__')")
+    cmd = [sys.executable, "-c", hide, str(APP), "-m", "hydra/sweeper=vertex_vizier",
+           f"hydra.sweep.dir={tmp_path / 'sweep'}", "hydra.sweeper.parallel_trial_count=2",
+           "hydra.sweeper.algorithm=grid", "hydra.sweeper.max_trial_count=5", "x=choice(0,1,2)", "opt=a,b", "n=3"]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trials = results(tmp_path)["trials"]
+    assert [t["id"] for t in trials] == ["1", "2", "3", "4", "5"]
+    assert [t["params"] for t in trials] == [["x=0", "opt=a"], ["x=0", "opt=b"], ["x=1", "opt=a"], ["x=1", "opt=b"],
+                                            ["x=2", "opt=a"]]
+    assert all(t["value"] == pytest.approx(value_of(t["params"], n=3)) for t in trials)
+
+
 def test_bayesian_sweep_gets_near_the_optimum(tmp_path: Path) -> None:
     run_sweep(tmp_path, "hydra.sweeper.max_trial_count=12", "x=interval(0,4)", "opt=a,b")
     res = results(tmp_path)
@@ -90,7 +107,8 @@ def test_failed_trials_within_budget_complete(tmp_path: Path) -> None:
 
 
 def test_too_many_failed_trials_stop_the_study(tmp_path: Path) -> None:
-    proc = run_sweep(tmp_path, "hydra.sweeper.algorithm=grid", "hydra.sweeper.max_failed_trial_count=2",
+    # random search: Optuna is told of each failed trial (a grid needs no sampler)
+    proc = run_sweep(tmp_path, "hydra.sweeper.algorithm=random", "hydra.sweeper.max_failed_trial_count=2",
                      "hydra.sweeper.parallel_trial_count=1", "fail_when_x_below=10", "x=choice(0,1,2,3)",
                      check=False)
     assert proc.returncode != 0

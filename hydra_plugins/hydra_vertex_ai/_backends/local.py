@@ -191,14 +191,14 @@ class LocalBackend(Backend):
 
     def run_tuning_job(self, job: Dict[str, Any], outputs: Optional[Outputs] = None) -> TuningOutcome:
         """Run the study on this machine; the engine runs in a thread so Ctrl-C can stop it cleanly."""
-        from .local_study import require_optuna
+        from .local_study import require_engine
 
         with self._fork_servers():
             if self.forks is not None:  # its imports overlap optuna's and the study's set-up
                 trials = {"jobSpec": job["trialJobSpec"]}
                 prepare_fork_server(trials, self.forks, thread_env(trials, int(job.get("parallelTrialCount") or 1)),
                                     self.env_passthrough)
-            require_optuna()  # fails here, in the main thread, with what to install
+            require_engine(job["studySpec"])  # fails here, in the main thread, with what to install
             return self._run_study(job)
 
     def _run_study(self, job: Dict[str, Any]) -> TuningOutcome:

@@ -1,4 +1,5 @@
-"""The local study engine: a HyperparameterTuningJob's trials, proposed by Optuna, run as local CustomJobs.
+"""The local study engine: a HyperparameterTuningJob's trials, proposed by Optuna (a grid search's are the grid's
+points, in order, with no optuna needed), run as local CustomJobs.
 
 It reads the same REST-shaped tuning job Vertex would get, starts each trial with the trial job spec's
 command plus Vertex-style `--id=value` flags (numbers formatted as Vertex sends them: DISCRETE values as
@@ -11,7 +12,6 @@ import logging
 import math
 import statistics
 import threading
-import warnings
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -78,13 +78,69 @@ def require_optuna() -> Any:
     return optuna
 
 
+def is_grid(study_spec: Mapping[str, Any]) -> bool:
+    """GRID_SEARCH: the engine enumerates the grid itself, with no sampler, so it needs no optuna."""
+    return study_spec.get("algorithm") == "GRID_SEARCH"
+
+
+def require_engine(study_spec: Mapping[str, Any]) -> None:
+    """Fail now, saying what to install, if this study's algorithm needs optuna and it is missing."""
+    if not is_grid(study_spec):
+        require_optuna()
+
+
 def _sampler(study_spec: Mapping[str, Any], seed: Optional[int] = None) -> Any:
     optuna = require_optuna()
 
-    algorithm = study_spec.get("algorithm", "ALGORITHM_UNSPECIFIED")
-    if algorithm in ("RANDOM_SEARCH", "GRID_SEARCH"):  # grid points are enqueued, see _LocalStudy
+    if study_spec.get("algorithm") == "RANDOM_SEARCH":
         return optuna.samplers.RandomSampler(seed=seed)
     return optuna.samplers.TPESampler(seed=seed)  # Vertex's default algorithm is Bayesian optimization
+
+
+class _OptunaProposer:
+    """Trials proposed by Optuna's sampler (random search, Bayesian optimization) and told their results."""
+
+    def __init__(self, study_spec: Mapping[str, Any], maximize: bool, seed: Optional[int]) -> None:
+        self.optuna = require_optuna()
+        self.optuna.logging.set_verbosity(self.optuna.logging.WARNING)
+        self.study = self.optuna.create_study(direction="maximize" if maximize else "minimize",
+                                              sampler=_sampler(study_spec, seed))
+
+    def ask(self) -> Any:
+        return self.study.ask()
+
+    def tell(self, trial: Any, value: Optional[float]) -> None:
+        """The trial's final value; None: it failed."""
+        if value is None:
+            self.study.tell(trial, state=self.optuna.trial.TrialState.FAIL)
+        else:
+            self.study.tell(trial, value)
+
+
+class _GridPoint:
+    """One grid point, handing out its values as an Optuna trial hands out its suggestions (`_suggest`)."""
+
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        self.values = values
+
+    def suggest_float(self, pid: str, *args: Any, **kwargs: Any) -> Any:
+        return self.values[pid]
+
+    suggest_int = suggest_categorical = suggest_float
+
+
+class _GridProposer:
+    """Every grid point, in order (`_grid`): a trial per point until they are used up."""
+
+    def __init__(self, points: List[Dict[str, Any]]) -> None:
+        self.points, self.asked = points, 0
+
+    def ask(self) -> _GridPoint:
+        self.asked += 1
+        return _GridPoint(self.points[self.asked - 1])
+
+    def tell(self, trial: Any, value: Optional[float]) -> None:
+        pass  # the next point does not depend on the results
 
 
 def _grid(parameters: List[Mapping[str, Any]]) -> List[Dict[str, Any]]:
@@ -184,7 +240,7 @@ def select_measurement(
 
 @dataclass
 class _Trial:
-    optuna_trial: Any
+    proposed: Any  # the proposer's trial: Optuna's, or a grid point
     rest: Dict[str, Any]
     workdir: Path
     future: "Optional[Future[JobOutcome]]" = field(default=None)
@@ -219,9 +275,6 @@ class _LocalStudy:
         self, job: Mapping[str, Any], job_id: str, workdir: Path, cancel: threading.Event, on_update: TrialsCallback,
         seed: Optional[int] = None,
     ) -> None:
-        optuna = require_optuna()
-
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
         spec = job["studySpec"]
         self.metric_id = spec["metrics"][0]["metricId"]
         self.maximize = spec["metrics"][0].get("goal") == "MAXIMIZE"
@@ -234,16 +287,13 @@ class _LocalStudy:
         self.parallel = max(1, int(job.get("parallelTrialCount") or 1))
         self.max_failed = int(job.get("maxFailedTrialCount") or 0)
         self.trial_job = {"displayName": job.get("displayName", job_id), "jobSpec": job["trialJobSpec"], "labels": {}}
-        self.study = optuna.create_study(direction="maximize" if self.maximize else "minimize", sampler=_sampler(spec, seed))
-        if spec.get("algorithm") == "GRID_SEARCH":
-            # Optuna's GridSampler stops the study from inside tell(), which ask/tell does not allow:
-            # enqueue every grid point instead, in order, and stop when they are used up.
+        self.proposer: Any
+        if is_grid(spec):
             points = _grid(self.parameters)
-            with warnings.catch_warnings():  # optuna 2.x calls enqueue_trial experimental; it is stable since 3.0
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                for point in points[: self.max_trials]:
-                    self.study.enqueue_trial(point)
             self.max_trials = min(self.max_trials, len(points))
+            self.proposer = _GridProposer(points[: self.max_trials])
+        else:
+            self.proposer = _OptunaProposer(spec, self.maximize, seed)
         self.job_id, self.workdir, self.cancel, self.on_update = job_id, workdir, cancel, on_update
         self.stop = threading.Event()  # stops running trials: user cancel, or too many failures
         self.median_stopping = "medianAutomatedStoppingSpec" in spec
@@ -289,13 +339,13 @@ class _LocalStudy:
 
     def _start(self, pool: ThreadPoolExecutor) -> _Trial:
         trial_id = str(len(self.trials) + 1)  # Vertex numbers trials from 1; the entry makes hydra.job.num id - 1
-        optuna_trial = self.study.ask()
+        proposed = self.proposer.ask()
         params, flags = [], []
-        for pid, value, text in _suggest_active(optuna_trial, self.parameters):
+        for pid, value, text in _suggest_active(proposed, self.parameters):
             params.append({"parameterId": pid, "value": value})
             flags.append(f"--{pid}={text}")
         rest = {"id": trial_id, "state": "ACTIVE", "parameters": params, "startTime": _now()}
-        trial = _Trial(optuna_trial, rest, self.workdir / trial_id)
+        trial = _Trial(proposed, rest, self.workdir / trial_id)
         trial.workdir.mkdir(parents=True, exist_ok=True)
         trial.future = pool.submit(
             run_custom_job,
@@ -326,18 +376,16 @@ class _LocalStudy:
             trial.stop.set()
 
     def _finish(self, trial: _Trial, outcome: JobOutcome) -> None:
-        optuna = require_optuna()
-
         measurements = read_measurements(trial.workdir / METRICS_FILE, self.metric_id)
         final = select_measurement(measurements, self.selection, self.maximize)
         trial.rest.update(measurements=measurements, endTime=_now())
         if (outcome.state == SUCCEEDED or trial.stopped_early) and final is not None:
             trial.rest.update(state="SUCCEEDED", finalMeasurement=final)
-            self.study.tell(trial.optuna_trial, final["metrics"][0]["value"])
+            self.proposer.tell(trial.proposed, final["metrics"][0]["value"])
         else:
             reason = outcome.error if outcome.state != SUCCEEDED else f"no value reported for metric '{self.metric_id}'"
             trial.rest.update(state="INFEASIBLE", infeasibleReason=reason)
-            self.study.tell(trial.optuna_trial, state=optuna.trial.TrialState.FAIL)
+            self.proposer.tell(trial.proposed, None)
             self.failed += outcome.state != CANCELLED
         self._notify()
 
