@@ -126,7 +126,7 @@ def test_a_job_stopped_as_soon_as_it_is_forked_is_stopped(tmp_path: Path) -> Non
 
 
 def test_a_local_study_forks_every_trial_from_one_server(tmp_path: Path) -> None:
-    """The study's server starts before its first trial (its imports overlap optuna's), with the environment
+    """The study's server starts before its first trial (its imports overlap the staging), with the environment
     the trials get: one server for the whole study, every trial forked from it, each in its own process."""
     out, sweep = tmp_path / "records", tmp_path / "sweep"
     args = ["-m", "hydra/sweeper=vertex_vizier", "hydra.sweeper.backend=local", "hydra.sweeper.algorithm=grid",
@@ -139,3 +139,24 @@ def test_a_local_study_forks_every_trial_from_one_server(tmp_path: Path) -> None
     assert [r["forked"] for r in found.values()] == [True] * 3
     assert len({r["pid"] for r in found.values()}) == 3
     assert len(list(sweep.glob(".vertex_ai/*/forkserver-*"))) == 1, "a second server: the trials' env was mispredicted"
+
+
+def test_a_study_sessions_fork_server_ends_with_the_session_even_if_the_study_never_runs(tmp_path: Path) -> None:
+    """The sweeper opens the study's session before staging, and the local backend starts the trials' fork
+    server then; when staging fails (or Ctrl-C comes) before the study runs, the server ends with the session."""
+    import pytest
+
+    from hydra_plugins.hydra_vertex_ai._backends.local import LocalBackend
+    from hydra_plugins.hydra_vertex_ai._staging import Staging
+
+    backend = LocalBackend(Staging.of(str(tmp_path / "staging"), "s1"), warm_start=True)
+    job = {"parallelTrialCount": 2, "trialJobSpec": {"workerPoolSpecs": [{"replicaCount": "1", "containerSpec": {
+        "imageUri": "local/test", "command": ["python", "-m", ENTRY_MODULE, "payload.pkl"]}}]}}  # fmt: skip
+    with pytest.raises(RuntimeError, match="staging failed"):
+        with backend.tuning_session(job):
+            assert backend.forks is not None
+            servers = list(backend.forks._servers.values())
+            assert len(servers) == 1 and servers[0]._proc.poll() is None  # started ahead of the study
+            raise RuntimeError("staging failed")
+    assert backend.forks is None
+    assert servers[0]._proc.poll() is not None, "the fork server outlived the session"

@@ -100,13 +100,15 @@ def _sweep(sweeper: "VertexVizierSweeper", arguments: List[str]) -> List[List[Jo
     outputs = backend.outputs_of(str(sweep_dir))
     try:
         if conf.resume is None:
-            if packages is not None:
-                _packaging.stage_packages(packages)
-            _stage(sweeper, backend, space, parameter_map, conf, str(sweep_dir))
-            _record(backend, conf, sweep_id, str(config.hydra.job.name), str(sweep_dir), parameter_map, list(space.fixed))
-            log.info("Vertex Vizier sweeper (%s backend): %d parameter(s), %d trial(s), staging %s",
-                     conf.backend.value, len(space.parameters), conf.max_trial_count, staging.root)
-            outcome = backend.run_tuning_job(job, outputs)
+            with backend.tuning_session(job):
+                if packages is not None:
+                    _packaging.stage_packages(packages)
+                _stage(sweeper, backend, space, parameter_map, conf, str(sweep_dir))
+                _record(backend, conf, sweep_id, str(config.hydra.job.name), str(sweep_dir), parameter_map,
+                        list(space.fixed))
+                log.info("Vertex Vizier sweeper (%s backend): %d parameter(s), %d trial(s), staging %s",
+                         conf.backend.value, len(space.parameters), conf.max_trial_count, staging.root)
+                outcome = backend.run_tuning_job(job, outputs)
         else:
             outcome = backend.attach_tuning_job(_resume_target(conf), outputs)
     except KeyboardInterrupt:
