@@ -1,8 +1,12 @@
-"""Composition shortcuts that change no result: our ConfigStore entries are built once per process."""
+"""Composition shortcuts that change no result: our ConfigStore entries are built once per process, a sweep's
+jobs of one shape are derived from one composition, and so are a local study's trials."""
+import os
+import subprocess
+import sys
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, List, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Tuple
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -167,3 +171,54 @@ def test_a_sweep_of_plain_values_is_composed_once_per_shape(hydra_app: Tuple[Any
     assert [OmegaConf.to_yaml(c) for c in configs] == [OmegaConf.to_yaml(loader.load_sweep_config(master, o))
                                                        for o in sweep]
     assert configs[15].url == "pg.local:5" and configs[15].hydra.job.override_dirname == "db=postgres,name=n5,port=5"
+
+
+TRIAL_APP = Path(__file__).parent / "apps" / "trial_template" / "app.py"
+
+
+def _trial_files(sweep: Path) -> Dict[str, str]:
+    """Every trial's .hydra files, with what differs between two runs of one study by design masked: the sweep
+    dir, the sweep id in the job id, and the warm start setting itself."""
+    import re
+
+    files = {}
+    for path in sorted(sweep.glob("*/.hydra/*.yaml")):
+        text = path.read_text().replace(str(sweep), "SWEEP")
+        text = re.sub(r"id: \S+-study-(\d+)", r"id: STUDY-\1", text)
+        files[str(path.relative_to(sweep))] = re.sub(r"local_warm_start[:=] ?(true|false)", "WARM", text)
+    return files
+
+
+def _templates_shipped(sweep: Path) -> List[Any]:
+    from hydra_plugins.hydra_vertex_ai import _payload
+
+    [payload] = list(sweep.glob(".vertex_ai/*/study/payload.pkl"))
+    return list(_payload.loads(payload.read_bytes()).trial_templates)
+
+
+def test_trials_derive_their_configs_exactly_as_hydra_composes_them(tmp_path: Path) -> None:
+    """With local warm start the sweeper ships the trial shapes it verified (`_compose_cache`), and trials derive
+    their configs from them instead of composing: every file Hydra writes for every trial is the one Hydra's own
+    composition gives (local_warm_start=false: each trial composes). The study varies a plain value, a plain
+    choice and a config group (two shapes), with a fixed `+key`, interpolations, a script's resolver, and an
+    env_copy of a variable whose value differs in every trial from the launching process's."""
+    args = ["-m", "hydra/sweeper=vertex_vizier", "hydra.sweeper.backend=local", "hydra.sweeper.algorithm=grid",
+            "hydra.sweeper.max_trial_count=12", "hydra.sweeper.parallel_trial_count=2",
+            f"hydra.sweeper.snapshot.root={TRIAL_APP.parent}", "hydra.job.env_copy=[CLOUD_ML_TRIAL_ID]", "+extra=1",
+            "n=3", "lr=choice(0.001,0.01,0.1)", "model=choice(small,large)", "opt=choice(adam,sgd)"]
+    files = {}
+    for warm in ("true", "false"):
+        sweep = tmp_path / warm
+        done = subprocess.run(
+            [sys.executable, str(TRIAL_APP), *args, f"hydra.sweep.dir={sweep}", f"hydra.sweeper.local_warm_start={warm}"],
+            cwd=TRIAL_APP.parent, capture_output=True, text=True, timeout=300,
+            env={**os.environ, "CLOUD_ML_TRIAL_ID": "launcher"})
+        assert done.returncode == 0, done.stderr[-3000:]
+        files[warm] = _trial_files(sweep)
+    shipped = _templates_shipped(tmp_path / "true")
+    assert len(shipped) == 2, "both shapes (model=small, model=large) verified and shipped"
+    assert _templates_shipped(tmp_path / "false") == []
+    assert len(files["true"]) == 12 * 3
+    assert files["true"] == files["false"]
+    hydra_yaml = files["true"]["4/.hydra/hydra.yaml"]
+    assert "env_set:\n      CLOUD_ML_TRIAL_ID: '5'\n" in hydra_yaml  # the trial's own environment, not the launcher's

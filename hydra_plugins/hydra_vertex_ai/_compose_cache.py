@@ -12,8 +12,15 @@ A value counts as plain only where Hydra itself treated it as a value: a `key=va
 composed config, with a scalar value. Anything else is part of the shape, and a new shape is composed by
 Hydra. The first job derived for each shape is also composed by Hydra and compared (YAML, byte for byte); on
 any difference, or any error while deriving, that shape is always composed by Hydra from then on.
+
+What Hydra's composition takes from where it runs rather than from files and overrides (the working dir, the
+config sources, `hydra.job.env_copy`'s values, Hydra's version and version base, the master's resolver cache) is
+taken again for every derived job, where it is derived. That is what lets a study's trials derive their configs
+from the shapes the sweeper verified (`TrialTemplate`): a trial runs in its own environment, from the shipped
+source's config files, which hold what the sweeper's did.
 """
 import logging
+import os
 import pickle
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -23,6 +30,16 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 log = logging.getLogger(__name__)
 
 _SCALARS = (str, int, float, bool, type(None))
+
+
+@dataclass(frozen=True)
+class TrialTemplate:
+    """A verified shape, shipped to a study's trials: the override lines it was composed with, which of them are
+    plain values, and the composed config, pickled."""
+
+    lines: Tuple[str, ...]
+    plain: Tuple[int, ...]
+    template: bytes
 
 
 @dataclass
@@ -48,6 +65,26 @@ class SweepComposer:
         # each override line parsed once: the sweep's hydra.* overrides come with every job (parsing them
         # again per job was half the launcher's CPU at 500 jobs); an Override is only read once parsed
         self._parsed: Dict[str, Any] = {}
+
+    @classmethod
+    def with_templates(cls, config_loader: Any, master_config: DictConfig,
+                       templates: Sequence[TrialTemplate]) -> "SweepComposer":
+        """A composer that derives jobs of the shapes another composer verified (the sweeper's, for a trial)."""
+        composer = cls(config_loader, master_config)
+        for shipped in templates:
+            try:
+                parsed = composer._parse(list(shipped.lines))
+            except Exception:  # not parseable here: jobs of this shape are composed by Hydra
+                continue
+            plain = list(shipped.plain)
+            composer.plain_of[_rough_key(parsed)] = plain
+            composer.shapes[_key(parsed, plain)] = _Shape(parsed, shipped.template, plain, verified=True)
+        return composer
+
+    def templates(self) -> List[TrialTemplate]:
+        """The shapes whose derived job Hydra's composition has confirmed, for trials to derive from."""
+        return [TrialTemplate(tuple(o.input_line for o in shape.parsed), tuple(shape.plain), shape.template)
+                for shape in self.shapes.values() if shape.verified and not shape.broken and shape.template]
 
     def compose(self, overrides: Sequence[str]) -> DictConfig:
         try:
@@ -110,9 +147,27 @@ class SweepComposer:
             with open_dict(config.hydra):
                 config.hydra.job.override_dirname = _overrides_dirname(
                     app, exclude_keys=list(dirname.exclude_keys), item_sep=dirname.item_sep, kv_sep=dirname.kv_sep)
+            self._take_runtime(config)
             return config
         except Exception:  # Hydra's composition raises the error the user should see
             return None
+
+
+    def _take_runtime(self, config: DictConfig) -> None:
+        """What Hydra's composition (`_load_configuration_impl`, then `load_sweep_config`) takes from the process
+        it runs in, taken from this one, as Hydra takes it."""
+        from hydra import __version__, version
+        from hydra.conf import ConfigSourceInfo
+
+        with open_dict(config.hydra):
+            for key in config.hydra.job.env_copy:
+                config.hydra.job.env_set[key] = os.environ[key]
+        config.hydra.runtime.version = __version__
+        config.hydra.runtime.version_base = version.getbase()
+        config.hydra.runtime.cwd = os.getcwd()
+        config.hydra.runtime.config_sources = [ConfigSourceInfo(path=x.path, schema=x.scheme(), provider=x.provider)
+                                               for x in self.loader.get_sources()]
+        OmegaConf.copy_cache(from_config=self.master, to_config=config)
 
 
 def _pickled(config: DictConfig) -> Optional[bytes]:

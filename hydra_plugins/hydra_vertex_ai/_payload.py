@@ -71,6 +71,9 @@ class JobPayload:
     metric_id: Optional[str] = None
     # Sweeper only: the sweep dir as the container sees it (each trial composes its config there).
     sweep_dir: Optional[str] = None
+    # Sweeper, local warm start: shapes of trial configs the sweeper verified, which trials derive their config
+    # from instead of composing it (`_compose_cache.TrialTemplate`); empty: every trial composes with Hydra.
+    trial_templates: List[Any] = field(default_factory=list)
 
 
 # Versions compared by major.minor whatever the body holds, and those compared only for code by value.

@@ -25,6 +25,7 @@ from . import (
 )
 from ._backends import factory
 from ._backends.base import Backend, TuningOutcome, failure_line, failure_summary, final_value
+from ._compose_cache import SweepComposer
 from ._errors import ConfigError, StudyFailedError
 from ._signals import interrupts
 from ._staging import (
@@ -39,7 +40,7 @@ from ._staging import (
     write_manifest,
 )
 from ._vertex_facts import SUCCEEDED, short_state, stops_early
-from .config import Goal, VertexVizierSweeperConf
+from .config import BackendKind, Goal, VertexVizierSweeperConf
 
 if TYPE_CHECKING:
     from .vertex_vizier_sweeper import VertexVizierSweeper
@@ -78,8 +79,9 @@ def _sweep(sweeper: "VertexVizierSweeper", arguments: List[str]) -> List[List[Jo
     if conf.resume is None:
         space = _conditional(sweeper, space, conf)
     parameter_map = _search_space.parameter_map(space)
+    composer = None
     if conf.resume is None:
-        _check_composes(sweeper, space, parameter_map)
+        composer = _check_composes(sweeper, space, parameter_map)
     sweep_dir = Path(str(config.hydra.sweep.dir))
     staging = backend.staging
     packages = _packaging.for_launch(conf, CONFIG_KEY, sweeper.task_function, staging)
@@ -101,9 +103,11 @@ def _sweep(sweeper: "VertexVizierSweeper", arguments: List[str]) -> List[List[Jo
     try:
         if conf.resume is None:
             with backend.tuning_session(job):
+                assert composer is not None
+                templates = _trial_templates(composer, space, parameter_map, conf)
                 if packages is not None:
                     _packaging.stage_packages(packages)
-                _stage(sweeper, backend, space, parameter_map, conf, str(sweep_dir))
+                _stage(sweeper, backend, space, parameter_map, conf, str(sweep_dir), templates)
                 _record(backend, conf, sweep_id, str(config.hydra.job.name), str(sweep_dir), parameter_map,
                         list(space.fixed))
                 log.info("Vertex Vizier sweeper (%s backend): %d parameter(s), %d trial(s), staging %s",
@@ -216,19 +220,41 @@ def _conditional(
                              lambda group: bool(loader.get_group_options(group)), stated, CONFIG_KEY)
 
 
-def _check_composes(
-    sweeper: "VertexVizierSweeper", space: "_search_space.SearchSpace", parameter_map: Mapping[str, Any]
-) -> None:
-    """Compose a few trials here, so a typo'd key or a missing config group fails before any trial runs."""
+def _check_composes(sweeper: "VertexVizierSweeper", space: "_search_space.SearchSpace",
+                    parameter_map: Mapping[str, Any]) -> SweepComposer:
+    """Compose a few trials here, so a typo'd key or a missing config group fails before any trial runs; the
+    composer that did, with their shapes (`_trial_templates`)."""
     assert sweeper.hydra_context is not None and sweeper.config is not None
-    conditions = _search_space.conditions_of(space)
+    composer = SweepComposer(sweeper.hydra_context.config_loader, sweeper.config)
     for sample in _sample_values(space)[:_MAX_CHECK_COMPOSITIONS]:
-        values = {pid: v for pid, v in sample.items() if _search_space.is_active(conditions, sample, pid)}
-        overrides = list(space.fixed) + _search_space.overrides_from_values(parameter_map, values)
+        overrides = _sample_overrides(space, parameter_map, sample)
         try:
-            sweeper.hydra_context.config_loader.load_sweep_config(sweeper.config, overrides)
+            composer.compose(overrides)
         except Exception as e:  # the search space names a key or an option the config does not have
             raise ConfigError(f"{CONFIG_KEY}.params", f"a trial with overrides {overrides} cannot be composed: {e}") from e
+    return composer
+
+
+def _sample_overrides(space: "_search_space.SearchSpace", parameter_map: Mapping[str, Any],
+                      sample: Mapping[str, Any]) -> List[str]:
+    """A trial's overrides for `sample`'s values, as the trial builds them: the fixed ones, then the active ones."""
+    conditions = _search_space.conditions_of(space)
+    values = {pid: v for pid, v in sample.items() if _search_space.is_active(conditions, sample, pid)}
+    return list(space.fixed) + _search_space.overrides_from_values(parameter_map, values)
+
+
+def _trial_templates(composer: SweepComposer, space: "_search_space.SearchSpace", parameter_map: Mapping[str, Any],
+                     conf: VertexVizierSweeperConf) -> List[Any]:
+    """On the local backend with warm start, the trial shapes whose derivation Hydra's composition confirmed here
+    (`_compose_cache`): trials derive their configs from them. One more trial, every parameter at its other end,
+    confirms the first one's shape; where that cannot be shown, trials compose as they do on Vertex."""
+    if conf.backend != BackendKind.local or not conf.local_warm_start:
+        return []
+    try:
+        composer.compose(_sample_overrides(space, parameter_map, _last_values(space)))
+    except Exception as e:  # refused by the config (a trial with these values would fail alike): no template
+        log.debug("no verified trial template: %r", e)
+    return composer.templates()
 
 
 def _sample_values(space: "_search_space.SearchSpace") -> List[Dict[str, Any]]:
@@ -239,6 +265,15 @@ def _sample_values(space: "_search_space.SearchSpace") -> List[Dict[str, Any]]:
         if "categoricalValueSpec" in p.spec:
             samples += [{**base, p.parameter_id: v} for v in _values_of(p.spec)[1:]]
     return samples
+
+
+def _last_values(space: "_search_space.SearchSpace") -> Dict[str, Any]:
+    """One trial with every parameter at its last value (its maximum, its last listed value)."""
+    last = {}
+    for p in space.parameters:
+        kind = "doubleValueSpec" if "doubleValueSpec" in p.spec else "integerValueSpec"
+        last[p.parameter_id] = float(p.spec[kind]["maxValue"]) if kind in p.spec else _values_of(p.spec)[-1]
+    return last
 
 
 def _values_of(spec: Mapping[str, Any]) -> List[Any]:
@@ -257,6 +292,7 @@ def _stage(
     parameter_map: Dict[str, Any],
     conf: VertexVizierSweeperConf,
     sweep_dir: str,
+    templates: List[Any],
 ) -> None:
     """One payload for the whole study: every trial composes its own config from it and its flags."""
     assert sweeper.hydra_context is not None and sweeper.task_function is not None and sweeper.config is not None
@@ -270,6 +306,7 @@ def _stage(
         fixed_overrides=list(space.fixed),
         metric_id=conf.metric_id,
         sweep_dir=backend.container_path(sweep_dir),
+        trial_templates=templates,
     )
     stage(staging, conf.snapshot, CONFIG_KEY, sweeper.hydra_context, sweeper.task_function, staging.study_context,
           {staging.study_payload: payload})

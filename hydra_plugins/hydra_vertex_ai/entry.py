@@ -213,7 +213,7 @@ def _job_config(payload: Any, context: Any, trial_flags: List[str], trial_id: Op
         from ._search_space import trial_overrides
 
         overrides = list(payload.fixed_overrides) + trial_overrides(payload.parameters, trial_flags, payload.conditions)
-        config = context.hydra_context.config_loader.load_sweep_config(payload.config, overrides)
+        config = _trial_config(context.hydra_context.config_loader, payload, overrides)
         with open_dict(config):
             # Vertex numbers trials from 1 (CLOUD_ML_TRIAL_ID); Hydra's sweepers number jobs from 0
             config.hydra.job.num = int(trial_id) - 1 if trial_id.isdigit() and int(trial_id) > 0 else 0
@@ -237,6 +237,17 @@ def _job_config(payload: Any, context: Any, trial_flags: List[str], trial_id: Op
         with read_write(config.hydra.sweep):
             config.hydra.sweep.subdir = f"{config.hydra.sweep.subdir}/{task['type']}-{task.get('index', 0)}"
     return config
+
+
+def _trial_config(loader: Any, payload: Any, overrides: List[str]) -> Any:
+    """Hydra's `load_sweep_config` of the trial's overrides: derived from a template the sweeper verified when the
+    overrides have its shape (local warm start: 50-100 ms less per trial), composed by Hydra otherwise."""
+    templates = getattr(payload, "trial_templates", None)
+    if not templates:
+        return loader.load_sweep_config(payload.config, overrides)
+    from ._compose_cache import SweepComposer
+
+    return SweepComposer.with_templates(loader, payload.config, templates).compose(overrides)
 
 
 def _as_spawned_process(config: Any, spawned: List[str]) -> None:
