@@ -14,10 +14,11 @@ Hydra. The first job derived for each shape is also composed by Hydra and compar
 any difference, or any error while deriving, that shape is always composed by Hydra from then on.
 
 What Hydra's composition takes from where it runs rather than from files and overrides (the working dir, the
-config sources, `hydra.job.env_copy`'s values, Hydra's version and version base, the master's resolver cache) is
-taken again for every derived job, where it is derived. That is what lets a study's trials derive their configs
-from the shapes the sweeper verified (`TrialTemplate`): a trial runs in its own environment, from the shipped
-source's config files, which hold what the sweeper's did.
+config sources, `hydra.job.env_copy`'s values, Hydra's version and version base) is taken again for a job
+derived from a template composed in another process; the master's resolver cache is copied for every derived
+job, as `load_sweep_config` copies it. That is what lets a study's trials derive their configs from the shapes
+the sweeper verified (`TrialTemplate`): a trial runs in its own environment, from the shipped source's config
+files, which hold what the sweeper's did.
 """
 import logging
 import os
@@ -56,8 +57,10 @@ class _Shape:
 class SweepComposer:
     """`compose(overrides)` == `config_loader.load_sweep_config(master_config, overrides)`, memoized by shape."""
 
-    def __init__(self, config_loader: Any, master_config: DictConfig) -> None:
+    def __init__(self, config_loader: Any, master_config: DictConfig, elsewhere: bool = False) -> None:
         self.loader, self.master = config_loader, master_config
+        # deriving from templates composed in another process (a trial's): see _take_runtime
+        self.elsewhere = elsewhere
         self.hydra_overrides: List[str] = list(OmegaConf.to_container(master_config.hydra.overrides.hydra))  # type: ignore[arg-type]
         self.plain_of: Dict[Tuple[Any, ...], List[int]] = {}  # look-alike overrides -> which are plain values
         self.shapes: Dict[Tuple[Any, ...], _Shape] = {}
@@ -70,7 +73,7 @@ class SweepComposer:
     def with_templates(cls, config_loader: Any, master_config: DictConfig,
                        templates: Sequence[TrialTemplate]) -> "SweepComposer":
         """A composer that derives jobs of the shapes another composer verified (the sweeper's, for a trial)."""
-        composer = cls(config_loader, master_config)
+        composer = cls(config_loader, master_config, elsewhere=True)
         for shipped in templates:
             try:
                 parsed = composer._parse(list(shipped.lines))
@@ -147,15 +150,17 @@ class SweepComposer:
             with open_dict(config.hydra):
                 config.hydra.job.override_dirname = _overrides_dirname(
                     app, exclude_keys=list(dirname.exclude_keys), item_sep=dirname.item_sep, kv_sep=dirname.kv_sep)
-            self._take_runtime(config)
+            if self.elsewhere:  # in the process that composed the template, they are the template's (2 ms a job)
+                self._take_runtime(config)
+            OmegaConf.copy_cache(from_config=self.master, to_config=config)  # as load_sweep_config does, as of now
             return config
         except Exception:  # Hydra's composition raises the error the user should see
             return None
 
 
     def _take_runtime(self, config: DictConfig) -> None:
-        """What Hydra's composition (`_load_configuration_impl`, then `load_sweep_config`) takes from the process
-        it runs in, taken from this one, as Hydra takes it."""
+        """What Hydra's composition (`_load_configuration_impl`) takes from the process it runs in, taken from
+        this one, as Hydra takes it."""
         from hydra import __version__, version
         from hydra.conf import ConfigSourceInfo
 
@@ -167,7 +172,6 @@ class SweepComposer:
         config.hydra.runtime.cwd = os.getcwd()
         config.hydra.runtime.config_sources = [ConfigSourceInfo(path=x.path, schema=x.scheme(), provider=x.provider)
                                                for x in self.loader.get_sources()]
-        OmegaConf.copy_cache(from_config=self.master, to_config=config)
 
 
 def _pickled(config: DictConfig) -> Optional[bytes]:
