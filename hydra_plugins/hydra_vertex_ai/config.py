@@ -169,7 +169,7 @@ class VertexBackendConf:
     max_parallel: Optional[int] = None
     # local backend: host variables a job sees besides Vertex's, job.env and the documented few (PATH, HOME, ...)
     local_env_passthrough: List[str] = field(default_factory=list)
-    # local backend: fork each job from a warm parent that has imported its third-party packages (false: fresh interpreters)
+    # local backend: jobs forked from a warm parent that imported their packages, trials derive verified configs (false: as on Vertex)
     local_warm_start: bool = True
     # vertex backend: seconds between two status polls of the whole sweep
     poll_interval_s: float = 15.0
