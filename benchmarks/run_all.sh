@@ -8,7 +8,7 @@ LOG="${BENCH_LOG:-/tmp/hydra-vertex-ai-bench/run_all.log}"
 mkdir -p "$(dirname "$LOG")"
 : > "$LOG"
 scripts=(bench_startup.py bench_submit.py bench_entry.py bench_local_sweep.py bench_payload.py bench_first_create.py
-         bench_heavy_local.py bench_python_package.py)
+         bench_heavy_local.py bench_python_package.py bench_sweeper_vertex.py)
 for script in "${scripts[@]}"; do
     if [[ ! -f "$script" ]]; then
         echo "RESULT|$script|—|—|pending: \`$PY benchmarks/$script\`|pending" | tee -a "$LOG"
