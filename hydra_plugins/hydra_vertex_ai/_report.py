@@ -25,10 +25,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
-from . import _figures as figs
 from . import _report_views as views
 from ._backends.vertex_outputs import left_in_bucket
-from ._figures import Figure, trace
+from ._figures import Figure, available, plotly_js, template_json, trace
 from ._staging import replica_log
 from ._vertex_facts import all_parameter_specs, console_link, short_state, stops_early, storage_browser_link
 
@@ -411,7 +410,7 @@ def _number_key(number: str) -> Tuple[int, Union[float, str]]:
 
 
 def _have_plotly() -> bool:
-    if not figs.available():
+    if not available():
         log.info("No report.html: its plots need plotly; to get the report: %s", INSTALL_HINT)
         return False
     return True
@@ -794,13 +793,13 @@ def _page(title: str, summary: Mapping[str, Any], figures: List[Tuple[str, Any]]
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{e(title)}</title><style>{_CSS}</style>",
         # plotly.js, inline: the page opens from disk with no network
-        f'<script type="text/javascript">{figs.plotly_js()}</script>',
+        f'<script type="text/javascript">{plotly_js()}</script>',
         "</head><body>",
         f"<h1>{e(title)}</h1><dl>{facts}</dl>",
         *blocks,
         f"<h2>{e(table_title)}</h2>",
         table,
-        f'<script type="application/json" id="report-template">{_json_for_script(figs.template_json())}</script>',
+        f'<script type="application/json" id="report-template">{_json_for_script(template_json())}</script>',
         f"<script>{_RENDER}</script>",
         "</body></html>",
     ])

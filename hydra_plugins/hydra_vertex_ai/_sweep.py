@@ -269,17 +269,14 @@ def _sample_values(space: "_search_space.SearchSpace") -> List[Dict[str, Any]]:
 
 def _last_values(space: "_search_space.SearchSpace") -> Dict[str, Any]:
     """One trial with every parameter at its last value (its maximum, its last listed value)."""
-    last = {}
-    for p in space.parameters:
-        kind = "doubleValueSpec" if "doubleValueSpec" in p.spec else "integerValueSpec"
-        last[p.parameter_id] = float(p.spec[kind]["maxValue"]) if kind in p.spec else _values_of(p.spec)[-1]
-    return last
+    return {p.parameter_id: _values_of(p.spec)[-1] for p in space.parameters}
 
 
 def _values_of(spec: Mapping[str, Any]) -> List[Any]:
+    """The values a check composes: a range's ends, every listed value."""
     for kind in ("doubleValueSpec", "integerValueSpec"):
         if kind in spec:
-            return [float(spec[kind]["minValue"])]
+            return [float(spec[kind]["minValue"]), float(spec[kind]["maxValue"])]
     if "discreteValueSpec" in spec:
         return [float(v) for v in spec["discreteValueSpec"]["values"]]
     return list(spec["categoricalValueSpec"]["values"])

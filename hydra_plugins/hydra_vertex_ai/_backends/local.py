@@ -61,10 +61,7 @@ class LocalBackend(Backend):
 
     @contextmanager
     def _fork_servers(self) -> Iterator[None]:
-        """The fork servers of one run (with `warm_start`), ended when the run ends; within a run, its own."""
-        if self.forks is not None:
-            yield
-            return
+        """The fork servers of one run (with `warm_start`), ended when the run ends."""
         self.forks = ForkServers(Path(self.staging.root), self._preload) if self.warm_start else None
         try:
             yield
@@ -76,7 +73,10 @@ class LocalBackend(Backend):
     @contextmanager
     def tuning_session(self, job: Dict[str, Any]) -> Iterator[None]:
         """The trials' fork server starts now: its imports (0.2 s and more) overlap the staging and the study's
-        set-up instead of delaying the first trial."""
+        set-up instead of delaying the first trial. Within a session, `run_tuning_job`'s own is that one."""
+        if self.forks is not None:
+            yield
+            return
         with self._fork_servers():
             if self.forks is not None:
                 trials = {"jobSpec": job["trialJobSpec"]}

@@ -133,11 +133,10 @@ class _GridProposer:
     """Every grid point, in order (`_grid`): a trial per point until they are used up."""
 
     def __init__(self, points: List[Dict[str, Any]]) -> None:
-        self.points, self.asked = points, 0
+        self._points = iter(points)
 
     def ask(self) -> _GridPoint:
-        self.asked += 1
-        return _GridPoint(self.points[self.asked - 1])
+        return _GridPoint(next(self._points))
 
     def tell(self, trial: Any, value: Optional[float]) -> None:
         pass  # the next point does not depend on the results
