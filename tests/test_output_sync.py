@@ -139,29 +139,3 @@ def test_a_file_is_uploaded_when_closed_and_lost_when_its_holder_is_killed(bucke
 def _state(pid: int) -> str:
     with open(f"/proc/{pid}/stat") as f:
         return f.read().rsplit(")", 1)[1].split()[0]
-
-
-def test_a_jobs_local_copy_goes_once_all_of_it_is_in_the_bucket(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The temp dir a job ran its outputs in is removed at its end, once every file reached the mount (every
-    job on a stand-in left one in /tmp, checkpoints and all); one holding a file that could not be copied stays."""
-    from omegaconf import OmegaConf
-
-    from hydra_plugins.hydra_vertex_ai import _output_sync
-
-    monkeypatch.setattr(_output_sync, "_sync_on_sigterm", lambda sync: None)  # not this test process's SIGTERM
-    fuse = tmp_path / "gcs"
-    for name, blocked in (("copied", False), ("blocked", True)):
-        target = fuse / "b" / name
-        if blocked:  # a file where the job's folder must go: the copy fails
-            target.mkdir(parents=True)
-            (target / "0").write_text("")
-        config = OmegaConf.create({"hydra": {"sweep": {"dir": str(target)}}})
-        sync = _output_sync.relocate(config, str(fuse), {_output_sync.SYNC_INTERVAL_ENV: "3600"})
-        assert sync is not None
-        local = Path(config.hydra.sweep.dir)
-        (local / "0").mkdir()
-        (local / "0" / "model.ckpt").write_text("weights")
-        sync.close()
-        assert local.exists() == blocked
-        if not blocked:
-            assert (target / "0" / "model.ckpt").read_text() == "weights"

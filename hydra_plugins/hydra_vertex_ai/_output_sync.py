@@ -43,11 +43,9 @@ def on_fuse_mount(path: str, fuse_root: str) -> bool:
 class OutputSync:
     """Copies new and changed files of `local_dir` to `target_dir`, from a thread and on demand."""
 
-    def __init__(self, local_dir: str, target_dir: str, interval: float, owned: bool = False) -> None:
+    def __init__(self, local_dir: str, target_dir: str, interval: float) -> None:
         self.local_dir, self.target_dir, self.interval = Path(local_dir), Path(target_dir), interval
-        self.owned = owned  # `local_dir` is ours (a temp dir): removed at close once all of it is copied
         self._copied: Dict[Path, Tuple[int, int]] = {}
-        self._failed = False  # the last sync left a file uncopied
         # reentrant: a SIGTERM handler may sync while the main thread is inside a sync
         self._lock = threading.RLock()
         self._stop = threading.Event()
@@ -65,7 +63,6 @@ class OutputSync:
     def sync(self) -> None:
         """Copy every file that changed since its last copy; a file that cannot be copied is tried next time."""
         with self._lock:
-            self._failed = False
             for path in sorted(p for p in self.local_dir.rglob("*") if p.is_file()):
                 try:
                     stat = path.stat()
@@ -77,18 +74,14 @@ class OutputSync:
                     shutil.copyfile(path, target)  # opened, written and closed: FUSE uploads it now
                     self._copied[path] = key
                 except OSError as e:
-                    self._failed = True
                     log.warning("cannot copy %s to the bucket: %s", path, e)
 
     def close(self) -> None:
-        """Stop the thread and copy what is left (at exit); then remove our local copy, unless a file could not
-        be copied (it stays, and the warning above says where)."""
+        """Stop the thread and copy what is left (at exit)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=self.interval + 5)
         self.sync()
-        if self.owned and not self._failed:  # else every job on a stand-in left its outputs in the temp dir
-            shutil.rmtree(self.local_dir, ignore_errors=True)
 
 
 def relocate(config: Any, fuse_root: str, environ: Mapping[str, str]) -> Optional[OutputSync]:
@@ -103,7 +96,7 @@ def relocate(config: Any, fuse_root: str, environ: Mapping[str, str]) -> Optiona
     local = tempfile.mkdtemp(prefix="hydra-vertex-ai-outputs-")
     with read_write(config.hydra.sweep):
         config.hydra.sweep.dir = local
-    sync = OutputSync(local, target, interval, owned=True)
+    sync = OutputSync(local, target, interval)
     sync.start()
     _sync_on_sigterm(sync)
     log.debug("hydra output dir %s on local disk, copied to %s every %g s", local, target, interval)
